@@ -8,6 +8,8 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+pytest_plugins = ["tests.comfy_server.fixtures"]
+
 
 @pytest.fixture
 def fixtures_dir() -> Path:
