@@ -1,0 +1,396 @@
+"""``ComfyHub``: ONE websocket per ComfyUI server, shared by every job, routed by ``prompt_id``.
+
+ComfyUI sends execution events only to the socket whose clientId submitted the prompt, so the
+clientId is chosen once per server and persisted (:func:`load_or_create_client_id`), then reused
+across reconnects and restarts. Subscribe to a prompt id *before* posting it (the bot chooses its
+own prompt ids); events of a prompt nobody subscribed to yet are kept briefly, so subscribing
+right after ``POST /prompt`` works too. The hub reconnects with backoff until closed; after a
+reconnect it delivers :class:`~bot.comfy.events.Reconnected` to every open subscription and calls
+the ``on_reconnect`` callbacks, because events sent while it was away are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.comfy.client import ComfyClient
+from bot.comfy.events import (
+    Event,
+    Executing,
+    ExecutionStart,
+    FeatureFlags,
+    PreviewImage,
+    Reconnected,
+    StatusEvent,
+    event_prompt_id,
+    is_terminal,
+    parse_binary,
+    parse_text,
+)
+
+log = logging.getLogger(__name__)
+
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+
+StatusCallback = Callable[[StatusEvent], Awaitable[None]]
+ReconnectCallback = Callable[[], Awaitable[None]]
+
+_CLOSED = object()
+
+
+def _safe_name(server_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", server_name).strip("._") or "server"
+    if safe != server_name:  # keep distinct names distinct after sanitizing
+        safe += "-" + uuid.uuid5(uuid.NAMESPACE_URL, server_name).hex[:8]
+    return safe
+
+
+def client_id_path(data_dir: Path, server_name: str) -> Path:
+    return Path(data_dir) / f"comfy-client-{_safe_name(server_name)}.txt"
+
+
+def load_or_create_client_id(data_dir: Path, server_name: str) -> str:
+    """The persisted websocket clientId for ``server_name``, created (atomically) on first use.
+
+    Small synchronous file I/O: call it at start-up, or through ``asyncio.to_thread``.
+    """
+    path = client_id_path(data_dir, server_name)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+        if re.fullmatch(r"[A-Za-z0-9_-]{8,64}", value):
+            return value
+        log.warning("client id file for %s is unreadable; creating a new id", server_name)
+    except FileNotFoundError:
+        pass
+    value = uuid.uuid4().hex
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(value + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return value
+
+
+class Subscription:
+    """The events of one prompt, as an async iterator backed by a queue. ``close()`` ends it."""
+
+    def __init__(self, hub: ComfyHub, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self._hub = hub
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Subscription(prompt_id={self.prompt_id!r}, closed={self.closed})"
+
+    def _put(self, event: Event) -> None:
+        if not self.closed:
+            self._queue.put_nowait(event)
+
+    def _end(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(_CLOSED)
+
+    def close(self) -> None:
+        """Stop receiving; a pending or later ``get`` ends the iteration."""
+        self._hub._unsubscribe(self)
+        self._end()
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """The next event; ``StopAsyncIteration`` once closed, ``TimeoutError`` after ``timeout``."""
+        if timeout is None:
+            item = await self._queue.get()
+        else:
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # stay ended for later calls
+            raise StopAsyncIteration
+        return item
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ComfyHub:
+    """One websocket to one ComfyUI server, shared by all jobs."""
+
+    def __init__(
+        self,
+        client: ComfyClient,
+        session: aiohttp.ClientSession,
+        client_id: str,
+        *,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        heartbeat: float | None = 30.0,
+        buffer_seconds: float = 30.0,
+        buffer_events: int = 500,
+        buffer_prompts: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._session = session
+        self.client_id = client_id
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.heartbeat = heartbeat
+        self.buffer_seconds = buffer_seconds
+        self.buffer_events = buffer_events
+        self.buffer_prompts = buffer_prompts
+        self._clock = clock
+        self._subs: dict[str, list[Subscription]] = {}
+        self._buffer: dict[str, deque[tuple[float, Event]]] = {}
+        self._status_cbs: list[StatusCallback] = []
+        self._reconnect_cbs: list[ReconnectCallback] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self.queue_remaining: int | None = None
+        self.server_features: dict[str, Any] = {}
+        self.executing_prompt: str | None = None
+        self.connections = 0  # successful connections so far
+
+    def __repr__(self) -> str:
+        return f"ComfyHub(server={self.client.name!r}, connected={self.connected})"
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def connected_event(self) -> asyncio.Event:
+        return self._connected
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until the socket is up; ``False`` if it is not within ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the reader in the background. Never fails: a down server is retried."""
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name=f"comfy-hub-{self.client.name}")
+
+    async def close(self) -> None:
+        """Close the socket, stop the reader and end every subscription."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        ws, self._ws = self._ws, None
+        if ws is not None and not ws.closed:
+            await ws.close()
+        self._connected.clear()
+        for subs in list(self._subs.values()):
+            for sub in subs:
+                sub._end()
+        self._subs.clear()
+        self._buffer.clear()
+
+    async def __aenter__(self) -> ComfyHub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ subscriptions and callbacks
+
+    def subscribe(self, prompt_id: str) -> Subscription:
+        """Events of ``prompt_id`` (already-buffered ones first). Subscribe before posting."""
+        sub = Subscription(self, prompt_id)
+        if self._closing:
+            sub._end()
+            return sub
+        self._subs.setdefault(prompt_id, []).append(sub)
+        self._prune_buffer()
+        for _, event in self._buffer.pop(prompt_id, ()):
+            sub._put(event)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.prompt_id)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._subs[sub.prompt_id]
+
+    def on_status(self, callback: StatusCallback) -> None:
+        """``await callback(StatusEvent)`` on every status broadcast (keep it quick)."""
+        self._status_cbs.append(callback)
+
+    def on_reconnect(self, callback: ReconnectCallback) -> None:
+        """``await callback()`` after every reconnect (not the first connection)."""
+        self._reconnect_cbs.append(callback)
+
+    # ------------------------------------------------------------ the reader
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.reconnect_max, self.reconnect_min * (2 ** min(attempt, 30)))
+        return delay * (0.5 + random.random() / 2)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                ws = await self._connect()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                delay = self._backoff(attempt)
+                attempt += 1
+                log.info("websocket to %s failed (%s); retrying in %.1fs", self.client.name, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            try:
+                await self._on_connected(ws)
+                await self._read(ws)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("websocket to %s lost (%s)", self.client.name, type(exc).__name__)
+            except Exception:
+                log.exception("websocket reader for %s failed; reconnecting", self.client.name)
+            finally:
+                self._connected.clear()
+                self._ws = None
+                if not ws.closed:
+                    await asyncio.shield(ws.close())
+            if not self._closing:
+                delay = self._backoff(0)
+                log.info("websocket to %s closed; reconnecting in %.1fs", self.client.name, delay)
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        async with asyncio.timeout(self.client.timeout):
+            return await self._session.ws_connect(
+                self.client.ws_url(self.client_id),
+                headers=self.client.auth_headers(),
+                heartbeat=self.heartbeat,
+                max_msg_size=64 * 1024 * 1024,
+                autoping=True,
+            )
+
+    async def _on_connected(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        await ws.send_str(json.dumps(FEATURE_FLAGS))
+        self._ws = ws
+        self.connections += 1
+        reconnect = self.connections > 1
+        self.executing_prompt = None
+        self._connected.set()
+        log.info("websocket to %s connected%s", self.client.name, " again" if reconnect else "")
+        if reconnect or self._subs:
+            for prompt_id, subs in list(self._subs.items()):
+                for sub in list(subs):
+                    sub._put(Reconnected(prompt_id))
+        if reconnect:
+            for callback in list(self._reconnect_cbs):
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("on_reconnect callback failed")
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                event = parse_text(msg.data)
+                if event is not None:
+                    await self._dispatch(event)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                preview = parse_binary(msg.data)
+                if preview is not None:
+                    if preview.prompt_id is None and self.executing_prompt is not None:
+                        preview = PreviewImage(preview.image, preview.image_type, preview.node_id, self.executing_prompt)
+                    await self._dispatch(preview)
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                log.info("websocket to %s errored: %s", self.client.name, type(ws.exception()).__name__)
+                break
+
+    async def _dispatch(self, event: Event) -> None:
+        if isinstance(event, StatusEvent):
+            if event.queue_remaining is not None:
+                self.queue_remaining = event.queue_remaining
+            for callback in list(self._status_cbs):
+                try:
+                    await callback(event)
+                except Exception:
+                    log.exception("on_status callback failed")
+            return
+        if isinstance(event, FeatureFlags):
+            self.server_features = event.flags
+            return
+        prompt_id = event_prompt_id(event)
+        if prompt_id is None:
+            log.debug("event without prompt id dropped: %s", type(event).__name__)
+            return
+        if isinstance(event, ExecutionStart) or (isinstance(event, Executing) and event.node is not None):
+            self.executing_prompt = prompt_id
+        elif is_terminal(event) and self.executing_prompt == prompt_id:
+            self.executing_prompt = None
+        subs = self._subs.get(prompt_id)
+        if subs:
+            for sub in list(subs):
+                sub._put(event)
+        else:
+            self._remember(prompt_id, event)
+
+    def _remember(self, prompt_id: str, event: Event) -> None:
+        now = self._clock()
+        self._prune_buffer(now)
+        queue = self._buffer.get(prompt_id)
+        if queue is None:
+            while len(self._buffer) >= self.buffer_prompts:
+                self._buffer.pop(next(iter(self._buffer)))
+            queue = self._buffer[prompt_id] = deque(maxlen=self.buffer_events)
+        queue.append((now, event))
+
+    def _prune_buffer(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        horizon = now - self.buffer_seconds
+        for prompt_id in list(self._buffer):
+            queue = self._buffer[prompt_id]
+            while queue and queue[0][0] < horizon:
+                queue.popleft()
+            if not queue:
+                del self._buffer[prompt_id]

@@ -1,0 +1,1 @@
+"""Tests of the ComfyUI client library (bot.comfy)."""
