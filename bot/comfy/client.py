@@ -10,6 +10,7 @@ its configured name only, never by URL, and never carry credentials.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import mimetypes
@@ -129,7 +130,8 @@ class ComfyClient:
         if self._token:
             return {"Authorization": f"Bearer {self._token}"}
         if self._server.username is not None:
-            return {"Authorization": aiohttp.BasicAuth(self._server.username, self._server.password or "").encode()}
+            raw = f"{self._server.username}:{self._server.password or ''}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
         return {}
 
     def url(self, path: str) -> str:
