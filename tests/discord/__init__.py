@@ -1,0 +1,1 @@
+"""Tests of the bot through the Discord stand-in."""

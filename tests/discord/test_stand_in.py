@@ -1,0 +1,126 @@
+"""The stand-in itself: a plain discord.py Client logs in, reconnects, and the rules are enforced."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+
+from tests.discord_server import DiscordStandIn
+
+
+class _Client(discord.Client):
+    def __init__(self) -> None:
+        super().__init__(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+        self.tree = app_commands.CommandTree(self)
+        self.ready_event = asyncio.Event()
+        self.resumed_event = asyncio.Event()
+
+    async def on_ready(self) -> None:
+        self.ready_event.set()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py waits 5 s before a re-identify; the stand-in has no identify rate limit."""
+
+    async def on_resumed(self) -> None:
+        self.resumed_event.set()
+
+
+async def _start(client: discord.Client, token: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(client.start(token))
+    return task
+
+
+@pytest.fixture
+async def client(discord_stand_in: DiscordStandIn) -> AsyncIterator[_Client]:
+    c = _Client()
+    task = await _start(c, discord_stand_in.token)
+    await asyncio.wait_for(c.ready_event.wait(), 10)
+    yield c
+    await c.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_plain_client_logs_in_and_sees_the_guild(client: _Client, discord_stand_in: DiscordStandIn) -> None:
+    assert client.user is not None and client.user.id == discord_stand_in.bot_user.id
+    guild = client.get_guild(discord_stand_in.guild.id)
+    assert guild is not None and guild.name == "Test Guild"
+    assert [c.name for c in guild.text_channels] == ["general"]
+    assert client.application_id == discord_stand_in.application_id
+    assert discord_stand_in.gateway_compressions == ["zlib-stream"]
+    assert discord_stand_in.requests_to("GET", "/users/@me")
+
+
+async def test_wrong_token_is_refused(discord_stand_in: DiscordStandIn) -> None:
+    c = discord.Client(intents=discord.Intents.default())
+    with pytest.raises(discord.LoginFailure):
+        await c.login("not-the-token-at-all-xxxxxxxx")
+    await c.close()
+
+
+async def test_forced_reconnect_resumes_and_invalid_session_identifies_again(
+    client: _Client, discord_stand_in: DiscordStandIn
+) -> None:
+    await discord_stand_in.force_reconnect()
+    await asyncio.wait_for(client.resumed_event.wait(), 5)
+    assert discord_stand_in.resumes == 1
+    client.ready_event.clear()
+    discord_stand_in.ready.clear()
+    await discord_stand_in.invalidate_session()
+    await asyncio.wait_for(client.ready_event.wait(), 5)
+    assert discord_stand_in.identifies == 2
+
+
+async def test_interaction_rules_and_429_retry(client: _Client, discord_stand_in: DiscordStandIn) -> None:
+    seen: list[str] = []
+
+    @client.tree.command(name="twice", description="answers twice")
+    async def twice(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("one")
+        seen.append("first")
+        try:
+            await interaction.response.send_message("two")
+        except discord.InteractionResponded:
+            seen.append("library refused")
+
+    @client.tree.command(name="ping", description="pong")
+    async def ping(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.followup.send("pong")
+
+    await client.tree.sync()
+    discord_stand_in.add_fault("POST", "/webhooks/*", 429)
+    record = await discord_stand_in.slash(None, None, None, "ping")
+    message = await record.wait_message()
+    assert message["content"] == "pong"
+    assert record.ack_type == 5
+    assert len(discord_stand_in.requests_to("POST", "/webhooks/*")) == 2  # the 429, then the retry
+
+    record = await discord_stand_in.slash(None, None, None, "twice")
+    assert (await record.wait_message())["content"] == "one"
+    await record.wait_for(lambda r: len(seen) == 2)
+
+
+async def test_rule_breaking_requests_are_recorded(discord_stand_in: DiscordStandIn) -> None:
+    headers = {"Authorization": f"Bot {discord_stand_in.token}"}
+    url = f"{discord_stand_in.api_base}/channels/{discord_stand_in.channel.id}/messages"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"content": ""}, headers=headers) as resp:
+            assert resp.status == 400
+        async with session.post(url, json={"content": "x" * 2001}, headers=headers) as resp:
+            assert resp.status == 400
+        form = aiohttp.FormData()
+        form.add_field("payload_json", '{"content": "big"}', content_type="application/json")
+        form.add_field("files[0]", b"0" * (discord_stand_in.upload_limit + 1), filename="big.mp4")
+        async with session.post(url, data=form, headers=headers) as resp:
+            assert resp.status == 413
+        async with session.get(f"{discord_stand_in.api_base}/nope", headers=headers) as resp:
+            assert resp.status == 404
+    assert [v.kind for v in discord_stand_in.violations] == ["empty_message", "content_too_long", "upload_too_large"]
+    assert [r.path for r in discord_stand_in.unhandled_requests()] == ["/nope"]
+    discord_stand_in.violations.clear()
+    discord_stand_in.requests.clear()
