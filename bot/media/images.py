@@ -1,0 +1,248 @@
+"""Prepare a member's image for the workflow: check it, decode it safely, fit it, re-encode it.
+
+:func:`prepare_image` takes bytes and returns a :class:`PreparedImage` (a fresh PNG with no
+metadata) or raises :class:`bot.errors.InvalidInput` with a member-facing message. It is
+synchronous CPU work: call :func:`prepare_image_async` (or ``asyncio.to_thread``) from the
+event loop.
+
+Choices made here:
+- The type is judged from the bytes (Pillow only tries the accepted formats' openers).
+- The declared size is checked right after ``Image.open`` and before any pixel is decoded.
+  Pillow's own DecompressionBombError (above about 179 MP) is reported the same way; a
+  ``MAX_INPUT_PIXELS`` above that is therefore capped by Pillow. Pillow's global limit is
+  never changed. Between about 89 MP and that, Pillow emits a DecompressionBombWarning,
+  which is harmless: our own check already ran.
+- Transparent pixels are composited on **white**; ``pad`` adds **black** bars.
+- Big JPEGs are decoded with draft mode (DCT scaling) to just above the needed size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+Fit = Literal["crop", "pad", "stretch"]
+FITS: tuple[str, ...] = ("crop", "pad", "stretch")
+
+# Pillow format names accepted; MPO is what Pillow calls many phone-camera JPEGs.
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+ACCEPTED_TEXT = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+DEFAULT_TARGETS: tuple[tuple[int, int], ...] = ((1024, 576), (576, 1024), (768, 768))
+MAX_INPUT_PIXELS = 100_000_000
+ALPHA_BACKGROUND = (255, 255, 255)
+PAD_COLOR = (0, 0, 0)
+
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    struct.error,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    ZeroDivisionError,
+)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The image to upload: ``png`` is ``width`` x ``height``, RGB, without metadata.
+
+    ``source_format`` is Pillow's name of the input format (``JPEG``, ``PNG``...);
+    ``source_size`` is the input's (width, height) after EXIF orientation.
+    """
+
+    png: bytes
+    width: int
+    height: int
+    source_format: str
+    source_size: tuple[int, int]
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def check_declared_size(size: int | None, limit: int) -> None:
+    """Refuse a file whose reported size (Discord's ``attachment.size``) is over ``limit`` bytes.
+
+    Call before downloading; the download itself must still be byte-capped.
+    """
+    if size is not None and size > limit:
+        raise InvalidInput(
+            f"That file is {_mb(size)}; the limit is {_mb(limit)}. Please send a smaller image.",
+            detail=f"declared size {size} > limit {limit}",
+        )
+
+
+def safe_upload_name(job_id: object) -> str:
+    """A unique, safe file name for the upload, built from the job id (never the member's name)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "", str(job_id))[:48]
+    return f"animate_{cleaned or 'job'}_{uuid.uuid4().hex[:8]}.png"
+
+
+def choose_target(width: int, height: int, targets: Sequence[tuple[int, int]] = DEFAULT_TARGETS) -> tuple[int, int]:
+    """The target size whose aspect ratio is closest (in log scale) to ``width/height``."""
+    aspect = math.log(width / height)
+    return min(targets, key=lambda t: abs(math.log(t[0] / t[1]) - aspect))
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput("That image is too large (too many pixels). Please send a smaller one.", detail=str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInput(f"That file is not an image I can read. Please send a {ACCEPTED_TEXT} image.", detail=str(exc)) from exc
+    except _DECODE_ERRORS as exc:
+        raise InvalidInput(
+            f"That image looks damaged or incomplete. Please send a {ACCEPTED_TEXT} image.",
+            detail=f"{exc.__class__.__name__}: {exc}",
+        ) from exc
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)
+        return int(value) if isinstance(value, int) else 1
+    except _DECODE_ERRORS:
+        return 1
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any mode -> RGB: 16-bit scaled down, alpha composited on white, palette/CMYK converted."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale: scale 0..65535 to 0..255 (a plain convert would clip to white).
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+        mode = "L"
+    elif mode == "F":
+        im = im.convert("L")
+        mode = "L"
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("RGB", "L") and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def _cover_box(src: tuple[int, int], dst: tuple[int, int]) -> tuple[float, float, float, float]:
+    sw, sh = src
+    dw, dh = dst
+    scale = max(dw / sw, dh / sh)
+    cw, ch = dw / scale, dh / scale
+    left, top = (sw - cw) / 2, (sh - ch) / 2
+    return (left, top, left + cw, top + ch)
+
+
+def _fit(im: Image.Image, target: tuple[int, int], fit: str) -> Image.Image:
+    tw, th = target
+    if im.size == target:
+        return im
+    if fit == "stretch":
+        return im.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    if fit == "pad":
+        scale = min(tw / im.width, th / im.height)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        inner = im.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        canvas = Image.new("RGB", target, PAD_COLOR)
+        canvas.paste(inner, ((tw - size[0]) // 2, (th - size[1]) // 2))
+        return canvas
+    return im.resize(target, Image.Resampling.BICUBIC, box=_cover_box(im.size, target), reducing_gap=2.0)
+
+
+def _draft_request(size: tuple[int, int], target: tuple[int, int], fit: str, swapped: bool) -> tuple[int, int]:
+    """The smallest decode size (in file orientation) that still fills ``target``."""
+    w, h = (size[1], size[0]) if swapped else size
+    tw, th = target
+    if fit == "stretch":
+        need = (tw, th)
+    else:
+        scale = max(tw / w, th / h) if fit == "crop" else min(tw / w, th / h)
+        need = (math.ceil(w * scale), math.ceil(h * scale))
+    return (need[1], need[0]) if swapped else need
+
+
+def prepare_image(
+    data: bytes,
+    *,
+    fit: str = "crop",
+    max_pixels: int = MAX_INPUT_PIXELS,
+    min_side: int = 64,
+    targets: Sequence[tuple[int, int]] = DEFAULT_TARGETS,
+) -> PreparedImage:
+    """Check, decode and fit an input image; raise :class:`InvalidInput` for members.
+
+    Sync and CPU-bound: run it in a thread (:func:`prepare_image_async`).
+    """
+    if fit not in FITS:
+        raise InvalidInput(f"fit must be one of {', '.join(FITS)}")
+    if not data:
+        raise InvalidInput(f"That file is empty. Please send a {ACCEPTED_TEXT} image.")
+    im = _open(data)
+    try:
+        source_format = "JPEG" if im.format == "MPO" else str(im.format)
+        width, height = im.size
+        if width * height > max_pixels:
+            raise InvalidInput(
+                f"That image is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP. "
+                "Please send a smaller one.",
+                detail=f"declared {width}x{height} > {max_pixels} px",
+            )
+        if min(width, height) < min_side:
+            raise InvalidInput(f"That image is {width}x{height}; it must be at least {min_side}x{min_side} pixels.")
+        orientation = _orientation(im)
+        swapped = orientation in (5, 6, 7, 8)
+        oriented = (height, width) if swapped else (width, height)
+        target = choose_target(*oriented, targets=targets)
+        try:
+            if source_format == "JPEG":
+                im.draft("RGB", _draft_request(im.size, target, fit, swapped))
+            if source_format == "GIF":
+                im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb(im)
+            out = _fit(rgb, target, fit)
+            buf = io.BytesIO()
+            out.save(buf, format="PNG", compress_level=1)
+        except InvalidInput:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise InvalidInput(
+                "That image looks damaged or incomplete. Please send it again or try another file.",
+                detail=f"{exc.__class__.__name__}: {exc}",
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must never crash the bot
+            log.warning("unexpected error preparing an image", exc_info=True)
+            raise InvalidInput("I could not read that image. Please try another file.", detail=repr(exc)) from exc
+        return PreparedImage(png=buf.getvalue(), width=out.width, height=out.height, source_format=source_format, source_size=oriented)
+    finally:
+        im.close()
+
+
+async def prepare_image_async(data: bytes, **kwargs: object) -> PreparedImage:
+    """:func:`prepare_image` in a worker thread, so the event loop keeps running."""
+    return await asyncio.to_thread(prepare_image, data, **kwargs)  # type: ignore[arg-type]
