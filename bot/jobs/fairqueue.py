@@ -1,0 +1,248 @@
+"""The bot's own waiting line: round-robin between members, with caps. Pure, no I/O.
+
+Jobs wait per member. :meth:`FairQueue.next` serves members in turn, in order of arrival:
+it takes the first job of the member at the head of the rotation and, if that member has
+more jobs, sends them to the back. So ten jobs from A then one from B run A1, B1, A2, ...
+:meth:`FairQueue.position` computes the same order without changing anything, so every
+waiting job knows its place at any time.
+
+A job taken with :meth:`next` (or declared with :meth:`mark_running`) counts as "in
+flight" for its member until :meth:`mark_done`; waiting + in flight is what the per-member
+limit caps. A global cap bounds the number of waiting jobs. Both refusals raise
+:class:`bot.errors.LimitReached` with the message a member reads.
+
+On restart, rebuild it from the store: ``push(..., enforce_limits=False)`` for waiting jobs
+in creation order and ``mark_running`` for submitted/running/delivering ones.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Final
+
+from bot.errors import LimitReached
+
+__all__ = ["FairQueue", "QueueEntry", "QUEUE_FULL_MESSAGE", "in_flight_message", "DEFAULT"]
+
+QUEUE_FULL_MESSAGE: Final = "The queue is full — try again in a few minutes."
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Marker for "use the queue's own per-member limit" in :meth:`FairQueue.push`.
+DEFAULT: Final = _Default()
+
+
+def in_flight_message(limit: int) -> str:
+    """The refusal a member reads when they hit the per-member limit."""
+    if limit <= 0:
+        return "You cannot start new jobs right now."
+    jobs = "job" if limit == 1 else "jobs"
+    return f"You already have {limit} {jobs} in progress; wait for one to finish."
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A job handed out by :meth:`FairQueue.next`."""
+
+    job_id: str
+    member: Hashable
+
+
+class FairQueue:
+    """Round-robin waiting line between members.
+
+    ``max_waiting``: global cap on waiting jobs (None: no cap).
+    ``max_in_flight``: default per-member cap on waiting + in-flight jobs (None: no cap);
+    :meth:`push` can override it per call (guild setting, exempt role).
+    Members are any hashable key (a user id, or ``(guild_id, user_id)``).
+    """
+
+    def __init__(self, *, max_waiting: int | None = None, max_in_flight: int | None = None) -> None:
+        self.max_waiting = max_waiting
+        self.max_in_flight = max_in_flight
+        # Rotation: members with waiting jobs, head is served next. Values are their jobs.
+        self._lines: OrderedDict[Hashable, deque[str]] = OrderedDict()
+        self._member_of: dict[str, Hashable] = {}
+        self._running: dict[Hashable, set[str]] = {}
+        self._running_member: dict[str, Hashable] = {}
+
+    # ---- adding
+
+    def push(
+        self,
+        job_id: str,
+        member: Hashable,
+        *,
+        max_in_flight: int | None | _Default = DEFAULT,
+        enforce_limits: bool = True,
+    ) -> int:
+        """Add a waiting job at the end of its member's line; returns its position (1-based).
+
+        Raises :class:`LimitReached` when the member already has ``max_in_flight`` jobs
+        waiting or in flight, or when ``max_waiting`` jobs are waiting. ``enforce_limits=False``
+        skips both (restoring after a restart must never drop a job).
+        """
+        if job_id in self._member_of or job_id in self._running_member:
+            raise ValueError(f"job {job_id} is already in the queue")
+        if enforce_limits:
+            limit = self.max_in_flight if isinstance(max_in_flight, _Default) else max_in_flight
+            if limit is not None and self.in_flight(member) >= limit:
+                raise LimitReached(in_flight_message(limit), detail=f"member {member!r} at in-flight limit {limit}")
+            if self.max_waiting is not None and len(self) >= self.max_waiting:
+                raise LimitReached(QUEUE_FULL_MESSAGE, detail=f"{len(self)} jobs waiting (cap {self.max_waiting})")
+        line = self._lines.get(member)
+        if line is None:
+            line = self._lines[member] = deque()
+        line.append(job_id)
+        self._member_of[job_id] = member
+        return self.position(job_id) or 0
+
+    def push_front(self, job_id: str, member: Hashable) -> None:
+        """Put a job back at the very head of the queue (its server died before running it).
+
+        It was already chosen once, so it goes first, ahead of every member; if it was in
+        flight it stops counting as such. No limits are checked.
+        """
+        self._discard_running(job_id)
+        if job_id in self._member_of:
+            raise ValueError(f"job {job_id} is already waiting")
+        line = self._lines.get(member)
+        if line is None:
+            line = self._lines[member] = deque()
+        line.appendleft(job_id)
+        self._lines.move_to_end(member, last=False)
+        self._member_of[job_id] = member
+
+    # ---- taking
+
+    def peek(self) -> QueueEntry | None:
+        """The job :meth:`next` would return, without taking it."""
+        for member, line in self._lines.items():
+            return QueueEntry(line[0], member)
+        return None
+
+    def next(self) -> QueueEntry | None:
+        """Take the next job (round-robin) and count it as in flight; None when empty."""
+        if not self._lines:
+            return None
+        member, line = next(iter(self._lines.items()))
+        job_id = line.popleft()
+        del self._member_of[job_id]
+        if line:
+            self._lines.move_to_end(member)
+        else:
+            del self._lines[member]
+        self._running.setdefault(member, set()).add(job_id)
+        self._running_member[job_id] = member
+        return QueueEntry(job_id, member)
+
+    def remove(self, job_id: str) -> bool:
+        """Drop a waiting job (cancelled). False if it was not waiting."""
+        member = self._member_of.pop(job_id, None)
+        if member is None:
+            return False
+        line = self._lines[member]
+        line.remove(job_id)
+        if not line:
+            del self._lines[member]
+        return True
+
+    def mark_running(self, job_id: str, member: Hashable) -> None:
+        """Count a job as in flight for its member (restored after a restart)."""
+        if job_id in self._member_of:
+            self.remove(job_id)
+        self._running.setdefault(member, set()).add(job_id)
+        self._running_member[job_id] = member
+
+    def mark_done(self, job_id: str) -> bool:
+        """The job ended (or was dropped): it stops counting. False if it was not known."""
+        if self.remove(job_id):
+            return True
+        return self._discard_running(job_id)
+
+    def _discard_running(self, job_id: str) -> bool:
+        member = self._running_member.pop(job_id, None)
+        if member is None:
+            return False
+        jobs = self._running[member]
+        jobs.discard(job_id)
+        if not jobs:
+            del self._running[member]
+        return True
+
+    # ---- reading
+
+    def __len__(self) -> int:
+        """Number of waiting jobs."""
+        return len(self._member_of)
+
+    def __contains__(self, job_id: object) -> bool:
+        """True if the job is waiting."""
+        return job_id in self._member_of
+
+    def is_running(self, job_id: str) -> bool:
+        return job_id in self._running_member
+
+    def member_of(self, job_id: str) -> Hashable | None:
+        return self._member_of.get(job_id, self._running_member.get(job_id))
+
+    def waiting(self, member: Hashable) -> list[str]:
+        """A member's waiting jobs, in their own order."""
+        return list(self._lines.get(member, ()))
+
+    def running(self, member: Hashable) -> set[str]:
+        return set(self._running.get(member, ()))
+
+    def in_flight(self, member: Hashable) -> int:
+        """Waiting + in-flight jobs of a member (what the per-member limit caps)."""
+        return len(self._lines.get(member, ())) + len(self._running.get(member, ()))
+
+    def position(self, job_id: str) -> int | None:
+        """1-based place in line (1 = served next), or None if the job is not waiting.
+
+        Equal to the order :meth:`next` would give if nothing else changed: the k-th job of
+        a member is served in round k, and within a round members go in rotation order.
+        """
+        member = self._member_of.get(job_id)
+        if member is None:
+            return None
+        rank = self._lines[member].index(job_id)  # 0-based round in which it is served
+        ahead = 0
+        seen_self = False
+        for other, line in self._lines.items():
+            if other == member:
+                ahead += rank  # our own earlier jobs
+                seen_self = True
+                continue
+            ahead += min(len(line), rank)  # their jobs in earlier rounds
+            if not seen_self and len(line) > rank:
+                ahead += 1  # ahead of us in rotation: served first in our round too
+        return ahead + 1
+
+    def positions(self) -> dict[str, int]:
+        """Every waiting job's position, in one pass."""
+        result: dict[str, int] = {}
+        lines = list(self._lines.values())
+        position = 1
+        depth = 0
+        while True:
+            served = False
+            for line in lines:
+                if depth < len(line):
+                    result[line[depth]] = position
+                    position += 1
+                    served = True
+            if not served:
+                return result
+            depth += 1
+
+    def order(self) -> list[QueueEntry]:
+        """All waiting jobs in the order :meth:`next` would serve them."""
+        ranked = self.positions()
+        return [QueueEntry(job_id, self._member_of[job_id]) for job_id in sorted(ranked, key=ranked.__getitem__)]

@@ -1,0 +1,209 @@
+"""Progress of a job as a stream of coalesced updates, plus an ETA estimate from step timing.
+
+A producer (the job service following ComfyUI's websocket) calls
+:meth:`ProgressStream.publish` as often as it likes; a consumer (the cog editing a status
+message, which must throttle to stay under Discord's rate limits) does
+``async for update in stream`` and always gets the *latest* update: intermediate ones
+are dropped when it is slower than the producer. The terminal update (phase
+``finished``) ends the stream and is always delivered. Several consumers may follow the
+same stream, each at its own pace.
+
+Previews are big and rare, so the last preview image seen is also kept on
+:attr:`ProgressStream.last_preview`, even after a later update without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Phase", "PHASES", "ProgressUpdate", "ProgressStream", "ProgressStreams", "EtaEstimator"]
+
+log = logging.getLogger(__name__)
+
+Phase = Literal["waiting", "starting", "running", "encoding", "delivering", "finished"]
+PHASES: tuple[str, ...] = ("waiting", "starting", "running", "encoding", "delivering", "finished")
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One snapshot of a job's progress. ``message`` is member-facing text, if any.
+
+    ``position``: place in the bot's queue (phase waiting). ``step``/``steps``/``node``: the
+    progress node's step k of n. ``elapsed``/``eta`` in seconds.
+    """
+
+    job_id: str
+    phase: Phase
+    position: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    node: str | None = None
+    percent: float | None = None
+    preview: bytes | None = field(default=None, repr=False)
+    elapsed: float | None = None
+    eta: float | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown progress phase {self.phase!r}")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.phase == "finished"
+
+
+class ProgressStream:
+    """Latest-value broadcast of one job's progress (see module docstring)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._latest: ProgressUpdate | None = None
+        self._version = 0
+        self._closed = False
+        self._changed = asyncio.Event()
+        self.last_preview: bytes | None = None
+
+    @property
+    def latest(self) -> ProgressUpdate | None:
+        return self._latest
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def version(self) -> int:
+        """Number of updates published so far."""
+        return self._version
+
+    def publish(self, update: ProgressUpdate) -> None:
+        """Replace the latest update and wake consumers. Ignored once the stream is closed."""
+        if update.job_id != self.job_id:
+            raise ValueError(f"update for job {update.job_id} published on the stream of job {self.job_id}")
+        if self._closed:
+            log.debug("job %s: progress update after the end ignored (%s)", self.job_id, update.phase)
+            return
+        self._latest = update
+        self._version += 1
+        if update.preview is not None:
+            self.last_preview = update.preview
+        if update.is_terminal:
+            self._closed = True
+        self._wake()
+
+    def close(self) -> None:
+        """End the stream without a terminal update (consumers stop after the latest one)."""
+        if not self._closed:
+            self._closed = True
+            self._wake()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def __aiter__(self) -> _Cursor:
+        return _Cursor(self)
+
+    async def _next_after(self, seen: int) -> tuple[int, ProgressUpdate]:
+        while True:
+            if self._version > seen and self._latest is not None:
+                return self._version, self._latest
+            if self._closed:
+                raise StopAsyncIteration
+            await self._changed.wait()
+
+
+class _Cursor:
+    """One consumer's position in a :class:`ProgressStream`."""
+
+    def __init__(self, stream: ProgressStream) -> None:
+        self._stream = stream
+        self._seen = 0
+
+    def __aiter__(self) -> _Cursor:
+        return self
+
+    async def __anext__(self) -> ProgressUpdate:
+        self._seen, update = await self._stream._next_after(self._seen)
+        return update
+
+
+class ProgressStreams:
+    """The streams of all live jobs, by job id."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, ProgressStream] = {}
+
+    def get(self, job_id: str) -> ProgressStream:
+        """The job's stream, created on first use."""
+        stream = self._streams.get(job_id)
+        if stream is None:
+            stream = self._streams[job_id] = ProgressStream(job_id)
+        return stream
+
+    def publish(self, update: ProgressUpdate) -> None:
+        self.get(update.job_id).publish(update)
+
+    def discard(self, job_id: str) -> None:
+        """Forget a job's stream (closing it so its consumers stop)."""
+        stream = self._streams.pop(job_id, None)
+        if stream is not None:
+            stream.close()
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._streams
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
+class EtaEstimator:
+    """Estimates the time left from step timing (exponential moving average per step).
+
+    Feed it every progress message with :meth:`observe`; a change of ``steps`` or a step
+    going backwards (a new progress node) starts a new estimate. Times come from the
+    caller (the injected clock's ``monotonic()``), so it is pure.
+    """
+
+    def __init__(self, *, smoothing: float = 0.3) -> None:
+        if not 0 < smoothing <= 1:
+            raise ValueError("smoothing must be in (0, 1]")
+        self.smoothing = smoothing
+        self.reset()
+
+    def reset(self) -> None:
+        self._steps: int | None = None
+        self._last_step: int | None = None
+        self._last_at: float | None = None
+        self._per_step: float | None = None
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self._per_step
+
+    def observe(self, step: int, steps: int, at: float) -> None:
+        """Record that the progress node reached ``step`` of ``steps`` at time ``at``."""
+        if self._steps != steps or self._last_step is None or self._last_at is None or step < self._last_step:
+            self._steps, self._last_step, self._last_at, self._per_step = steps, step, at, None
+            return
+        if step == self._last_step:
+            return
+        sample = max(0.0, at - self._last_at) / (step - self._last_step)
+        if self._per_step is None:
+            self._per_step = sample
+        else:
+            self._per_step += self.smoothing * (sample - self._per_step)
+        self._last_step, self._last_at = step, at
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left for the current progress node, or None before two observations."""
+        if self._per_step is None or self._steps is None or self._last_step is None or self._last_at is None:
+            return None
+        remaining = max(0, self._steps - self._last_step) * self._per_step
+        if now is not None:
+            remaining -= max(0.0, now - self._last_at)
+        return max(0.0, remaining)
