@@ -1,0 +1,66 @@
+"""Run the ComfyUI test server in its own process.
+
+``python -m tests.comfy_server --port N --root DIR [--step-time S] [--checkpoint NAME ...]
+[--token T] [--basic-auth USER:PASS] [--prefix /comfy] [--full-size]``
+
+Prints ``URL <url>`` on one line once listening, then serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .server import ComfyTestServer
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.comfy_server", description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--step-time", type=float, default=0.0)
+    parser.add_argument("--checkpoint", action="append", dest="checkpoints")
+    parser.add_argument("--token", default=None)
+    parser.add_argument("--basic-auth", default=None, help="USER:PASSWORD")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--full-size", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    basic = tuple(args.basic_auth.split(":", 1)) if args.basic_auth else None
+    server = ComfyTestServer(
+        args.root,
+        step_time=args.step_time,
+        checkpoints=tuple(args.checkpoints or ("svd_xt_1_1.safetensors",)),
+        api_token=args.token,
+        basic_auth=basic,  # type: ignore[arg-type]
+        path_prefix=args.prefix,
+        full_size=args.full_size,
+    )
+    await server.start(args.port)
+    sys.stdout.write(f"URL {server.url}\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
