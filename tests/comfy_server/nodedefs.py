@@ -194,7 +194,7 @@ class Validator:
                                     f"{818 if isinstance(ex, KeyError) else 820}"
                                     ", in validate_inputs\n    <source line omitted>\n",
                                 ],
-                                "linked_node": via,
+                                "linked_node": [node_id, 0],
                             },
                         }
                     )
