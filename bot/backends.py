@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from bot.clock import Clock, SystemClock
 
@@ -31,7 +31,6 @@ __all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthLi
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 
 class BackendClient(Protocol):

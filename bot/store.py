@@ -48,6 +48,7 @@ __all__ = [
     "GuildSettings",
     "Ban",
     "AuditRecord",
+    "UsageDecision",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "utc_day",
@@ -256,6 +257,23 @@ class AuditRecord:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class UsageDecision:
+    """Outcome of :meth:`JobStore.try_record_usage`.
+
+    ``reason`` is ``"ok"`` or the limit that refused: ``"cooldown"``, ``"quota"`` or
+    ``"guild_cap"``. ``retry_after`` is the number of seconds until the refusing limit lets the
+    member try again (cooldown left, or time to 00:00 UTC). ``member_today``/``guild_today``
+    are the day's counts after the call (including this job when allowed).
+    """
+
+    allowed: bool
+    reason: str
+    member_today: int
+    guild_today: int
+    retry_after: float | None = None
+
+
 def utc_day(at: float) -> str:
     """The UTC calendar day ``YYYY-MM-DD`` of an epoch time."""
     return time.strftime("%Y-%m-%d", time.gmtime(at))
@@ -361,7 +379,10 @@ class JobStore:
             try:
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                try:
+                    await self._db.execute("ROLLBACK")
+                except aiosqlite.Error as exc:  # keep the original error, not this one
+                    log.warning("rollback failed: %s", exc)
                 raise
             else:
                 await self._db.execute("COMMIT")
@@ -582,6 +603,50 @@ class JobStore:
             ) as cur:
                 row = await cur.fetchone()
         return int(row[0]) if row else 1
+
+    async def try_record_usage(
+        self,
+        guild_id: int | None,
+        user_id: int,
+        *,
+        at: float | None = None,
+        cooldown: float = 0.0,
+        daily_quota: int | None = None,
+        guild_daily_cap: int | None = None,
+    ) -> UsageDecision:
+        """Check the cooldown, the member's daily quota and the guild's daily cap, and count
+        the job only if all allow it, in one transaction (a burst of requests cannot slip
+        past a limit between the check and the count). Pass no limits for exempt members.
+        """
+        at = self.clock.now() if at is None else at
+        gid, day = guild_id or DM_GUILD_ID, utc_day(at)
+        async with self._transaction() as db:
+            row = await self._fetchone(
+                "SELECT COALESCE(SUM(CASE WHEN user_id = ? THEN count END), 0), COALESCE(SUM(count), 0) "
+                "FROM usage WHERE guild_id = ? AND day = ?",
+                (user_id, gid, day),
+            )
+            member_today, guild_today = (int(row[0]), int(row[1])) if row else (0, 0)
+            last_row = await self._fetchone(
+                "SELECT MAX(last_job_at) FROM usage WHERE guild_id = ? AND user_id = ?", (gid, user_id)
+            )
+            last = float(last_row[0]) if last_row and last_row[0] is not None else None
+            refusal: tuple[str, float] | None = None
+            if cooldown > 0 and last is not None and at - last < cooldown:
+                refusal = ("cooldown", cooldown - (at - last))
+            elif daily_quota is not None and member_today >= daily_quota:
+                refusal = ("quota", next_utc_midnight(at) - at)
+            elif guild_daily_cap is not None and guild_today >= guild_daily_cap:
+                refusal = ("guild_cap", next_utc_midnight(at) - at)
+            if refusal is not None:
+                return UsageDecision(False, refusal[0], member_today, guild_today, refusal[1])
+            await db.execute(
+                "INSERT INTO usage (guild_id, user_id, day, count, last_job_at) VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET count = count + 1, "
+                "last_job_at = MAX(COALESCE(last_job_at, 0), excluded.last_job_at)",
+                (gid, user_id, day, at),
+            )
+        return UsageDecision(True, "ok", member_today + 1, guild_today + 1)
 
     async def usage_today(self, guild_id: int | None, user_id: int, *, now: float | None = None) -> int:
         """How many jobs the member started on the current UTC day."""

@@ -330,3 +330,29 @@ async def test_retention_purge(store: JobStore, clock: FakeClock, tmp_path: Path
     assert (await store.get_job(running.id)).input_path == str(files["in2.png"])
     assert await store.last_job_at(100, 1) is None  # old usage rows pruned
     assert await store.purge_older_than(cutoff) == []  # idempotent
+
+
+async def test_try_record_usage_enforces_limits_atomically(store: JobStore, clock: FakeClock) -> None:
+    clock.advance(next_utc_midnight(clock.now()) - clock.now() + 3600)  # 01:00 UTC
+    # A burst of 20 concurrent requests from one member with a quota of 3: exactly 3 pass.
+    results = await asyncio.gather(*(store.try_record_usage(100, 1, daily_quota=3) for _ in range(20)))
+    assert sum(r.allowed for r in results) == 3
+    refused = [r for r in results if not r.allowed]
+    assert {r.reason for r in refused} == {"quota"}
+    assert refused[0].retry_after == pytest.approx(23 * 3600)  # resets at 00:00 UTC
+    assert await store.usage_today(100, 1) == 3
+
+    # Cooldown: refused with the time left, allowed once it has passed.
+    first = await store.try_record_usage(100, 2, cooldown=60)
+    assert first.allowed and first.member_today == 1
+    clock.advance(20)
+    second = await store.try_record_usage(100, 2, cooldown=60)
+    assert not second.allowed and second.reason == "cooldown" and second.retry_after == pytest.approx(40)
+    clock.advance(40)
+    assert (await store.try_record_usage(100, 2, cooldown=60)).allowed
+
+    # Guild cap counts every member; an exempt member (no limits passed) still counts.
+    assert (await store.try_record_usage(100, 3)).allowed
+    capped = await store.try_record_usage(100, 4, guild_daily_cap=6)
+    assert not capped.allowed and capped.reason == "guild_cap" and capped.guild_today == 6
+    assert (await store.try_record_usage(200, 4, guild_daily_cap=6)).allowed  # another guild
