@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 Fit = Literal["crop", "pad", "stretch"]
 FITS: tuple[str, ...] = ("crop", "pad", "stretch")
 
-# Pillow format names accepted; MPO is what Pillow calls many phone-camera JPEGs.
-ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow openers tried on the bytes. The JPEG opener also yields "MPO" (many phone photos),
+# which is treated as JPEG.
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 ACCEPTED_TEXT = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 DEFAULT_TARGETS: tuple[tuple[int, int], ...] = ((1024, 576), (576, 1024), (768, 768))
 MAX_INPUT_PIXELS = 100_000_000
@@ -153,8 +154,8 @@ def _cover_box(src: tuple[int, int], dst: tuple[int, int]) -> tuple[float, float
     dw, dh = dst
     scale = max(dw / sw, dh / sh)
     cw, ch = dw / scale, dh / scale
-    left, top = (sw - cw) / 2, (sh - ch) / 2
-    return (left, top, left + cw, top + ch)
+    left, top = max(0.0, (sw - cw) / 2), max(0.0, (sh - ch) / 2)
+    return (left, top, min(float(sw), left + cw), min(float(sh), top + ch))
 
 
 def _fit(im: Image.Image, target: tuple[int, int], fit: str) -> Image.Image:

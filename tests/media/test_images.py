@@ -1,0 +1,182 @@
+"""Input image preparation on real files made here: formats, orientation, modes, limits."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import pytest
+from PIL import Image
+
+from bot.errors import InvalidInput
+from bot.media.images import check_declared_size, choose_target, prepare_image, prepare_image_async, safe_upload_name
+
+from .conftest import encode, photo
+
+
+def refused(data: bytes, text: str, **kwargs: object) -> str:
+    """Assert prepare_image refuses ``data`` with a member message containing ``text``."""
+    with pytest.raises(InvalidInput) as caught:
+        prepare_image(data, **kwargs)  # type: ignore[arg-type]
+    assert text in caught.value.user_message, caught.value.user_message
+    return caught.value.user_message
+
+
+def _decoded(png: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(png))
+    assert im.format == "PNG"
+    im.load()
+    return im
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [("PNG", {}), ("JPEG", {"quality": 90}), ("WEBP", {"quality": 80}), ("GIF", {}), ("BMP", {}), ("TIFF", {})],
+)
+def test_each_accepted_format_becomes_a_plain_rgb_png(fmt: str, params: dict) -> None:
+    data = encode(photo((640, 360)), fmt, **params)
+    prepared = prepare_image(data)
+    assert prepared.source_format == fmt
+    assert (prepared.width, prepared.height) == (1024, 576)
+    assert prepared.source_size == (640, 360)
+    out = _decoded(prepared.png)
+    assert out.mode == "RGB" and out.size == (1024, 576)
+    assert not (set(out.info) - {"dpi"}), out.info  # no metadata carried over
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    red, blue = Image.new("RGB", (200, 200), (255, 0, 0)), Image.new("RGB", (200, 200), (0, 0, 255))
+    data = encode(red, "GIF", save_all=True, append_images=[blue], duration=100)
+    out = _decoded(prepare_image(data).png)
+    r, g, b = out.getpixel((384, 384))
+    assert r > 200 and b < 50
+
+
+def test_type_is_judged_from_bytes_not_name() -> None:
+    refused(b"hello, I am a text file named cat.png\n" * 10, "PNG, JPEG, WebP, GIF, BMP or TIFF")
+    ico = encode(Image.new("RGB", (64, 64)), "ICO")  # a real image, but not an accepted type
+    refused(ico, "not an image I can read")
+
+
+def test_exif_orientation_is_applied() -> None:
+    im = photo((800, 400))  # stored landscape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: portrait
+    prepared = prepare_image(encode(im, "JPEG", exif=exif.tobytes()))
+    assert prepared.source_size == (400, 800)
+    assert (prepared.width, prepared.height) == (576, 1024)
+
+
+def test_rgba_is_composited_on_white() -> None:
+    im = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    im.paste((255, 0, 0, 255), (100, 100, 200, 200))
+    out = _decoded(prepare_image(encode(im, "PNG")).png)
+    assert out.mode == "RGB" and out.size == (768, 768)
+    assert out.getpixel((5, 5)) == (255, 255, 255)
+    assert out.getpixel((384, 384)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "LA", "P", "L", "1"])
+def test_other_modes_become_rgb(mode: str) -> None:
+    im = photo((256, 256)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    out = _decoded(prepare_image(encode(im, fmt)).png)
+    assert out.mode == "RGB" and out.size == (768, 768)
+
+
+def test_16_bit_greyscale_keeps_its_tones() -> None:
+    row = struct.pack("<128H", *[65535] * 128) + struct.pack("<128H", *[32768] * 128)  # white | mid grey
+    im = Image.frombytes("I;16", (256, 256), row * 256)
+    assert im.getpixel((200, 0)) == 32768
+    out = _decoded(prepare_image(encode(im, "PNG"), fit="stretch").png)
+    assert out.mode == "RGB"
+    assert out.getpixel((10, 384))[0] == 255
+    assert 120 <= out.getpixel((700, 384))[0] <= 135  # not clipped to white
+
+
+@pytest.mark.parametrize(
+    ("fit", "corner"),
+    [("crop", (200, 0, 0)), ("pad", (0, 0, 0)), ("stretch", (200, 0, 0))],
+)
+def test_fit_modes(fit: str, corner: tuple[int, int, int]) -> None:
+    im = Image.new("RGB", (1000, 1000), (200, 0, 0))  # square into a square target: use a wide one
+    wide = Image.new("RGB", (2000, 1000), (200, 0, 0))
+    out = _decoded(prepare_image(encode(wide, "PNG"), fit=fit).png)
+    assert out.size == (1024, 576)
+    assert out.getpixel((512, 0)) == corner  # pad puts black bars above and below
+    assert _decoded(prepare_image(encode(im, "PNG"), fit=fit).png).size == (768, 768)
+
+
+def test_targets_follow_aspect() -> None:
+    assert choose_target(1920, 1080) == (1024, 576)
+    assert choose_target(1080, 1920) == (576, 1024)
+    assert choose_target(1000, 1100) == (768, 768)
+
+
+def test_truncated_png_is_refused() -> None:
+    data = encode(photo((400, 400)), "PNG")
+    refused(data[: len(data) // 2], "damaged or incomplete")
+
+
+def test_empty_and_garbage_are_refused() -> None:
+    with pytest.raises(InvalidInput):
+        prepare_image(b"")
+    with pytest.raises(InvalidInput):
+        prepare_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that declares a huge size (a decompression bomb's header)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("size", [(20000, 10000), (12000, 10000)])  # 200 MP (Pillow refuses too) and 120 MP (ours)
+def test_pixel_bomb_is_refused_before_decoding(size: tuple[int, int]) -> None:
+    data = _png_header(*size)
+    start = time.perf_counter()
+    message = refused(data, "too large" if size[0] * size[1] > 179_000_000 else "the limit is 100 MP")
+    assert "Please send a smaller" in message
+    assert time.perf_counter() - start < 0.5
+
+
+def test_lower_pixel_limit_is_honoured() -> None:
+    refused(encode(photo((1200, 1000)), "PNG"), "limit is 1 MP", max_pixels=1_000_000)
+
+
+def test_tiny_image_is_refused() -> None:
+    refused(encode(Image.new("RGB", (1, 1)), "PNG"), "at least 64x64")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # 96 MP: our own check passed
+def test_12000x8000_jpeg_is_accepted_and_fast(big_jpeg: bytes) -> None:
+    start = time.perf_counter()
+    prepared = prepare_image(big_jpeg)
+    elapsed = time.perf_counter() - start
+    assert prepared.source_size == (12000, 8000)
+    assert (prepared.width, prepared.height) == (1024, 576)
+    assert elapsed < 2.0  # draft mode: a full decode takes several seconds here
+
+
+def test_declared_size_check() -> None:
+    check_declared_size(1000, 1000)
+    check_declared_size(None, 1000)
+    with pytest.raises(InvalidInput) as caught:
+        check_declared_size(30 * 1024 * 1024, 25 * 1024 * 1024)
+    assert "30.0 MB; the limit is 25.0 MB" in caught.value.user_message
+
+
+def test_safe_upload_name_ignores_member_names() -> None:
+    a, b = safe_upload_name("../../etc/passwd"), safe_upload_name("../../etc/passwd")
+    assert a != b and a.endswith(".png") and "/" not in a and ".." not in a
+    assert safe_upload_name(42).startswith("animate_42_")
+
+
+async def test_async_wrapper_runs_in_a_thread() -> None:
+    prepared = await prepare_image_async(encode(photo((300, 300)), "PNG"), fit="pad")
+    assert (prepared.width, prepared.height) == (768, 768)
