@@ -17,6 +17,7 @@ from bot.comfy.errors import (
     ComfyValidationError,
 )
 from bot.comfy.events import Reconnected, is_terminal
+from bot.comfy.follow import Outcome, follow_prompt
 from bot.comfy.hub import ComfyHub, Subscription, load_or_create_client_id
 from bot.comfy.models import FileRef, HistoryEntry, OutputFile, QueuedPrompt, QueueItem, QueueState, SystemStats
 
@@ -35,6 +36,7 @@ __all__ = [
     "ComfyValidationError",
     "FileRef",
     "HistoryEntry",
+    "Outcome",
     "OutputFile",
     "QueueItem",
     "QueueState",
@@ -42,6 +44,7 @@ __all__ = [
     "Reconnected",
     "Subscription",
     "SystemStats",
+    "follow_prompt",
     "is_terminal",
     "load_or_create_client_id",
 ]

@@ -176,6 +176,7 @@ class ComfyHub:
         self.server_features: dict[str, Any] = {}
         self.executing_prompt: str | None = None
         self.connections = 0  # successful connections so far
+        self.last_error: str | None = None  # why the last connection attempt failed (no URL)
 
     def __repr__(self) -> str:
         return f"ComfyHub(server={self.client.name!r}, connected={self.connected})"
@@ -281,7 +282,10 @@ class ComfyHub:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 delay = self._backoff(attempt)
                 attempt += 1
-                log.info("websocket to %s failed (%s); retrying in %.1fs", self.client.name, type(exc).__name__, delay)
+                status = getattr(exc, "status", None)
+                self.last_error = f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+                level = logging.WARNING if status in (401, 403) or attempt == 5 else logging.INFO
+                log.log(level, "websocket to %s failed (%s); retrying in %.1fs", self.client.name, self.last_error, delay)
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
@@ -318,6 +322,7 @@ class ComfyHub:
         self.connections += 1
         reconnect = self.connections > 1
         self.executing_prompt = None
+        self.last_error = None
         self._connected.set()
         log.info("websocket to %s connected%s", self.client.name, " again" if reconnect else "")
         if reconnect or self._subs:

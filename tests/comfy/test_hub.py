@@ -268,3 +268,70 @@ def test_client_id_persisted_per_server(tmp_path: Path) -> None:
     assert client_id_path(tmp_path / "data", "../gpu box").parent == tmp_path / "data"
     client_id_path(tmp_path / "data", "gpu-box").write_text("garbage!!\n")
     assert load_or_create_client_id(tmp_path / "data", "gpu-box") not in (a, "garbage!!")
+
+
+# ---------------------------------------------------------------- follow_prompt
+
+
+def _entry(pid: str, status: str, messages: list[Any]) -> dict[str, Any]:
+    return {"prompt": [1, pid, {}, {}, ["9"]], "outputs": {}, "status": {"status_str": status, "completed": status == "success", "messages": messages}}
+
+
+async def test_follow_prompt_success_waits_for_history(session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]) -> None:
+    from bot.comfy.follow import follow_prompt
+
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        sub = hub.subscribe("S")
+        seen: list[Any] = []
+
+        async def on_event(event: Any) -> None:
+            seen.append(event)
+
+        task = asyncio.create_task(follow_prompt(hub.client, sub, on_event=on_event, history_delay=0.02))
+        await run_job(fake, hub.client_id, "S")
+        await fake.send(hub.client_id, "execution_success", {"prompt_id": "S"})
+        await asyncio.sleep(0.1)  # history shows up a little after execution_success
+        assert not task.done()
+        fake.history["S"] = _entry("S", "success", [["execution_success", {"prompt_id": "S"}]])
+        outcome = await asyncio.wait_for(task, 3)
+        assert outcome.status == "success" and outcome.entry is not None and outcome.message is None
+        assert isinstance(seen[-1], ev.ExecutionSuccess)
+
+
+async def test_follow_prompt_error_event(session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]) -> None:
+    from bot.comfy.follow import follow_prompt
+
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        sub = hub.subscribe("E")
+        fake.history["E"] = _entry("E", "error", [])
+        await fake.send(hub.client_id, "execution_error", {"prompt_id": "E", "node_id": "5", "node_type": "KSampler", "exception_type": "torch.OutOfMemoryError", "exception_message": "CUDA out of memory\n"})
+        outcome = await asyncio.wait_for(follow_prompt(hub.client, sub), 3)
+        assert outcome.status == "error" and outcome.message == "KSampler #5: torch.OutOfMemoryError: CUDA out of memory"
+
+
+async def test_follow_prompt_after_reconnect_uses_queue_then_history_or_reports_lost(
+    session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]
+) -> None:
+    from bot.comfy.follow import follow_prompt
+
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        running, gone = hub.subscribe("RUN"), hub.subscribe("GONE")
+        fake.queue = {"queue_running": [[1, "RUN", {}, {}, ["9"]]], "queue_pending": []}
+        t_run = asyncio.create_task(follow_prompt(hub.client, running, history_delay=0.01))
+        t_gone = asyncio.create_task(follow_prompt(hub.client, gone, history_delay=0.01))
+        await fake.drop(hub.client_id)
+        lost = await asyncio.wait_for(t_gone, 3)
+        assert lost.status == "lost" and lost.entry is None and lost.message
+        await fake.wait_connects(2)
+        await asyncio.sleep(0.1)
+        assert not t_run.done()  # still running on the server: keep following the socket
+        fake.history["RUN"] = _entry("RUN", "error", [["execution_interrupted", {"prompt_id": "RUN", "node_id": "9", "node_type": "VHS_VideoCombine"}]])
+        await fake.send(hub.client_id, "execution_interrupted", {"prompt_id": "RUN", "node_id": "9", "node_type": "VHS_VideoCombine"})
+        outcome = await asyncio.wait_for(t_run, 3)
+        assert outcome.status == "interrupted" and "interrupted" in (outcome.message or "")

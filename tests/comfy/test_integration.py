@@ -278,3 +278,28 @@ async def test_binary_previews_with_and_without_metadata(session: aiohttp.Client
         assert previews and all(p.prompt_id == "prev" and p.image[:8] == bytes.fromhex("89504e470d0a1a0a") for p in previews)
         assert previews[0].node_id == "2"  # type 4: the hub sent supports_preview_metadata
         assert hub.server_features.get("supports_preview_metadata") is True
+
+
+async def test_follow_prompt_through_a_drop_and_through_a_server_restart(
+    session: aiohttp.ClientSession, comfy_server_factory: Any
+) -> None:
+    from bot.comfy.follow import follow_prompt
+
+    srv = await comfy_server_factory(step_time=0.02)
+    client = client_for(session, srv.url)
+    ref = await client.upload_image(png_bytes(), "f.png")
+    async with hub_for(client, session, "cid-follow") as hub:
+        assert await hub.wait_connected(5)
+        srv.drop_ws_after_steps = 2
+        sub = hub.subscribe("follow-1")
+        await client.queue_prompt(gif_graph(ref.filename, frames=8), client_id=hub.client_id, prompt_id="follow-1")
+        outcome = await asyncio.wait_for(follow_prompt(client, sub), 10)
+        assert outcome.status == "success" and outcome.entry is not None and outcome.entry.output_files()
+
+        srv.drop_ws_after_steps = None
+        sub = hub.subscribe("follow-2")
+        await client.queue_prompt(gif_graph(ref.filename, frames=30, seed=9), client_id=hub.client_id, prompt_id="follow-2")
+        assert isinstance(await sub.get(timeout=5), ev.ExecutionStart)
+        await srv.restart(lose_state=True)  # the server crashes mid-run and forgets everything
+        outcome = await asyncio.wait_for(follow_prompt(client, sub), 10)
+        assert outcome.status == "lost"
