@@ -9,12 +9,31 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import LimitReached
 from bot.permissions import ensure_app_permissions
+from bot.tree import BotView
 
 release = asyncio.Event()
 
 
+class TooFastView(BotView):
+    @discord.ui.button(label="Again", custom_id="again")
+    async def again(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
+        raise LimitReached("Please wait a minute before asking again.", retry_after=60)
+
+
+async def quote(interaction: discord.Interaction[Any], message: discord.Message) -> None:
+    await interaction.response.send_message(f"quoted: {message.content}", ephemeral=True)
+
+
 class ForTests(commands.Cog):
+    def __init__(self) -> None:
+        self.context_menus = [app_commands.ContextMenu(name="Quote", callback=quote)]
+
+    @app_commands.command(name="buttons", description="Sends a button that refuses")
+    async def buttons(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.send_message("press it", view=TooFastView(timeout=30))
+
     @app_commands.command(name="boom", description="Fails unexpectedly")
     async def boom(self, interaction: discord.Interaction[Any]) -> None:
         raise RuntimeError("secret-detail http://10.0.0.5:8188 token=abc")

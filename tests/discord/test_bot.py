@@ -106,7 +106,7 @@ async def test_help_lists_every_command_and_option(start_bot: BotFactory, discor
     message = await record.wait_message()
     assert record.ephemeral
     text = message_text(message)
-    for expected in ("/help", "/status", "/boom", "/needs-files", "`image` (file, required)", "`caption` (text, optional)"):
+    for expected in ("/help", "/status", "/boom", "/needs-files", "Apps → Quote", "`image` (file, required)", "`caption` (text, optional)"):
         assert expected in text
 
 
@@ -200,6 +200,26 @@ async def test_expired_token_falls_back_to_the_channel(start_bot: BotFactory, di
     await record.wait_for(lambda r: bool(replied_in_channel()))
     assert "Something went wrong on our side" in str(replied_in_channel()[0]["content"])
     assert [v.kind for v in discord_stand_in.violations] == ["token_expired"]  # the followup tried first
+
+
+async def test_view_errors_use_the_same_translator(start_bot: BotFactory, discord_stand_in: DiscordStandIn) -> None:
+    bot = await start_bot()
+    record = await discord_stand_in.slash(None, None, None, "buttons")
+    message = await record.wait_message()
+    # discord.py registers the view only after it has read the response that created the message.
+    await record.wait_for(lambda r: bot._connection._view_store.is_message_tracked(int(message["id"])))
+    click = await discord_stand_in.click(message, "again")
+    answer = await click.wait_message()
+    assert click.ephemeral and answer["content"] == "Please wait a minute before asking again."
+
+
+async def test_context_menu_from_a_cog_is_registered_and_answers(start_bot: BotFactory,
+                                                                 discord_stand_in: DiscordStandIn) -> None:
+    await start_bot()
+    record = await discord_stand_in.slash(None, None, None, "buttons")
+    target = await record.wait_message()
+    menu = await discord_stand_in.context_menu_message(None, None, None, "Quote", target)
+    assert (await menu.wait_message())["content"] == "quoted: press it"
 
 
 async def test_settings_are_not_changed_by_the_bot(start_bot: BotFactory) -> None:
