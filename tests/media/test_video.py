@@ -1,0 +1,96 @@
+"""Fitting results to Discord's upload limit, poster frames, and limits by boost tier."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from bot.errors import JobFailed
+from bot.media.video import MIB, fit_video, fit_video_async, poster_frame, upload_limit
+
+
+def _decode(path_or_bytes: Path | bytes) -> tuple[str, str, int, tuple[int, int]]:
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    with av.open(src) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        return stream.codec_context.name, stream.codec_context.pix_fmt, frames, (stream.width, stream.height)
+
+
+@pytest.mark.timeout(30)
+def test_30_mb_gif_becomes_an_mp4_under_10_mib(noisy_gif: Path, tmp_path: Path) -> None:
+    assert noisy_gif.stat().st_size > 25 * MIB
+    dest = tmp_path / "out.mp4"
+    fitted = fit_video(noisy_gif, 10 * MIB, dest=dest)
+    assert fitted.reencoded and fitted.format == "mp4" and fitted.path == dest
+    assert fitted.size == dest.stat().st_size <= 10 * MIB
+    codec, pix_fmt, frames, size = _decode(dest)
+    assert (codec, pix_fmt, frames) == ("h264", "yuv420p", 100)
+    assert fitted.frames == 100 and size == (fitted.width, fitted.height)
+    head = dest.read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))  # faststart
+
+
+def test_small_file_is_kept_as_is() -> None:
+    frames = [Image.new("RGB", (64, 64), (i * 20, 0, 0)) for i in range(5)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=125, loop=0)
+    data = buf.getvalue()
+    fitted = fit_video(data, 10 * MIB)
+    assert not fitted.reencoded and fitted.data == data and fitted.format == "gif"
+    assert (fitted.width, fitted.height, fitted.frames) == (64, 64, 5)
+
+
+def test_animated_webp_is_decoded_with_pillow() -> None:
+    frames = [Image.effect_noise((128, 128), 80).convert("RGB") for _ in range(6)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    data = buf.getvalue()
+    fitted = fit_video(data, len(data) // 3)
+    assert fitted.reencoded and fitted.format == "mp4" and fitted.data is not None
+    assert fitted.size <= len(data) // 3
+    assert _decode(fitted.data)[2] == 6
+
+
+def test_garbage_or_impossible_limit_is_a_job_failure_not_a_crash() -> None:
+    with pytest.raises(JobFailed):
+        fit_video(b"not a video at all" * 100, 10)
+    frames = [Image.effect_noise((64, 64), 90).convert("RGB") for _ in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(JobFailed) as caught:
+        fit_video(buf.getvalue(), 300)
+    assert "too big to post" in caught.value.user_message
+
+
+def test_poster_frame_is_the_first_frame_as_png() -> None:
+    frames = [Image.new("RGB", (80, 48), color) for color in ((0, 200, 0), (200, 0, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    png = poster_frame(buf.getvalue())
+    im = Image.open(io.BytesIO(png))
+    assert im.format == "PNG" and im.size == (80, 48)
+    assert im.convert("RGB").getpixel((40, 24))[1] > 150
+
+
+async def test_poster_of_an_mp4_and_async_wrapper(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (64, 64), (0, 0, 220)) for _ in range(3)] + [Image.effect_noise((64, 64), 90).convert("RGB")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    fitted = await fit_video_async(buf.getvalue(), len(buf.getvalue()) - 1, dest=tmp_path / "v.mp4")
+    assert fitted.path is not None and fitted.reencoded
+    im = Image.open(io.BytesIO(poster_frame(fitted.path)))
+    assert im.size == (fitted.width, fitted.height)
+    assert im.convert("RGB").getpixel((im.width // 2, im.height // 2))[2] > 150  # the blue first frame
+
+
+@pytest.mark.parametrize(
+    ("tier", "interaction", "expected"),
+    [(None, None, 10 * MIB), (0, None, 10 * MIB), (1, None, 10 * MIB), (2, None, 50 * MIB), (3, None, 100 * MIB), (0, 25 * MIB, 25 * MIB)],
+)
+def test_upload_limit(tier, interaction, expected) -> None:
+    assert upload_limit(tier, interaction) == expected
