@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.comfy import events as ev
 from bot.comfy.hub import FEATURE_FLAGS, ComfyHub, Subscription, client_id_path, load_or_create_client_id
 
-from .conftest import MiniComfy, Serve, make_client
+from .conftest import MiniComfy, make_client
 
 PNG = bytes.fromhex("89504e470d0a1a0a") + b"png-body"
 
