@@ -139,11 +139,9 @@ def assert_messages_conform(
     assert tokens(actual, drop=drop) == tokens(recorded, drop=drop)
     exemplars: dict[tuple[str, bool], dict[str, Any]] = {}
     for m in recorded:
-        key = (m["type"], m["type"] == "executing" and m["data"].get("node") is None)
-        exemplars.setdefault(key, m)
+        exemplars.setdefault(_exemplar_key(m), m)
     for m in actual:
-        key = (m["type"], m["type"] == "executing" and m["data"].get("node") is None)
-        ex = exemplars.get(key)
+        ex = exemplars.get(_exemplar_key(m))
         if ex is None:
             continue
         if m["type"] == "binary":
@@ -160,6 +158,12 @@ def assert_messages_conform(
             assert set(m["data"]) == set(ex["data"])
             continue
         assert_same_shape(ex["data"], m["data"], m["type"])
+
+
+def _exemplar_key(m: dict[str, Any]) -> tuple[str, bool, frozenset[str]]:
+    data = m["data"]
+    keys = frozenset(data) if m["type"] in ("status", "feature_flags") else frozenset()
+    return (m["type"], m["type"] == "executing" and data.get("node") is None, keys)
 
 
 def _assert_progress_state(expected: dict[str, Any], actual: dict[str, Any]) -> None:
