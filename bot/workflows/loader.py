@@ -9,6 +9,7 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -142,7 +143,7 @@ def load_workflow(json_path: Path, toml_path: Path | None = None) -> Workflow:
     except tomllib.TOMLDecodeError as exc:
         raise WorkflowError(f"{toml_path.name} is not valid TOML: {exc}") from exc
     workflow = build_workflow(graph, manifest, fallback_name=json_path.stem)
-    return Workflow(**{**workflow.__dict__, "path": json_path})
+    return dataclasses.replace(workflow, path=json_path)
 
 
 def check_api_format(graph: Any) -> dict[str, Any]:
@@ -309,7 +310,7 @@ def _option(name: str, raw: Any, graph: Mapping[str, Any], nodes: Mapping[str, s
         value = _check_default(spec, value, f"{where} value")
     if kind == "member" and "value" in raw:
         raise WorkflowError(f"{where} value is for admin options; member options have a default")
-    return OptionSpec(**{**spec.__dict__, "default": default, "value": value})
+    return dataclasses.replace(spec, default=default, value=value)
 
 
 def _check_drop(graph: Mapping[str, Any], dropped: tuple[str, ...], where: str) -> None:
