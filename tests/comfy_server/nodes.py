@@ -319,7 +319,8 @@ def _zoom_frames(latent: Latent) -> list[Image.Image]:
     for i in range(latent.frames):
         zoom = 1.0 + speed * i
         cw, ch = w / zoom, h / zoom
-        cx, cy = w / 2 + dx * min(i, 1), h / 2 + dy * min(i, 1)
+        cx = min(max(w / 2 + dx * min(i, 1), cw / 2), w - cw / 2)
+        cy = min(max(h / 2 + dy * min(i, 1), ch / 2), h - ch / 2)
         box = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
         frame = latent.init.resize((w, h), Image.Resampling.BILINEAR, box=box)
         if i == 0:

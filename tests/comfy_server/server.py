@@ -832,7 +832,13 @@ class ComfyTestServer:
             )
         inputs = {k: (values[v[0]][v[1]] if is_link(v) else v) for k, v in node["inputs"].items()}
         ctx = _NodeContext(self, run, nid)
-        result, ui = await NODES[class_type](ctx, inputs)
+        try:
+            result, ui = await NODES[class_type](ctx, inputs)
+        except (NodeFailure, Interrupted):
+            raise
+        except Exception as ex:  # noqa: BLE001 - any node bug becomes an execution_error, like ComfyUI
+            logger.exception("node %s (%s) failed", nid, class_type)
+            raise NodeFailure(f"{ex}\n", type(ex).__name__, [f'  File "nodes.py", in {class_type}\n']) from ex
         if run.interrupted:
             raise Interrupted
         values[nid] = result
