@@ -1,0 +1,7 @@
+"""Moderation core: who may generate, how much and where, and the audit trail. No Discord here.
+
+- :mod:`bot.moderation.messages`: every member-facing limit/refusal text.
+- :mod:`bot.moderation.policy`: :class:`Requester`, moderator checks and :class:`AdmissionPolicy`.
+- :mod:`bot.moderation.actions`: validated settings changes, each written to the audit log.
+- :mod:`bot.moderation.audit_text`: one-line renderings of audit records for the audit channel.
+"""
