@@ -80,6 +80,9 @@ class Actions:
     RESUMED = "guild.resumed"
     BANNED = "member.banned"
     UNBANNED = "member.unbanned"
+    #: Written by the job service when a moderator clears the guild's waiting jobs
+    #: (details: ``{"count": n}``).
+    QUEUE_CLEARED = "queue.cleared"
 
 
 @dataclass(frozen=True)
