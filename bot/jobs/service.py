@@ -1,0 +1,910 @@
+"""The job service: a fair queue over several ComfyUI servers that never loses a job.
+
+A job is stored (SQLite) before anything is sent anywhere, then waits in the bot's own
+round-robin queue (:class:`~bot.jobs.fairqueue.FairQueue`); the dispatcher hands it to the
+least-loaded healthy server with room (:class:`~bot.backends.BackendPool`). Running it:
+upload the prepared image, inject the workflow, store the bot-chosen prompt_id, subscribe on
+that server's single websocket hub, ``POST /prompt`` once, follow it to its end (time limit
+on an injectable clock), download the result and hand it to the :class:`Delivery` (the
+Discord layer). Every job ends delivered, failed (with a reason members understand),
+cancelled or timed out.
+
+Recovery: on start every job not in a terminal state is reconciled with its server
+(finished -> delivered from ``/history``; queued or running -> followed again; unknown ->
+submitted again once, then failed); a job stopped while delivering is delivered again from
+its stored result, never run again. A server that dies takes its jobs' prompts with it: they
+go back to the head of the line for another server, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.backends import Backend, BackendPool
+from bot.clock import Clock, SystemClock
+from bot.comfy.errors import ComfyError
+from bot.comfy.events import (
+    Event,
+    Executing,
+    ExecutionCached,
+    ExecutionStart,
+    PreviewImage,
+    Progress,
+    StatusEvent,
+)
+from bot.comfy.follow import Outcome, follow_prompt
+from bot.comfy.hub import ComfyHub
+from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
+from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
+from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
+from bot.jobs.pipeline import (
+    build_graph,
+    download_result,
+    failure_message,
+    post_prompt,
+    result_file,
+    upload_input,
+)
+from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
+from bot.media.images import prepare_image_async
+from bot.store import JobStore
+from bot.workflows import WorkflowRegistry, resolve_options
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = -1  # JobRequest.max_in_flight: use the service's default
+MAX_SUBMISSIONS = 2  # a job is posted at most twice (once more after its server lost it)
+GENERIC_FAILURE = "Something went wrong on our side. The job was stopped; please try again."
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a member asked for. ``image`` is raw bytes; the service prepares it in a thread."""
+
+    user_id: int
+    channel_id: int
+    guild_id: int | None
+    image: bytes | None = field(default=None, repr=False)
+    source_job_id: str | None = None
+    workflow: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    interaction_token: str | None = field(default=None, repr=False)
+    application_id: int | None = None
+    interaction_created_at: float | None = None
+    status_message_id: int | None = None
+    max_in_flight: int | None = DEFAULT_LIMIT
+    extra: Mapping[str, Any] = field(default_factory=dict)  # kept with the job (e.g. the upload limit)
+
+
+class Delivery(Protocol):
+    """Where results and endings go (the Discord layer implements it)."""
+
+    async def deliver(self, job: Job, result: Path) -> int | None: ...
+
+    async def job_ended(self, job: Job) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Limits from the settings."""
+
+    job_timeout: float = 900.0
+    max_waiting: int = 50
+    max_in_flight: int = 2
+    max_input_pixels: int = 100_000_000
+    retention_days: int = 7
+    delivery_attempts: int = 5
+
+
+@dataclass
+class _Control:
+    """A job being run on a server: what can stop its follower early."""
+
+    backend: Backend
+    abort: asyncio.Future[str]
+    prompt_id: str | None = None
+    released: bool = False
+    started: bool = False
+
+
+class _Requeue(Exception):
+    """The job's server went away before the job ended: put it back in line."""
+
+
+class JobService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        pool: BackendPool,
+        hubs: Mapping[str, ComfyHub],
+        workflows: WorkflowRegistry,
+        data_dir: Path,
+        limits: ServiceLimits | None = None,
+        clock: Clock | None = None,
+        rng: Any = None,
+        delivery: Delivery | None = None,
+        health_interval: float = 5.0,
+        sweep_interval: float = 5.0,
+        owns_hubs: bool = True,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.hubs = dict(hubs)
+        self.workflows = workflows
+        self.limits = limits or ServiceLimits()
+        self.clock: Clock = clock or SystemClock()
+        self.delivery = delivery
+        self.inputs_dir = data_dir / "inputs"
+        self.results_dir = data_dir / "results"
+        self.queue = FairQueue(max_waiting=self.limits.max_waiting, max_in_flight=self.limits.max_in_flight)
+        self.streams = ProgressStreams()
+        self._rng = rng
+        self._health_interval = health_interval
+        self._sweep_interval = sweep_interval
+        self._owns_hubs = owns_hubs
+        self._controls: dict[str, _Control] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._cancel_requested: dict[str, int] = {}  # job id -> who asked
+        self._timed_out: set[str] = set()
+        self._published_positions: dict[str, int] = {}
+        self._abandoned: dict[str, set[str]] = {}  # server -> prompt ids to remove when it is back
+        self._wake = asyncio.Event()
+        self._started = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Check the servers, connect the hubs, recover stored jobs, start dispatching."""
+        await asyncio.to_thread(self._make_dirs)
+        for name, hub in self.hubs.items():
+            hub.on_status(self._status_listener(name))
+            if self._owns_hubs:
+                await hub.start()
+        self.pool.add_listener(self._on_health)
+        await self.pool.check_all()
+        await self._recover()
+        self._background = [
+            asyncio.create_task(self._dispatch_loop(), name="jobs-dispatch"),
+            asyncio.create_task(self.pool.run_health_checks(self._health_interval, self.clock), name="jobs-health"),
+            asyncio.create_task(self._sweep_loop(), name="jobs-sweep"),
+        ]
+        self._started = True
+        self._wake.set()
+        log.info("Job service started with %d server(s) and %d workflow(s)", len(self.pool), len(self.workflows))
+
+    async def close(self) -> None:
+        """Stop following and dispatching; unfinished jobs stay stored and are recovered on the next start."""
+        self._closing = True
+        tasks = [*self._background, *self._tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._background.clear()
+        self._tasks.clear()
+        if self._owns_hubs:
+            await asyncio.gather(*(hub.close() for hub in self.hubs.values()), return_exceptions=True)
+        await self.store.close()
+
+    def _make_dirs(self) -> None:
+        self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ public API
+
+    async def submit(self, request: JobRequest) -> Job:
+        """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
+        workflow = self.workflows.get(request.workflow)
+        if workflow is None:
+            names = ", ".join(self.workflows.names()) or "none"
+            raise InvalidInput(f"There is no workflow called {request.workflow!r}. Available: {names}.")
+        self._require_a_server()
+        limit = self.limits.max_in_flight if request.max_in_flight == DEFAULT_LIMIT else request.max_in_flight
+        self._check_limits(request.user_id, limit)
+        resolved = resolve_options(workflow, request.options, self._rng)
+        if request.image is not None:
+            prepared = await prepare_image_async(
+                request.image, fit=str(resolved.get("fit", "crop")), max_pixels=self.limits.max_input_pixels
+            )
+            png = prepared.png
+        else:
+            raise InvalidInput("Attach an image to animate.")
+        job = Job.new(
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            guild_id=request.guild_id,
+            workflow=workflow.name,
+            created_at=self.clock.now(),
+            options=resolved.as_dict(),
+            interaction_token=request.interaction_token,
+            application_id=request.application_id,
+            interaction_created_at=request.interaction_created_at,
+            status_message_id=request.status_message_id,
+            result_meta={"request": dict(request.extra)} if request.extra else {},
+        )
+        path = self.inputs_dir / f"{job.id}.png"
+        await asyncio.to_thread(_write_bytes, path, png)
+        job.input_path = str(path)
+        return await self._enqueue(job, limit)
+
+    async def reroll(
+        self,
+        job_id: str,
+        *,
+        user_id: int,
+        channel_id: int,
+        guild_id: int | None,
+        overrides: Mapping[str, Any] | None = None,
+        new_seed: bool = True,
+        interaction_token: str | None = None,
+        application_id: int | None = None,
+        interaction_created_at: float | None = None,
+        status_message_id: int | None = None,
+        max_in_flight: int | None = DEFAULT_LIMIT,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """A new job from an earlier one's input and options (a new seed unless one is given)."""
+        parent = await self.store.get_job(job_id)
+        if parent is None:
+            raise InvalidInput("That job is no longer known.")
+        if not parent.input_path or not await asyncio.to_thread(Path(parent.input_path).exists):
+            raise InvalidInput("The original image of that job is no longer kept; start a new /animate.")
+        workflow = self.workflows.get(parent.workflow)
+        if workflow is None:
+            raise InvalidInput("The workflow of that job is no longer available; start a new /animate.")
+        self._require_a_server()
+        limit = self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight
+        self._check_limits(user_id, limit)
+        member_names = {o.name for o in workflow.member_options}
+        options = {k: v for k, v in parent.options.items() if k in member_names}
+        if new_seed:
+            options.pop("seed", None)
+        options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        resolved = resolve_options(workflow, options, self._rng)
+        meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
+        job = Job.new(
+            user_id=user_id,
+            channel_id=channel_id,
+            guild_id=guild_id,
+            workflow=workflow.name,
+            created_at=self.clock.now(),
+            options=resolved.as_dict(),
+            input_path=parent.input_path,
+            parent_job_id=parent.id,
+            interaction_token=interaction_token,
+            application_id=application_id,
+            interaction_created_at=interaction_created_at,
+            status_message_id=status_message_id,
+            result_meta={"request": meta} if meta else {},
+        )
+        return await self._enqueue(job, limit)
+
+    async def set_status_message(self, job_id: str, message_id: int) -> None:
+        """Remember the status message (the deferred response) of a job."""
+        await self.store.update_job(job_id, status_message_id=message_id)
+
+    async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
+        """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise InvalidInput("That job is no longer known.")
+        if job.user_id != by_user and not moderator:
+            raise NotAllowed("Only the member who started this job, or a moderator, can cancel it.")
+        if job.is_terminal:
+            raise InvalidInput(f"That job has already ended ({_state_words(job.state)}).")
+        if job.state is JobState.DELIVERING:
+            raise InvalidInput("That job is already done; its video is being posted.")
+        self._cancel_requested[job_id] = by_user
+        stream = self.stream(job_id)
+        if self.queue.remove(job_id):
+            await self._finish(job_id, JobState.CANCELLED, _cancel_reason(job.user_id, by_user))
+            self._wake.set()
+            return await self._reload(job_id)
+        control = self._controls.get(job_id)
+        if control is not None and control.prompt_id:
+            await self._stop_on_server(control.backend, control.prompt_id)
+            if not await self._server_knows(control.backend, control.prompt_id, running_only=False):
+                _resolve(control.abort, "cancelled")  # deleted while pending: no event will come
+        elif control is not None:
+            _resolve(control.abort, "cancelled")  # not posted yet
+        await self._wait_terminal(stream, timeout=15.0)
+        return await self._reload(job_id)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.store.get_job(job_id)
+
+    def stream(self, job_id: str) -> ProgressStream:
+        return self.streams.get(job_id)
+
+    def position(self, job_id: str) -> int | None:
+        return self.queue.position(job_id)
+
+    def waiting_order(self) -> list[tuple[str, int]]:
+        return [(entry.job_id, int(entry.member)) for entry in self.queue.order()]  # type: ignore[call-overload]
+
+    async def running_jobs(self) -> list[Job]:
+        return await self.store.jobs_in_states([JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING])
+
+    async def recent_jobs(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
+        return await self.store.jobs_for_user(user_id, guild_id, limit)
+
+    # ------------------------------------------------------------------ queueing and dispatch
+
+    def _require_a_server(self) -> None:
+        """Refuse at once when no server answers (rather than letting the job wait for nothing)."""
+        for backend in self.pool:
+            hub = self.hubs.get(backend.name)
+            if backend.healthy and (backend.consecutive_failures == 0 or (hub is not None and hub.connected)):
+                return
+        raise BackendUnavailable("The image servers are offline right now. Please try again in a few minutes.")
+
+    def _check_limits(self, user_id: int, limit: int | None) -> None:
+        if limit is not None and self.queue.in_flight(user_id) >= limit:
+            raise LimitReached(in_flight_message(limit))
+        if self.limits.max_waiting is not None and len(self.queue) >= self.limits.max_waiting:
+            raise LimitReached(QUEUE_FULL_MESSAGE)
+
+    async def _enqueue(self, job: Job, limit: int | None) -> Job:
+        self._check_limits(job.user_id, limit)
+        await self.store.add_job(job)
+        self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
+        log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
+        self._publish_positions()
+        self._wake.set()
+        return job
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        while len(self.queue) and not self._closing:
+            backend = self.pool.choose()
+            if backend is None:
+                break
+            entry = self.queue.next()
+            if entry is None:
+                break
+            self.pool.reserve(backend)
+            self._start_task(entry.job_id, self._run_new(entry.job_id, backend))
+        self._publish_positions()
+
+    def _start_task(self, job_id: str, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks[job_id] = task
+
+        def done(t: asyncio.Task[None], job_id: str = job_id) -> None:
+            if self._tasks.get(job_id) is t:
+                del self._tasks[job_id]
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    def _publish_positions(self) -> None:
+        positions = self.queue.positions()
+        for job_id, position in positions.items():
+            if self._published_positions.get(job_id) != position:
+                self._published_positions[job_id] = position
+                self.streams.publish(
+                    ProgressUpdate(job_id=job_id, phase="waiting", position=position, message=_position_words(position))
+                )
+        for job_id in set(self._published_positions) - set(positions):
+            del self._published_positions[job_id]
+
+    def _status_listener(self, name: str) -> Callable[[StatusEvent], Awaitable[None]]:
+        async def on_status(event: StatusEvent) -> None:
+            if event.queue_remaining is not None:
+                self.pool.update_queue_remaining(name, event.queue_remaining)
+
+        return on_status
+
+    def _on_health(self, backend: Backend, healthy: bool) -> None:
+        if healthy:
+            abandoned = self._abandoned.pop(backend.name, set())
+            if abandoned:
+                asyncio.ensure_future(self._remove_abandoned(backend, abandoned))
+            self._wake.set()
+            return
+        hub = self.hubs.get(backend.name)
+        if hub is not None and hub.connected:
+            return  # it answers its websocket: jobs there are still followed
+        for control in list(self._controls.values()):
+            if control.backend is backend:
+                _resolve(control.abort, "server_down")
+
+    async def _remove_abandoned(self, backend: Backend, prompt_ids: set[str]) -> None:
+        """A server that was given up on is back: make sure it does not run those prompts too."""
+        for prompt_id in prompt_ids:
+            await self._stop_on_server(backend, prompt_id)
+
+    # ------------------------------------------------------------------ running one job
+
+    async def _run_new(self, job_id: str, backend: Backend) -> None:
+        control = _Control(backend=backend, abort=asyncio.get_running_loop().create_future())
+        self._controls[job_id] = control
+        try:
+            job = await self.store.get_job(job_id)
+            if job is None or job.is_terminal:
+                return
+            await self._guarded(job, control, self._submit_and_follow(job, control))
+        finally:
+            self._release(control)
+            self._controls.pop(job_id, None)
+
+    async def _guarded(self, job: Job, control: _Control, work: Awaitable[None]) -> None:
+        """Run ``work`` and turn whatever it raises into a visible ending for the job."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except _Requeue as exc:
+            await self._requeue(job.id, control, str(exc))
+        except UserFacingError as exc:
+            log.info("job %s failed: %s (%s)", job.id, exc.user_message, exc.detail)
+            await self._finish(job.id, JobState.FAILED, exc.user_message, exc.detail)
+        except ComfyError as exc:
+            log.warning("job %s: server %s failed: %s", job.id, exc.server, exc)
+            await self._finish(
+                job.id, JobState.FAILED, "The image server stopped answering while running your job.", str(exc)
+            )
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._finish(job.id, JobState.FAILED, GENERIC_FAILURE, f"{type(exc).__name__}: {exc}")
+
+    async def _submit_and_follow(self, job: Job, control: _Control) -> None:
+        workflow = self.workflows.get(job.workflow)
+        if workflow is None:
+            raise JobFailed("This job's workflow was removed by an admin.", detail=f"workflow {job.workflow} gone")
+        backend = control.backend
+        hub = self.hubs[backend.name]
+        while True:
+            if job.id in self._cancel_requested:
+                await self._finish(job.id, JobState.CANCELLED, _cancel_reason(job.user_id, self._cancel_requested[job.id]))
+                return
+            if job.submit_attempts >= MAX_SUBMISSIONS:
+                raise JobFailed(
+                    "The image server restarted and lost this job twice. Please try again.",
+                    detail=f"lost {job.submit_attempts} times on {backend.name}",
+                )
+            job = await self._post(job, control, hub, workflow)
+            outcome = await self._follow(job, control, hub, workflow)
+            if outcome.status != "lost":
+                break
+            log.warning("job %s: prompt %s lost by server %s; submitting again", job.id, job.prompt_id, backend.name)
+        await self._conclude(job, control, outcome)
+
+    async def _post(self, job: Job, control: _Control, hub: ComfyHub, workflow: Any) -> Job:
+        client = hub.client
+        try:
+            png = await asyncio.to_thread(Path(job.input_path or "").read_bytes)
+        except OSError as exc:
+            raise JobFailed("This job's image is no longer kept.", detail=str(exc)) from exc
+        width, height = _png_size(png)
+        try:
+            image_name = await upload_input(client, png, f"animate_{job.id}.png")
+        except ComfyError as exc:
+            self.pool.mark_down(control.backend, f"upload failed: {type(exc).__name__}")
+            raise _Requeue(f"upload failed: {exc}") from exc
+        graph = build_graph(workflow, job.options, image_name=image_name, width=width, height=height, job_id=job.id)
+        prompt_id = new_prompt_id()
+        job = await self.store.update_job(
+            job.id,
+            state=JobState.SUBMITTED,
+            server=control.backend.name,
+            prompt_id=prompt_id,
+            client_id=hub.client_id,
+            uploaded_name=image_name,
+            submit_attempts=job.submit_attempts + 1,
+            submitted_at=self.clock.now(),
+        )
+        control.prompt_id = prompt_id
+        sub = hub.subscribe(prompt_id)  # before posting, so no event is missed
+        try:
+            await post_prompt(hub, graph, prompt_id=prompt_id, extra_data={"animate_job": job.id})
+        except UserFacingError:
+            sub.close()
+            raise
+        except ComfyError as exc:
+            # The POST may or may not have reached the queue: ask before doing anything else.
+            if await self._server_knows(control.backend, prompt_id, running_only=False):
+                log.info("job %s: POST /prompt failed (%s) but the server has it", job.id, type(exc).__name__)
+            else:
+                sub.close()
+                self.pool.mark_down(control.backend, f"POST /prompt failed: {type(exc).__name__}")
+                raise _Requeue(f"POST /prompt failed: {exc}") from exc
+        sub.close()  # the follower subscribes again; the hub buffers events meanwhile
+        log.info("job %s posted to %s as prompt %s", job.id, control.backend.name, prompt_id)
+        self.streams.publish(ProgressUpdate(job_id=job.id, phase="starting", message="Sent to the image server"))
+        return job
+
+    async def _follow(self, job: Job, control: _Control, hub: ComfyHub, workflow: Any) -> Outcome:
+        assert job.prompt_id is not None
+        prompt_id = job.prompt_id
+        eta = EtaEstimator()
+        started_at = job.started_at
+
+        async def on_event(event: Event) -> None:
+            nonlocal started_at
+            if isinstance(event, (ExecutionStart, ExecutionCached, Executing)) and not control.started:
+                control.started = True
+                started_at = started_at or self.clock.now()
+                await self._set_state(job.id, JobState.RUNNING, started_at=started_at)
+                self.streams.publish(ProgressUpdate(job_id=job.id, phase="starting", elapsed=0.0, message="Starting"))
+            elapsed = None if started_at is None else max(0.0, self.clock.now() - started_at)
+            if isinstance(event, Progress):
+                if event.node == workflow.progress_node_id:
+                    eta.observe(event.value, event.max, self.clock.monotonic())
+                    self.streams.publish(
+                        ProgressUpdate(
+                            job_id=job.id,
+                            phase="running",
+                            step=event.value,
+                            steps=event.max,
+                            node=event.node,
+                            percent=100.0 * event.value / event.max if event.max else None,
+                            elapsed=elapsed,
+                            eta=eta.eta(self.clock.monotonic()),
+                            message=workflow.describe_progress(event.node, event.value, event.max),
+                        )
+                    )
+                else:
+                    self.streams.publish(
+                        ProgressUpdate(
+                            job_id=job.id,
+                            phase="encoding",
+                            node=event.node,
+                            percent=100.0 * event.value / event.max if event.max else None,
+                            elapsed=elapsed,
+                            message="encoding",
+                        )
+                    )
+            elif isinstance(event, PreviewImage):
+                latest = self.streams.get(job.id).latest
+                if latest is not None and latest.phase == "running":
+                    self.streams.publish(_with_preview(latest, event.image))
+            elif isinstance(event, Executing) and event.node is not None and event.node == workflow.output_node_id:
+                self.streams.publish(
+                    ProgressUpdate(job_id=job.id, phase="encoding", node=event.node, elapsed=elapsed, message="encoding")
+                )
+
+        sub = hub.subscribe(prompt_id)
+        follower = asyncio.ensure_future(follow_prompt(hub.client, sub, on_event=on_event))
+        deadline = (job.submitted_at or self.clock.now()) + self.limits.job_timeout
+        watchdog = asyncio.ensure_future(self._watchdog(job.id, control, prompt_id, deadline))
+        try:
+            done, _ = await asyncio.wait({follower, watchdog, control.abort}, return_when=asyncio.FIRST_COMPLETED)
+            if follower in done:
+                return follower.result()
+            reason = control.abort.result() if control.abort.done() else "timeout"
+            if reason == "server_down":
+                raise _Requeue("the server went down")
+            if reason == "cancelled":
+                return Outcome(prompt_id, "interrupted", None)
+            return Outcome(prompt_id, "interrupted", None)  # timed out and the server never confirmed
+        finally:
+            for task in (follower, watchdog):
+                task.cancel()
+            await asyncio.gather(follower, watchdog, return_exceptions=True)
+            sub.close()
+
+    async def _watchdog(self, job_id: str, control: _Control, prompt_id: str, deadline: float) -> None:
+        """Past the time limit: stop the prompt on the server, then give it a moment to confirm."""
+        remaining = deadline - self.clock.now()
+        if remaining > 0:
+            await self.clock.sleep(remaining)
+        log.warning("job %s reached its time limit; stopping prompt %s", job_id, prompt_id)
+        self._timed_out.add(job_id)
+        await self._stop_on_server(control.backend, prompt_id)
+        await self.clock.sleep(30.0)
+
+    async def _conclude(self, job: Job, control: _Control, outcome: Outcome) -> None:
+        self._release(control)
+        if outcome.status == "success":
+            workflow = self.workflows.get(job.workflow)
+            assert workflow is not None
+            found = result_file(outcome, workflow)
+            path = await download_result(control.backend.client, found, self.results_dir, job.id)
+            size = await asyncio.to_thread(lambda: path.stat().st_size)
+            meta = dict(job.result_meta)
+            meta.update({"format": found.format, "size": size, "filename": found.filename})
+            job = await self._set_state(job.id, JobState.DELIVERING, result_path=str(path), result_meta=meta)
+            await self._deliver(job)
+            return
+        if outcome.status == "error":
+            await self._finish(job.id, JobState.FAILED, failure_message(outcome), outcome.message)
+            return
+        # interrupted
+        if job.id in self._cancel_requested:
+            await self._finish(job.id, JobState.CANCELLED, _cancel_reason(job.user_id, self._cancel_requested[job.id]))
+        elif job.id in self._timed_out:
+            minutes = max(1, round(self.limits.job_timeout / 60))
+            await self._finish(
+                job.id,
+                JobState.TIMED_OUT,
+                f"The job took longer than the {minutes}-minute limit and was stopped.",
+                outcome.message,
+            )
+        else:
+            await self._finish(
+                job.id, JobState.FAILED, "The job was stopped on the image server by an operator.", outcome.message
+            )
+
+    async def _deliver(self, job: Job) -> None:
+        """Hand the stored result to the delivery; retried with backoff. Never runs the job again."""
+        self.streams.publish(ProgressUpdate(job_id=job.id, phase="delivering", message="Posting the video"))
+        if self.delivery is None:
+            log.warning("job %s is ready but no delivery is set; it will be delivered on the next start", job.id)
+            return
+        delay = 1.0
+        for attempt in range(1, self.limits.delivery_attempts + 1):
+            try:
+                message_id = await self.delivery.deliver(job, Path(job.result_path or ""))
+            except asyncio.CancelledError:
+                raise
+            except UserFacingError as exc:
+                await self._finish(job.id, JobState.FAILED, exc.user_message, exc.detail)
+                return
+            except Exception as exc:
+                log.warning("job %s: delivery attempt %d failed: %s", job.id, attempt, type(exc).__name__, exc_info=True)
+                await self.clock.sleep(delay)
+                delay = min(delay * 4, 120.0)
+                continue
+            await self._finish(job.id, JobState.DELIVERED, None, None, delivered_message_id=message_id)
+            await self._forget_on_server(job)
+            return
+        await self._finish(
+            job.id, JobState.FAILED, "The video was made but could not be posted here. Please try again.", "delivery failed"
+        )
+
+    async def _forget_on_server(self, job: Job) -> None:
+        """Delete a delivered job's history entry on ComfyUI (best effort)."""
+        if not job.server or not job.prompt_id:
+            return
+        try:
+            backend = self.pool.get(job.server)
+            await backend.client.delete_history([job.prompt_id])
+        except (KeyError, ComfyError) as exc:
+            log.debug("job %s: could not delete its history entry: %s", job.id, exc)
+
+    async def _requeue(self, job_id: str, control: _Control, reason: str) -> None:
+        """The server went away: back to the head of the line once; a second time it fails."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.is_terminal:
+            return
+        if control.prompt_id:
+            self._abandoned.setdefault(control.backend.name, set()).add(control.prompt_id)
+        if job.id in self._cancel_requested:
+            await self._finish(job.id, JobState.CANCELLED, _cancel_reason(job.user_id, self._cancel_requested[job.id]))
+            return
+        if job.submit_attempts >= MAX_SUBMISSIONS or job.result_meta.get("moved"):
+            await self._finish(
+                job.id,
+                JobState.FAILED,
+                "The image servers kept going away while running this job. Please try again later.",
+                reason,
+            )
+            return
+        meta = dict(job.result_meta)
+        meta["moved"] = True
+        await self._set_state(job.id, JobState.WAITING, server=None, prompt_id=None, result_meta=meta)
+        log.warning("job %s goes back to the queue: %s", job.id, reason)
+        self.queue.mark_done(job.id)
+        self.queue.push_front(job.id, job.user_id)
+        self._publish_positions()
+        self._wake.set()
+
+    def _release(self, control: _Control) -> None:
+        if not control.released:
+            control.released = True
+            self.pool.release(control.backend)
+            self._wake.set()
+
+    async def _stop_on_server(self, backend: Backend, prompt_id: str) -> None:
+        """Delete a prompt from the server's queue and interrupt it if it runs (never a bare interrupt)."""
+        client = backend.client
+        for call in (lambda: client.delete_queued([prompt_id]), lambda: client.interrupt(prompt_id)):
+            try:
+                await call()
+            except ComfyError as exc:
+                log.debug("stopping prompt %s on %s: %s", prompt_id, backend.name, exc)
+
+    async def _server_knows(self, backend: Backend, prompt_id: str, *, running_only: bool) -> bool:
+        """Whether the server has the prompt in its queue or history (False if it cannot be asked)."""
+        client = backend.client
+        try:
+            queue = await client.get_queue()
+            if queue.contains(prompt_id):
+                return True
+            if running_only:
+                return False
+            return await client.get_history_entry(prompt_id) is not None
+        except ComfyError:
+            return False
+
+    # ------------------------------------------------------------------ endings
+
+    async def _set_state(self, job_id: str, state: JobState, **fields: Any) -> Job:
+        return await self.store.update_job(job_id, state=state, **fields)
+
+    async def _finish(
+        self, job_id: str, state: JobState, error: str | None, detail: str | None = None, **fields: Any
+    ) -> None:
+        """Put a job in a terminal state (once), tell its stream and the delivery."""
+        try:
+            job = await self.store.update_job(
+                job_id, state=state, error=error, error_detail=detail, finished_at=self.clock.now(), **fields
+            )
+        except InvalidTransition:
+            log.debug("job %s already ended; not moving it to %s", job_id, state.value)
+            return
+        self.queue.mark_done(job_id)
+        self._cancel_requested.pop(job_id, None)
+        self._timed_out.discard(job_id)
+        log.info("job %s %s%s", job_id, state.value, f": {detail or error}" if (detail or error) else "")
+        self.streams.publish(ProgressUpdate(job_id=job_id, phase="finished", message=error or _state_words(state)))
+        self._wake.set()
+        if state is not JobState.DELIVERED and self.delivery is not None:
+            try:
+                await self.delivery.job_ended(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("job %s: telling the member it ended failed", job_id, exc_info=True)
+
+    async def _wait_terminal(self, stream: ProgressStream, timeout: float) -> None:
+        async def until_finished() -> None:
+            async for update in stream:
+                if update.is_terminal:
+                    return
+
+        try:
+            await asyncio.wait_for(until_finished(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _reload(self, job_id: str) -> Job:
+        job = await self.store.get_job(job_id)
+        assert job is not None
+        return job
+
+    # ------------------------------------------------------------------ recovery and housekeeping
+
+    async def _recover(self) -> None:
+        """Reconcile every stored job that had not ended (see the module docstring)."""
+        jobs = await self.store.active_jobs()
+        for job in jobs:
+            if job.state is JobState.WAITING:
+                self.queue.push(job.id, job.user_id, enforce_limits=False)
+            else:
+                self.queue.mark_running(job.id, job.user_id)
+                self._start_task(job.id, self._resume(job))
+        if jobs:
+            log.info("Recovered %d unfinished job(s) from the store", len(jobs))
+
+    async def _resume(self, job: Job) -> None:
+        if job.state is JobState.DELIVERING:
+            if job.result_path and await asyncio.to_thread(Path(job.result_path).exists):
+                await self._deliver(job)
+            else:
+                await self._finish(job.id, JobState.FAILED, "The finished video was lost before it could be posted.")
+            return
+        try:
+            backend = self.pool.get(job.server or "")
+        except KeyError:
+            # its server is no longer configured: run it elsewhere
+            await self._set_state(job.id, JobState.WAITING, server=None, prompt_id=None)
+            self.queue.mark_done(job.id)
+            self.queue.push_front(job.id, job.user_id)
+            self._wake.set()
+            return
+        self.pool.reserve(backend)
+        control = _Control(backend=backend, abort=asyncio.get_running_loop().create_future(), prompt_id=job.prompt_id)
+        control.started = job.state is JobState.RUNNING
+        self._controls[job.id] = control
+        try:
+            await self._guarded(job, control, self._resume_follow(job, control))
+        finally:
+            self._release(control)
+            self._controls.pop(job.id, None)
+
+    async def _resume_follow(self, job: Job, control: _Control) -> None:
+        workflow = self.workflows.get(job.workflow)
+        if workflow is None:
+            raise JobFailed("This job's workflow was removed by an admin.")
+        hub = self.hubs[control.backend.name]
+        if job.prompt_id is None:
+            await self._submit_and_follow(job, control)
+            return
+        outcome = await self._follow(job, control, hub, workflow)
+        if outcome.status == "lost":
+            log.warning("job %s: server %s no longer knows prompt %s", job.id, control.backend.name, job.prompt_id)
+            await self._submit_and_follow(job, control)
+            return
+        await self._conclude(job, control, outcome)
+
+    async def _sweep_loop(self) -> None:
+        """Time out jobs that waited too long for a server; apply retention once an hour."""
+        last_retention = float("-inf")
+        while True:
+            await self.clock.sleep(self._sweep_interval)
+            try:
+                await self._time_out_waiting()
+                if self.clock.now() - last_retention >= 3600:
+                    last_retention = self.clock.now()
+                    await self.apply_retention()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def _time_out_waiting(self) -> None:
+        now = self.clock.now()
+        for job_id in list(self.queue.positions()):
+            job = await self.store.get_job(job_id)
+            if job is not None and job.state is JobState.WAITING and now - job.created_at > self.limits.job_timeout:
+                self.queue.remove(job_id)
+                await self._finish(job_id, JobState.TIMED_OUT, "No image server was free in time. Please try again later.")
+
+    async def apply_retention(self) -> int:
+        """Remove inputs and results older than the retention period. Returns files removed."""
+        cutoff = self.clock.now() - self.limits.retention_days * 86400
+        paths = await self.store.purge_older_than(cutoff)
+        removed = await self.store.remove_files(paths)
+        if removed:
+            log.info("Retention removed %d old file(s)", removed)
+        return removed
+
+
+def _resolve(future: asyncio.Future[str], reason: str) -> None:
+    if not future.done():
+        future.set_result(reason)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        raise JobFailed("This job's prepared image is damaged.", detail="not a PNG")
+    width, height = struct.unpack(">II", png[16:24])
+    return int(width), int(height)
+
+
+def _with_preview(update: ProgressUpdate, image: bytes) -> ProgressUpdate:
+    return replace(update, preview=image)
+
+
+def _position_words(position: int) -> str:
+    return "Next in line" if position == 1 else f"Waiting: #{position} in line"
+
+
+def _cancel_reason(owner: int, by: int) -> str:
+    return "Cancelled." if owner == by else "Cancelled by a moderator."
+
+
+def _state_words(state: JobState) -> str:
+    return {
+        JobState.DELIVERED: "delivered",
+        JobState.FAILED: "failed",
+        JobState.CANCELLED: "cancelled",
+        JobState.TIMED_OUT: "timed out",
+    }.get(state, state.value)
+
+
+__all__ = ["ACTIVE_STATES", "Delivery", "JobRequest", "JobService", "ServiceLimits"]

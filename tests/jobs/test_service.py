@@ -1,0 +1,429 @@
+"""The job service against real ComfyUI test servers: fairness, recovery, cancel, time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.comfy.client import ComfyClient
+from bot.jobs.factory import open_job_service
+from bot.jobs.models import Job, JobState
+from bot.jobs.service import JobRequest, JobService
+from bot.settings import ServerConfig, Settings
+from tests.comfy_server import ComfyTestServer
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"frames": 4, "steps": 3}
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (320, 180)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class RecordingDelivery:
+    """Stands in for the Discord layer: records what would be posted."""
+
+    delivered: list[tuple[str, Path]] = field(default_factory=list)
+    ended: list[Job] = field(default_factory=list)
+    fail_times: int = 0
+    gate: asyncio.Event | None = None
+
+    async def deliver(self, job: Job, result: Path) -> int | None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("Discord is down")
+        assert result.exists()
+        self.delivered.append((job.id, result))
+        return 1000 + len(self.delivered)
+
+    async def job_ended(self, job: Job) -> None:
+        self.ended.append(job)
+
+
+ServiceFactory = Callable[..., Awaitable[JobService]]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def make_service(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncIterator[ServiceFactory]:
+    services: list[JobService] = []
+
+    async def factory(
+        servers: list[ComfyTestServer], *, delivery: RecordingDelivery | None = None, start: bool = True, **settings: Any
+    ) -> JobService:
+        configs = tuple(ServerConfig(name=f"gpu{i + 1}", url=s.url) for i, s in enumerate(servers))
+        base = Settings(
+            comfyui_servers=configs,
+            workflows_dir=ROOT / "workflows",
+            data_dir=tmp_path / "data",
+            max_jobs_per_member=settings.pop("max_jobs_per_member", 2),
+            max_waiting_jobs=settings.pop("max_waiting_jobs", 100),
+            job_timeout=settings.pop("job_timeout", 120.0),
+        )
+        clients = {c.name: ComfyClient(session, c, timeout=5.0, retries=1, backoff=0.05) for c in configs}
+        service = await open_job_service(
+            base, session, clients, delivery=delivery or RecordingDelivery(), health_interval=0.5, **settings
+        )
+        for hub in service.hubs.values():
+            hub.reconnect_min, hub.reconnect_max = 0.05, 0.2
+        if start:
+            await service.start()
+        services.append(service)
+        return service
+
+    yield factory
+    for service in services:
+        if not service._closing:
+            await service.close()
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def all_ended(service: JobService, job_ids: list[str]) -> bool:
+    for job_id in job_ids:
+        job = await service.get(job_id)
+        if job is None or not job.is_terminal:
+            return False
+    return True
+
+
+def request(user: int, **options: Any) -> JobRequest:
+    return JobRequest(user_id=user, channel_id=1, guild_id=2, image=png_bytes(), options={**FAST, **options})
+
+
+async def test_one_job_is_delivered_with_a_video_of_the_input(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery)
+    try:
+        job = await service.submit(request(7, seed=42))
+        await wait_for(lambda: all_ended(service, [job.id]))
+        done = await service.get(job.id)
+        assert done is not None and done.state is JobState.DELIVERED, done
+        assert done.options["seed"] == 42 and done.delivered_message_id == 1001
+        [(job_id, path)] = delivery.delivered
+        with Image.open(path) as im:
+            assert im.n_frames >= 2  # identical neighbour frames may be merged by the GIF writer
+            r, g, b = im.convert("RGB").resize((1, 1)).getpixel((0, 0))
+            assert r > 150 and g < 80  # the red input
+        # ComfyUI's history entry of a delivered job is removed
+        assert await comfy_server_history(comfy_server, done.prompt_id) == {}
+    finally:
+        await service.close()
+
+
+async def comfy_server_history(server: ComfyTestServer, prompt_id: str | None) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"{server.url}/history/{prompt_id}") as resp:
+        return await resp.json()
+
+
+async def test_fifty_jobs_ten_members_three_servers(
+    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]], make_service: ServiceFactory
+) -> None:
+    servers = [await comfy_server_factory() for _ in range(3)]
+    delivery = RecordingDelivery()
+    service = await make_service(servers, delivery=delivery, max_jobs_per_member=5)
+    try:
+        jobs: list[Job] = []
+        order: list[int] = []
+        original = service.queue.next
+
+        def spy() -> Any:
+            entry = original()
+            if entry is not None:
+                order.append(int(entry.member))  # type: ignore[call-overload]
+            return entry
+
+        service.queue.next = spy  # type: ignore[method-assign]
+        for server in servers:
+            server.step_time = 0.05
+        for member in range(10):
+            for _ in range(5):
+                jobs.append(await service.submit(request(member)))
+            if member == 0:  # the sixth job of a member is refused while five are in flight
+                with pytest.raises(Exception) as refused:
+                    await service.submit(request(0))
+                assert "5 jobs" in getattr(refused.value, "user_message", "")
+        for server in servers:
+            server.step_time = 0.0
+        await wait_for(lambda: all_ended(service, [j.id for j in jobs]), timeout=80)
+        states = Counter([(await service.get(j.id)).state for j in jobs])  # type: ignore[union-attr]
+        assert states == {JobState.DELIVERED: 50}
+        delivered_ids = [job_id for job_id, _ in delivery.delivered]
+        assert len(delivered_ids) == 50 and len(set(delivered_ids)) == 50
+        # members were interleaved: in the first ten dispatches no member came twice
+        # (the first few were dispatched while others were still being submitted)
+        late = order[10:30]
+        assert len(set(late[:10])) >= 8
+        used = {(await service.get(j.id)).server for j in jobs}  # type: ignore[union-attr]
+        assert used == {"gpu1", "gpu2", "gpu3"}
+    finally:
+        await service.close()
+
+
+async def test_cancel_waiting_submitted_and_running(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    comfy_server.step_time = 0.2
+    service = await make_service([comfy_server], max_jobs_per_member=5)
+    try:
+        running = await service.submit(request(1, steps=40))
+        pending = await service.submit(request(2, steps=40))
+        waiting = await service.submit(request(3, steps=40))
+
+        async def is_running() -> bool:
+            job = await service.get(running.id)
+            return job is not None and job.state is JobState.RUNNING
+
+        await wait_for(is_running)
+        assert (await service.get(pending.id)).state is JobState.SUBMITTED  # type: ignore[union-attr]
+        assert (await service.get(waiting.id)).state is JobState.WAITING  # type: ignore[union-attr]
+
+        # another member may not cancel it
+        with pytest.raises(Exception) as refused:
+            await service.cancel(running.id, by_user=99)
+        assert "Only the member" in refused.value.user_message  # type: ignore[attr-defined]
+
+        ended = await service.cancel(waiting.id, by_user=3)
+        assert ended.state is JobState.CANCELLED
+        ended = await service.cancel(pending.id, by_user=2)
+        assert ended.state is JobState.CANCELLED
+        ended = await service.cancel(running.id, by_user=1)
+        assert ended.state is JobState.CANCELLED
+
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{comfy_server.url}/queue") as resp:
+                queue = await resp.json()
+            assert queue["queue_running"] == [] and queue["queue_pending"] == []
+            async with s.get(f"{comfy_server.url}/history") as resp:
+                history = await resp.json()
+        pending_job = await service.get(pending.id)
+        running_job = await service.get(running.id)
+        assert pending_job.prompt_id not in history  # type: ignore[union-attr]
+        messages = history[running_job.prompt_id]["status"]["messages"]  # type: ignore[union-attr]
+        assert any(m[0] == "execution_interrupted" for m in messages)
+    finally:
+        await service.close()
+
+
+async def test_time_limit_interrupts_and_ends_timed_out(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    from bot.clock import FakeClock
+
+    clock = FakeClock()
+    comfy_server.step_time = 0.1
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery, clock=clock, job_timeout=60.0)
+    try:
+        job = await service.submit(request(1, steps=40))
+
+        async def is_running() -> bool:
+            j = await service.get(job.id)
+            return j is not None and j.state is JobState.RUNNING
+
+        await wait_for(is_running)
+        clock.advance(61)
+        await wait_for(lambda: all_ended(service, [job.id]))
+        ended = await service.get(job.id)
+        assert ended.state is JobState.TIMED_OUT and "limit" in (ended.error or "")  # type: ignore[union-attr]
+        assert [j.id for j in delivery.ended] == [job.id]
+        history = await comfy_server_history(comfy_server, ended.prompt_id)  # type: ignore[union-attr]
+        assert any(m[0] == "execution_interrupted" for m in history[ended.prompt_id]["status"]["messages"])  # type: ignore[index,union-attr]
+    finally:
+        await service.close()
+
+
+async def test_failure_inside_comfyui_gives_a_reason(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    comfy_server.fail_at = "VAEDecode"
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery)
+    try:
+        job = await service.submit(request(1))
+        await wait_for(lambda: all_ended(service, [job.id]))
+        ended = await service.get(job.id)
+        assert ended.state is JobState.FAILED  # type: ignore[union-attr]
+        assert "VAEDecode" in (ended.error or "") and "127.0.0.1" not in (ended.error or "")  # type: ignore[union-attr]
+        assert delivery.ended and not delivery.delivered
+    finally:
+        await service.close()
+
+
+async def test_missing_checkpoint_fails_with_admin_hint(
+    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]], make_service: ServiceFactory
+) -> None:
+    server = await comfy_server_factory(checkpoints=[])
+    service = await make_service([server])
+    try:
+        job = await service.submit(request(1))
+        await wait_for(lambda: all_ended(service, [job.id]))
+        ended = await service.get(job.id)
+        assert ended.state is JobState.FAILED and "model is missing" in (ended.error or "")  # type: ignore[union-attr]
+        assert "ckpt_name" in (ended.error_detail or "")  # type: ignore[union-attr]
+    finally:
+        await service.close()
+
+
+async def test_restart_of_the_service_mid_run_delivers_once(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    comfy_server.step_time = 0.05
+    first = await make_service([comfy_server])
+    running = await first.submit(request(1, steps=20))
+    pending = await first.submit(request(2, steps=20))
+
+    async def running_now() -> bool:
+        j = await first.get(running.id)
+        return j is not None and j.state is JobState.RUNNING
+
+    await wait_for(running_now)
+    await first.close()
+
+    delivery = RecordingDelivery()
+    second = await make_service([comfy_server], delivery=delivery)
+    try:
+        await wait_for(lambda: all_ended(second, [running.id, pending.id]))
+        assert {(await second.get(j)).state for j in (running.id, pending.id)} == {JobState.DELIVERED}  # type: ignore[union-attr]
+        assert sorted(j for j, _ in delivery.delivered) == sorted([running.id, pending.id])
+        assert (await second.get(running.id)).submit_attempts == 1  # type: ignore[union-attr]
+    finally:
+        await second.close()
+
+
+async def test_stopped_while_delivering_is_delivered_once_after_restart(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    gate = asyncio.Event()
+    first = await make_service([comfy_server], delivery=RecordingDelivery(gate=gate))
+    job = await first.submit(request(1))
+
+    async def delivering() -> bool:
+        j = await first.get(job.id)
+        return j is not None and j.state is JobState.DELIVERING
+
+    await wait_for(delivering)
+    await first.close()
+    prompts_before = [r for r in comfy_server.requests if r == ("POST", "/prompt")]
+
+    delivery = RecordingDelivery()
+    second = await make_service([comfy_server], delivery=delivery)
+    try:
+        await wait_for(lambda: all_ended(second, [job.id]))
+        assert [j for j, _ in delivery.delivered] == [job.id]
+        assert [r for r in comfy_server.requests if r == ("POST", "/prompt")] == prompts_before  # not run again
+    finally:
+        await second.close()
+
+
+async def test_server_restart_that_loses_the_queue_resubmits_once(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    comfy_server.step_time = 0.05
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery)
+    try:
+        job = await service.submit(request(1, steps=20))
+
+        async def running_now() -> bool:
+            j = await service.get(job.id)
+            return j is not None and j.state is JobState.RUNNING
+
+        await wait_for(running_now)
+        await comfy_server.restart(lose_state=True)
+        await wait_for(lambda: all_ended(service, [job.id]))
+        done = await service.get(job.id)
+        assert done.state is JobState.DELIVERED and done.submit_attempts == 2  # type: ignore[union-attr]
+        assert len(delivery.delivered) == 1
+    finally:
+        await service.close()
+
+
+async def test_killed_server_moves_its_jobs_elsewhere(
+    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]], make_service: ServiceFactory
+) -> None:
+    doomed = await comfy_server_factory(step_time=0.05)
+    healthy = await comfy_server_factory(step_time=0.01)
+    delivery = RecordingDelivery()
+    service = await make_service([doomed, healthy], delivery=delivery, max_jobs_per_member=10)
+    try:
+        jobs = [await service.submit(request(u, steps=20)) for u in range(6)]
+
+        async def one_running_on_doomed() -> bool:
+            for j in jobs:
+                job = await service.get(j.id)
+                if job is not None and job.server == "gpu1" and job.state is JobState.RUNNING:
+                    return True
+            return False
+
+        await wait_for(one_running_on_doomed)
+        await doomed.stop()
+        await wait_for(lambda: all_ended(service, [j.id for j in jobs]), timeout=60)
+        final = [await service.get(j.id) for j in jobs]
+        assert all(j.state is JobState.DELIVERED for j in final), [(j.id, j.state, j.error) for j in final]  # type: ignore[union-attr]
+        assert len({j for j, _ in delivery.delivered}) == 6 == len(delivery.delivered)
+    finally:
+        await service.close()
+
+
+async def test_all_servers_down_refuses_at_once(tmp_path: Path, make_service: ServiceFactory) -> None:
+    server = ComfyTestServer(tmp_path / "down")
+    await server.start()
+    url = server.url
+    await server.stop()
+    service = await make_service([server])
+    try:
+        with pytest.raises(Exception) as refused:
+            await service.submit(request(1))
+        assert "offline" in refused.value.user_message  # type: ignore[attr-defined]
+        assert url not in refused.value.user_message  # type: ignore[attr-defined]
+    finally:
+        await service.close()
+
+
+async def test_reroll_reuses_the_input_with_a_new_seed(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery)
+    try:
+        first = await service.submit(request(1, seed=5, motion=40))
+        await wait_for(lambda: all_ended(service, [first.id]))
+        again = await service.reroll(first.id, user_id=1, channel_id=1, guild_id=2, overrides={"motion": 80})
+        await wait_for(lambda: all_ended(service, [again.id]))
+        done = await service.get(again.id)
+        assert done.state is JobState.DELIVERED and done.parent_job_id == first.id  # type: ignore[union-attr]
+        assert done.options["motion"] == 80 and done.options["seed"] != 5  # type: ignore[union-attr]
+        assert done.input_path == (await service.get(first.id)).input_path  # type: ignore[union-attr]
+    finally:
+        await service.close()
