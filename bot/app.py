@@ -24,6 +24,7 @@ import discord
 from discord.ext import commands
 
 from bot.comfy.client import ComfyClient
+from bot.jobs.factory import open_job_service
 from bot.settings import Settings
 from bot.tree import BotTree
 
@@ -80,6 +81,13 @@ class AnimateBot(commands.Bot):
             for menu in getattr(cog, "context_menus", ()):
                 self.tree.add_command(menu)
         self.synced = await self.sync_commands()
+        # Services start once the extensions wired them (e.g. the job service's delivery):
+        # recovery may deliver results, which needs the logged-in HTTP client.
+        for name, service in self.services.items():
+            starter = getattr(service, "start", None)
+            if starter is not None:
+                log.info("Starting %s", name)
+                await starter()
 
     async def sync_commands(self) -> str:
         """Sync to ``DEV_GUILD_ID`` when set; else globally with ``--sync`` or when the commands changed.
@@ -158,7 +166,9 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
     status = 0
     try:
         async with aiohttp.ClientSession() as session:
-            bot = AnimateBot(settings, session, comfy=build_comfy_clients(settings, session), sync=sync)
+            clients = build_comfy_clients(settings, session)
+            jobs = await open_job_service(settings, session, clients)
+            bot = AnimateBot(settings, session, comfy=clients, services={"jobs": jobs}, sync=sync)
             bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord-bot")
             stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
             try:
