@@ -281,7 +281,7 @@ async def unban(store: JobStore, actor: Requester, user_id: int) -> ActionResult
 
 
 def _seconds(value: float) -> str:
-    return "none" if value <= 0 else messages.format_duration(value)
+    return "none" if value <= 0 else messages.format_duration(value, exact=True)
 
 
 def describe_settings(settings: GuildSettings, *, default_max_in_flight: int | None = None) -> list[tuple[str, str]]:

@@ -188,7 +188,7 @@ def _show(name: str, value: Any) -> str:
         return ", ".join(messages.role_mention(i) for i in ids if _int(i)) or "none"
     if name == "cooldown_seconds":
         number = float(value or 0)
-        return messages.format_duration(number) if number > 0 else "none"
+        return messages.format_duration(number, exact=True) if number > 0 else "none"
     if name in ("daily_quota", "guild_daily_cap"):
         return "unlimited" if value is None else str(_int(value))
     if name == "max_in_flight":

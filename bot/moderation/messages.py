@@ -50,11 +50,20 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def format_duration(seconds: float) -> str:
+def format_duration(seconds: float, *, exact: bool = False) -> str:
     """A short human duration, rounded up so a member never retries too early.
 
     ``42 s``, ``3 min``, ``3 h 12 min``, ``2 d 4 h``. Anything under a second is ``1 s``.
+    ``exact=True`` (for settings, not waits) keeps the two largest units: ``1 min 30 s``.
     """
+    if exact:
+        rest = max(0, round(seconds))
+        parts = []
+        for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+            count, rest = divmod(rest, size)
+            if count:
+                parts.append(f"{count} {unit}")
+        return " ".join(parts[:2]) or "0 s"
     total = max(1, math.ceil(seconds - 1e-9)) if seconds > 0 else 1
     if total < 60:
         return f"{total} s"

@@ -18,6 +18,12 @@ def test_durations_round_up(seconds: float, text: str) -> None:
     assert messages.format_duration(seconds) == text
 
 
+def test_exact_durations_for_settings() -> None:
+    assert messages.format_duration(90, exact=True) == "1 min 30 s"
+    assert messages.format_duration(3600, exact=True) == "1 h"
+    assert messages.format_duration(86400 + 3600 + 61, exact=True) == "1 d 1 h"
+
+
 def test_the_issue_wording() -> None:
     assert messages.cooldown(42) == "You can animate again in 42 s."
     assert messages.cooldown(170) == "You can animate again in 3 min."
