@@ -135,16 +135,20 @@ def _client(session: aiohttp.ClientSession, settings: Settings, server: ServerCo
     return ComfyClient(session, server, token=settings.comfyui_token, **kwargs)
 
 
+def find_server(settings: Settings, name: str) -> ServerConfig:
+    """The configured server called ``name`` (exact, else case-insensitive); a usage error if none."""
+    servers = settings.comfyui_servers
+    found = next((s for s in servers if s.name == name), None) or next(
+        (s for s in servers if s.name.lower() == name.lower()), None
+    )
+    if found is None:
+        raise ShellError(f"unknown server {name!r} (configured: {', '.join(s.name for s in servers)})", EXIT_USAGE)
+    return found
+
+
 async def pick_server(session: aiohttp.ClientSession, settings: Settings, name: str | None) -> ServerConfig:
     """The named server, or the first one (in configuration order) that answers ``GET /prompt``."""
-    servers = settings.comfyui_servers
-    if name is not None:
-        found = next((s for s in servers if s.name == name), None) or next(
-            (s for s in servers if s.name.lower() == name.lower()), None
-        )
-        if found is None:
-            raise ShellError(f"unknown server {name!r} (configured: {', '.join(s.name for s in servers)})", EXIT_USAGE)
-        servers = (found,)
+    servers = settings.comfyui_servers if name is None else (find_server(settings, name),)
     timeout = min(settings.comfyui_timeout, PROBE_TIMEOUT)
 
     async def answers(server: ServerConfig) -> str | None:
@@ -302,6 +306,8 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ShellError(f"the folder of --out ({out.parent}) does not exist", EXIT_USAGE)
+    if getattr(args, "server", None) is not None:
+        find_server(settings, args.server)  # a typo is a usage error before any work
     workflow = await asyncio.to_thread(pick_workflow, settings, getattr(args, "workflow", None))
     resolved = resolve(workflow, format_for_suffix(workflow, options, out))
     prepared = await read_and_prepare(settings, Path(args.image), str(resolved.get("fit") or "crop"))

@@ -1,0 +1,234 @@
+"""``python -m bot animate`` from a shell: a real run against a test server in its own process,
+friendly one-line failures, and Ctrl+C stopping the prompt on the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+from bot.progress_bar import ProgressBar
+from bot.shell_animate import ShellError, format_for_suffix, parse_options, run_animate
+from bot.workflows import load_workflows
+from tests.comfy_server.fixtures import ServerProcess
+from tests.comfy_server.server import ComfyTestServer
+
+from .helpers import WORKFLOWS, bot_command, env_for, free_port, process_env, settings_for
+
+Factory = Callable[..., Awaitable[ComfyTestServer]]
+
+
+def make_image(path: Path, size: tuple[int, int] = (640, 360)) -> Image.Image:
+    """A picture with big, distinct shapes, so a downscaled frame can be compared with it."""
+    im = Image.new("RGB", size, (20, 60, 200))
+    draw = ImageDraw.Draw(im)
+    w, h = size
+    draw.rectangle((0, 0, w // 2, h), fill=(230, 40, 30))
+    draw.ellipse((w // 2, h // 4, w * 7 // 8, h * 3 // 4), fill=(250, 220, 30))
+    im.save(path)
+    return im
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    size = (64, 36)
+    diff = ImageChops.difference(a.convert("RGB").resize(size), b.convert("RGB").resize(size))
+    return sum(ImageStat.Stat(diff).mean) / 3
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def namespace(image: Path, out: Path, *options: str, workflow: str | None = None, server: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(image=str(image), out=str(out), workflow=workflow, server=server, option=list(options))
+
+
+@pytest.fixture
+def server_process(comfy_server_process_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return comfy_server_process_factory()
+
+
+def test_animate_writes_a_gif_that_starts_like_the_input(server_process: ServerProcess, tmp_path: Path) -> None:
+    source = make_image(tmp_path / "img.png")
+    env = process_env(env_for(tmp_path, [("local", server_process.url)]))
+    result = run(bot_command("animate", "img.png", "--out", "out.gif", "-o", "frames=8", "-o", "steps=4"), env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.strip()
+    assert summary.startswith("wrote out.gif") and "gif" in summary and "seed " in summary
+    assert "step 4 of 4" in result.stderr  # the progress, in plain lines because stderr is a pipe
+    assert "\r" not in result.stderr
+    with Image.open(tmp_path / "out.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 8
+        gif.seek(0)
+        first = gif.convert("RGB")
+    assert mean_difference(first, source) < 25
+    assert mean_difference(first, Image.new("RGB", source.size, (128, 128, 128))) > 40  # not just any picture
+    assert not list(tmp_path.glob(".animate-*"))  # no temporary files left beside the output
+
+
+def test_animate_mp4_out_converts_a_gif_result(server_process: ServerProcess, tmp_path: Path) -> None:
+    make_image(tmp_path / "img.png")
+    env = process_env(env_for(tmp_path, [("local", server_process.url)]))
+    cmd = bot_command("animate", "img.png", "--out", "clip.mp4", "-o", "frames=6", "-o", "steps=2", "-o", "format=gif", "-o", "seed=42")
+    result = run(cmd, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "converted" in result.stdout and "seed 42" in result.stdout
+    assert (tmp_path / "clip.mp4").read_bytes()[4:8] == b"ftyp"
+
+
+def test_corrupt_image_is_one_friendly_line_exit_1(server_process: ServerProcess, tmp_path: Path) -> None:
+    make_image(tmp_path / "img.png")
+    (tmp_path / "broken.png").write_bytes((tmp_path / "img.png").read_bytes()[:200])
+    env = process_env(env_for(tmp_path, [("local", server_process.url)]))
+    result = run(bot_command("animate", "broken.png", "--out", "out.gif"), env, tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: broken.png:") and "damaged" in lines[0]
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_down_server_is_one_friendly_line_exit_1(tmp_path: Path) -> None:
+    make_image(tmp_path / "img.png")
+    url = f"http://127.0.0.1:{free_port()}"
+    env = process_env(env_for(tmp_path, [("gpu-box", url)]))
+    result = run(bot_command("animate", "img.png", "--out", "out.gif"), env, tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no ComfyUI server is reachable") and "gpu-box" in last
+    assert url not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-o", "frames=99"], "frames must be between 2 and 25"),
+        (["-o", "frames"], "NAME=VALUE"),
+        (["-o", "colour=red"], "unknown option 'colour'"),
+        (["--workflow", "nope"], "unknown workflow 'nope'"),
+        (["--server", "elsewhere"], "unknown server 'elsewhere'"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    make_image(tmp_path / "img.png")
+    err = io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", f"http://127.0.0.1:{free_port()}")])
+    flag, value = args
+    options = [value] if flag == "-o" else []
+    ns = namespace(tmp_path / "img.png", tmp_path / "o.gif", *options,
+                   workflow=value if flag == "--workflow" else None, server=value if flag == "--server" else None)
+    code = run_animate(settings, ns, err=err)
+    assert code == 2
+    assert expected in err.getvalue() and err.getvalue().count("\n") == 1
+
+
+async def test_refused_workflow_names_the_missing_checkpoint(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    server = await comfy_server_factory(checkpoints=["other.safetensors"])
+    make_image(tmp_path / "img.png")
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", server.url)])
+    code = await asyncio.to_thread(run_animate, settings, namespace(tmp_path / "img.png", tmp_path / "o.gif"), out=out, err=err)
+    assert code == 1
+    last = err.getvalue().strip().splitlines()[-1]
+    assert last.startswith("error:") and "model is missing" in last and "svd_xt_1_1.safetensors" in last
+    assert server.url not in err.getvalue()
+
+
+async def test_execution_error_exit_1_names_the_node(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    server = await comfy_server_factory()
+    server.fail_at = "KSampler"
+    make_image(tmp_path / "img.png")
+    err = io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", server.url)])
+    args = namespace(tmp_path / "img.png", tmp_path / "o.gif", "steps=2", "frames=4")
+    code = await asyncio.to_thread(run_animate, settings, args, out=io.StringIO(), err=err)
+    assert code == 1
+    last = err.getvalue().strip().splitlines()[-1]
+    assert last.startswith("error: server gpu-box:") and "KSampler" in last and "Traceback" not in last
+    assert not (tmp_path / "o.gif").exists()
+
+
+async def test_ctrl_c_interrupts_the_prompt_on_the_server(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    server = await comfy_server_factory(step_time=0.1)
+    make_image(tmp_path / "img.png")
+    env = process_env(env_for(tmp_path, [("gpu-box", server.url)]))
+    proc = await asyncio.create_subprocess_exec(
+        *bot_command("animate", "img.png", "--out", "o.gif", "-o", "steps=40"),
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    async with asyncio.timeout(30):
+        while b"step 2 of 40" not in seen:
+            line = await proc.stderr.readline()
+            assert line, seen.decode()
+            seen += line
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, (seen + stderr).decode()
+    assert ("POST", "/interrupt") in server.requests
+    text = (seen + stderr).decode()
+    assert "interrupted" in text and "Traceback" not in text
+    history = [entry async for entry in _history(server)]
+    assert history and all(status != "success" for status in history)
+    assert not (tmp_path / "o.gif").exists()
+
+
+async def _history(server: ComfyTestServer):  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(50):
+            async with session.get(f"{server.url}/history") as resp:
+                body = await resp.json()
+            if body:
+                for entry in body.values():
+                    yield entry["status"]["status_str"]
+                return
+            await asyncio.sleep(0.05)
+
+
+def test_parse_options() -> None:
+    assert parse_options(["frames=8", "motion= 100", "fit=pad"]) == {"frames": "8", "motion": " 100", "fit": "pad"}
+    with pytest.raises(ShellError) as info:
+        parse_options(["frames=8", "frames=9"])
+    assert info.value.code == 2
+
+
+def test_out_suffix_picks_the_format_unless_given() -> None:
+    registry = load_workflows(WORKFLOWS).registry
+    vhs, core = registry.get("svd_img2vid"), registry.get("svd_img2vid_core")
+    assert vhs is not None and core is not None
+    assert format_for_suffix(vhs, {}, Path("a.mp4"))["format"] == "mp4"
+    assert format_for_suffix(vhs, {"format": "gif"}, Path("a.mp4"))["format"] == "gif"
+    assert "format" not in format_for_suffix(core, {}, Path("a.gif"))  # core has no gif
+    assert "format" not in format_for_suffix(vhs, {}, Path("a.bin"))
+
+
+def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, tty=True, width=10)
+    bar.update("step 1 of 4", 0.25)
+    bar.update("step 2 of 4", 0.5)
+    bar.update("encoding")
+    bar.finish("done")
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert "\r[#####-----]  50%  step 2 of 4" in text
+    assert text.split("\r")[-1].rstrip() == "done"
+
+
+def test_progress_bar_writes_plain_lines_when_piped() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, tty=False)
+    for text in ("running", "step 1 of 2", "step 1 of 2", "step 2 of 2", "encoding", "encoding"):
+        bar.update(text, 0.5)
+    bar.finish("done")
+    assert stream.getvalue().splitlines() == ["running", "step 1 of 2", "step 2 of 2", "encoding", "done"]
