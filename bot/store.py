@@ -648,6 +648,22 @@ class JobStore:
             )
         return UsageDecision(True, "ok", member_today + 1, guild_today + 1)
 
+    async def refund_usage(self, guild_id: int | None, user_id: int, *, at: float) -> bool:
+        """Take back one use counted at ``at`` (the job was refused before it ran).
+
+        The count of that UTC day goes down by one; if that use was the member's latest, the
+        cooldown no longer runs from it. Returns False when there was nothing to take back.
+        """
+        gid, day = guild_id or DM_GUILD_ID, utc_day(at)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE usage SET count = count - 1, "
+                "last_job_at = CASE WHEN last_job_at = ? THEN NULL ELSE last_job_at END "
+                "WHERE guild_id = ? AND user_id = ? AND day = ? AND count > 0",
+                (at, gid, user_id, day),
+            )
+            return cursor.rowcount > 0
+
     async def usage_today(self, guild_id: int | None, user_id: int, *, now: float | None = None) -> int:
         """How many jobs the member started on the current UTC day."""
         now = self.clock.now() if now is None else now

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.errors import LimitReached
+from bot.moderation.messages import jobs_in_flight, queue_full
 
 __all__ = ["FairQueue", "QueueEntry", "QUEUE_FULL_MESSAGE", "in_flight_message", "DEFAULT"]
 
-QUEUE_FULL_MESSAGE: Final = "The queue is full — try again in a few minutes."
+QUEUE_FULL_MESSAGE: Final = queue_full()
+in_flight_message = jobs_in_flight  # the one wording, kept in bot.moderation.messages
 
 
 class _Default:
@@ -36,14 +38,6 @@ class _Default:
 
 #: Marker for "use the queue's own per-member limit" in :meth:`FairQueue.push`.
 DEFAULT: Final = _Default()
-
-
-def in_flight_message(limit: int) -> str:
-    """The refusal a member reads when they hit the per-member limit."""
-    if limit <= 0:
-        return "You cannot start new jobs right now."
-    jobs = "job" if limit == 1 else "jobs"
-    return f"You already have {limit} {jobs} in progress; wait for one to finish."
 
 
 @dataclass(frozen=True)

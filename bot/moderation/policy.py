@@ -94,6 +94,8 @@ class PolicyStore(Protocol):
 
     async def get_ban(self, guild_id: int, user_id: int) -> Ban | None: ...
 
+    async def refund_usage(self, guild_id: int | None, user_id: int, *, at: float) -> bool: ...
+
     async def try_record_usage(
         self,
         guild_id: int | None,
@@ -244,18 +246,7 @@ class AdmissionPolicy:
         )
 
     async def refund(self, admission: Admission) -> bool:
-        """Give back the usage counted by :meth:`admit` for a job refused before it ran.
-
-        Needs ``JobStore.refund_usage(guild_id, user_id, *, at) -> bool`` (not in the store
-        yet); without it nothing is refunded and False is returned (the member keeps one
-        generation fewer that day, which errs on the safe side).
-        """
+        """Give back the usage counted by :meth:`admit` for a job refused before it ran."""
         if admission.recorded_at is None or admission.user_id is None:
             return False
-        refund_usage = getattr(self.store, "refund_usage", None)
-        if refund_usage is None:
-            log.warning(
-                "cannot refund usage of user %s: the store has no refund_usage", admission.user_id
-            )
-            return False
-        return bool(await refund_usage(admission.guild_id, admission.user_id, at=admission.recorded_at))
+        return await self.store.refund_usage(admission.guild_id, admission.user_id, at=admission.recorded_at)

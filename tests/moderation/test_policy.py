@@ -175,16 +175,17 @@ async def test_a_burst_never_exceeds_the_quota(policy: AdmissionPolicy, store: J
     assert await store.usage_today(GUILD, 1) == 5
 
 
-async def test_refund_without_store_support_reports_false(policy: AdmissionPolicy, store: JobStore) -> None:
+async def test_refund_gives_the_quota_slot_back_once(policy: AdmissionPolicy, store: JobStore) -> None:
     await store.update_guild_settings(GUILD, daily_quota=1)
     admission = await policy.admit(member(), in_flight=0)
-    if hasattr(store, "refund_usage"):
-        assert await policy.refund(admission)
-        await policy.admit(member(), in_flight=0)  # the quota slot came back
-    else:
-        assert not await policy.refund(admission)
-        with pytest.raises(LimitReached):
-            await policy.admit(member(), in_flight=0)
+    assert await policy.refund(admission)
+    again = await policy.admit(member(), in_flight=0)  # the quota slot came back
+    assert again.remaining_today == 0
+    with pytest.raises(LimitReached):
+        await policy.admit(member(), in_flight=0)
+    assert await policy.refund(again)
+    assert await store.usage_today(GUILD, 1) == 0
+    assert not await policy.refund(again)  # nothing left to take back
 
 
 def test_moderator_checks() -> None:
