@@ -115,6 +115,14 @@ async def all_ended(service: JobService, job_ids: list[str]) -> bool:
     return True
 
 
+async def wait_state(service: JobService, job_id: str, state: JobState, timeout: float = 30.0) -> None:
+    async def reached() -> bool:
+        job = await service.get(job_id)
+        return job is not None and job.state is state
+
+    await wait_for(reached, timeout)
+
+
 def request(user: int, **options: Any) -> JobRequest:
     return JobRequest(user_id=user, channel_id=1, guild_id=2, image=png_bytes(), options={**FAST, **options})
 
@@ -200,11 +208,7 @@ async def test_cancel_waiting_submitted_and_running(
         pending = await service.submit(request(2, steps=40))
         waiting = await service.submit(request(3, steps=40))
 
-        async def is_running() -> bool:
-            job = await service.get(running.id)
-            return job is not None and job.state is JobState.RUNNING
-
-        await wait_for(is_running)
+        await wait_state(service, running.id, JobState.RUNNING)
         assert (await service.get(pending.id)).state is JobState.SUBMITTED  # type: ignore[union-attr]
         assert (await service.get(waiting.id)).state is JobState.WAITING  # type: ignore[union-attr]
 
@@ -247,11 +251,7 @@ async def test_time_limit_interrupts_and_ends_timed_out(
     try:
         job = await service.submit(request(1, steps=40))
 
-        async def is_running() -> bool:
-            j = await service.get(job.id)
-            return j is not None and j.state is JobState.RUNNING
-
-        await wait_for(is_running)
+        await wait_state(service, job.id, JobState.RUNNING)
         clock.advance(61)
         await wait_for(lambda: all_ended(service, [job.id]))
         ended = await service.get(job.id)
@@ -303,11 +303,7 @@ async def test_restart_of_the_service_mid_run_delivers_once(
     running = await first.submit(request(1, steps=20))
     pending = await first.submit(request(2, steps=20))
 
-    async def running_now() -> bool:
-        j = await first.get(running.id)
-        return j is not None and j.state is JobState.RUNNING
-
-    await wait_for(running_now)
+    await wait_state(first, running.id, JobState.RUNNING)
     await first.close()
 
     delivery = RecordingDelivery()
@@ -328,11 +324,7 @@ async def test_stopped_while_delivering_is_delivered_once_after_restart(
     first = await make_service([comfy_server], delivery=RecordingDelivery(gate=gate))
     job = await first.submit(request(1))
 
-    async def delivering() -> bool:
-        j = await first.get(job.id)
-        return j is not None and j.state is JobState.DELIVERING
-
-    await wait_for(delivering)
+    await wait_state(first, job.id, JobState.DELIVERING)
     await first.close()
     prompts_before = [r for r in comfy_server.requests if r == ("POST", "/prompt")]
 
@@ -355,11 +347,7 @@ async def test_server_restart_that_loses_the_queue_resubmits_once(
     try:
         job = await service.submit(request(1, steps=20))
 
-        async def running_now() -> bool:
-            j = await service.get(job.id)
-            return j is not None and j.state is JobState.RUNNING
-
-        await wait_for(running_now)
+        await wait_state(service, job.id, JobState.RUNNING)
         await comfy_server.restart(lose_state=True)
         await wait_for(lambda: all_ended(service, [job.id]))
         done = await service.get(job.id)
