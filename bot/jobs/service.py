@@ -53,7 +53,7 @@ from bot.jobs.pipeline import (
 )
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
 from bot.media.images import prepare_image_async
-from bot.store import JobStore
+from bot.store import JobStore, remove_files
 from bot.workflows import WorkflowRegistry, resolve_options
 
 log = logging.getLogger(__name__)
@@ -861,7 +861,7 @@ class JobService:
         """Remove inputs and results older than the retention period. Returns files removed."""
         cutoff = self.clock.now() - self.limits.retention_days * 86400
         paths = await self.store.purge_older_than(cutoff)
-        removed = await self.store.remove_files(paths)
+        removed = await remove_files(paths)
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed

@@ -415,3 +415,29 @@ async def test_reroll_reuses_the_input_with_a_new_seed(
         assert done.input_path == (await service.get(first.id)).input_path  # type: ignore[union-attr]
     finally:
         await service.close()
+
+
+async def test_retention_removes_old_inputs_and_results(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    from bot.clock import FakeClock
+
+    clock = FakeClock()
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery, clock=clock)
+    try:
+        job = await service.submit(request(1))
+        await wait_for(lambda: all_ended(service, [job.id]))
+        done = await service.get(job.id)
+        assert done is not None and done.input_path and done.result_path
+        assert Path(done.input_path).exists() and Path(done.result_path).exists()
+        clock.advance(6 * 86400)
+        assert await service.apply_retention() == 0  # still inside RETENTION_DAYS (7)
+        clock.advance(2 * 86400)
+        assert await service.apply_retention() == 2
+        assert not Path(done.input_path).exists() and not Path(done.result_path).exists()
+        with pytest.raises(Exception) as refused:
+            await service.reroll(job.id, user_id=1, channel_id=1, guild_id=2)
+        assert "no longer kept" in refused.value.user_message  # type: ignore[attr-defined]
+    finally:
+        await service.close()
