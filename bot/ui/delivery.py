@@ -1,0 +1,251 @@
+"""The Discord side of a job: the status-message follower and the :class:`Delivery` implementation.
+
+- :meth:`DiscordDelivery.follow` starts one follower per job. It consumes
+  ``service.stream(job_id)`` (latest-value, so a slow follower only skips stale states),
+  renders each update with :mod:`bot.ui.status` and posts the edit to the shared
+  :class:`~bot.edit_scheduler.EditScheduler` (waiting updates with the slow interval, only
+  when the text changes), with a Cancel button while the job can still be cancelled.
+- :meth:`DiscordDelivery.deliver` fits the video to the upload limit stored with the job,
+  grabs a poster frame (both in threads), and puts the result on the status message through
+  the scheduler as a *final* edit (so no older progress edit can land after it). When the
+  interaction token is too old (or Discord refuses it) the result is posted as a new channel
+  message replying to the status message and mentioning only the requester.
+- :meth:`DiscordDelivery.job_ended` turns the status into a one-line notice (final edit) and
+  sends the reason privately as an ephemeral followup while the token is valid; otherwise it
+  says it in the channel, mentioning the requester.
+
+Status edits use the interaction's webhook built from the job's stored ``application_id`` and
+token, so they work for any job the store knows, not only the interaction object in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import discord
+
+from bot.edit_scheduler import EditScheduler
+from bot.jobs.models import Job
+from bot.jobs.progress import ProgressStream
+from bot.media.video import fit_video_async, poster_frame_async, upload_limit
+from bot.ui.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
+from bot.ui.status import ended_details, ended_notice, render_update, result_embed
+
+log = logging.getLogger(__name__)
+
+# Discord error codes / statuses meaning "this interaction token cannot be used any more".
+DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
+FINAL_EDIT_TIMEOUT = 60.0
+POSTER_MARGIN = 64 * 1024  # room left for the poster frame and the form overhead
+
+#: Key under which the cog stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
+UPLOAD_LIMIT_KEY = "upload_limit"
+PREMIUM_TIER_KEY = "premium_tier"
+
+
+class JobSource(Protocol):
+    """What the follower needs from the job service."""
+
+    def stream(self, job_id: str) -> ProgressStream: ...
+
+
+def is_dead_token(exc: BaseException) -> bool:
+    return isinstance(exc, discord.HTTPException) and (exc.status == 401 or exc.code in DEAD_TOKEN_CODES)
+
+
+def upload_limit_for(job: Job) -> int:
+    """The upload limit stored with the job at submit time (the interaction's), else the default."""
+    request = job.result_meta.get("request") or {}
+    return upload_limit(request.get(PREMIUM_TIER_KEY), request.get(UPLOAD_LIMIT_KEY))
+
+
+class DiscordDelivery:
+    """Follows status messages and delivers results (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        scheduler: EditScheduler,
+        *,
+        now: Callable[[], float],
+        member_options: Callable[[str], Iterable[str] | None] | None = None,
+        service: JobSource | None = None,
+    ) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.now = now
+        self.service = service
+        self._member_options = member_options or (lambda workflow: None)
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._ended: set[str] = set()
+
+    # ------------------------------------------------------------------ following
+
+    def follow(self, job: Job) -> None:
+        """Start editing ``job``'s status message from its progress stream."""
+        if self.service is None:
+            raise RuntimeError("DiscordDelivery.service must be set before following jobs")
+        if job.id in self._ended or job.id in self._followers or job.status_message_id is None:
+            return
+        task = asyncio.create_task(self._follow(job), name=f"status-{job.id}")
+        self._followers[job.id] = task
+        task.add_done_callback(lambda t, job_id=job.id: self._followers.pop(job_id, None))
+
+    async def _follow(self, job: Job) -> None:
+        assert self.service is not None
+        last: tuple[str, bool] | None = None
+        try:
+            async for update in self.service.stream(job.id):
+                if job.id in self._ended or update.is_terminal or update.phase == "delivering":
+                    return
+                if not job.can_edit_interaction(self.now()):
+                    return  # the result or the ending will go to the channel instead
+                status = render_update(update)
+                shown = (status.content, status.cancellable)
+                if shown == last:
+                    continue
+                last = shown
+                view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
+                self._post_edit(job, waiting=update.phase == "waiting", final=False,
+                                content=status.content, view=view, embeds=[], attachments=[])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: the status follower stopped", job.id)
+
+    def _stop_following(self, job_id: str) -> None:
+        self._ended.add(job_id)
+        task = self._followers.pop(job_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def close(self) -> None:
+        tasks = list(self._followers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ editing
+
+    def _webhook(self, job: Job) -> discord.Webhook:
+        assert job.application_id is not None and job.interaction_token is not None
+        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.client)
+
+    def _post_edit(self, job: Job, *, waiting: bool, final: bool, **fields: Any) -> asyncio.Future[None]:
+        """Queue an edit of the status message on the scheduler; the future tells how it went."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        message_id = job.status_message_id
+        assert message_id is not None
+
+        async def edit() -> None:
+            try:
+                await self._webhook(job).edit_message(
+                    message_id, allowed_mentions=discord.AllowedMentions.none(), **fields
+                )
+            except asyncio.CancelledError:
+                if not done.done():
+                    done.cancel()
+                raise
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                if not final:
+                    log.info("job %s: status edit failed: %s", job.id, exc)
+                return
+            if not done.done():
+                done.set_result(None)
+
+        self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final)
+        if not final:
+            done.add_done_callback(_consume)
+        return done
+
+    async def _final_edit(self, job: Job, **fields: Any) -> None:
+        future = self._post_edit(job, waiting=False, final=True, **fields)
+        await asyncio.wait_for(future, FINAL_EDIT_TIMEOUT)
+
+    def _can_edit(self, job: Job) -> bool:
+        return job.status_message_id is not None and job.can_edit_interaction(self.now())
+
+    # ------------------------------------------------------------------ Delivery protocol
+
+    async def deliver(self, job: Job, result: Path) -> int | None:
+        """Post the result; returns the id of the message that carries it."""
+        self._stop_following(job.id)
+        limit = upload_limit_for(job)
+        poster = await poster_frame_async(result)
+        fitted = await fit_video_async(result, max(1024 * 1024, limit - len(poster) - POSTER_MARGIN))
+        video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
+        video_name = f"animation_{job.id}.{fitted.format}"
+        poster_name = f"poster_{job.id}.png"
+        embed = discord.Embed.from_dict(
+            result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name)
+        )
+        view = job_view(job.id, RESULT_ACTIONS)
+
+        def files() -> list[discord.File]:
+            return [discord.File(io.BytesIO(video), filename=video_name),
+                    discord.File(io.BytesIO(poster), filename=poster_name)]
+
+        if self._can_edit(job):
+            try:
+                await self._final_edit(job, content=f"<@{job.user_id}> your animation is ready.", embeds=[embed],
+                                       attachments=files(), view=view)
+                return job.status_message_id
+            except Exception as exc:
+                if not is_dead_token(exc):
+                    raise
+                log.info("job %s: interaction token refused; posting the result in the channel", job.id)
+        message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
+                                           embed=embed, files=files(), view=view)
+        return message.id
+
+    async def job_ended(self, job: Job) -> None:
+        """The job failed, was cancelled or timed out: say so on the status message and privately."""
+        self._stop_following(job.id)
+        notice = ended_notice(job)
+        details = ended_details(job)
+        if self._can_edit(job):
+            try:
+                await self._final_edit(job, content=notice, embeds=[], attachments=[], view=None)
+                if details:
+                    await self._webhook(job).send(details, ephemeral=True,
+                                                  allowed_mentions=discord.AllowedMentions.none())
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_dead_token(exc):
+                    log.warning("job %s: could not show its ending: %s", job.id, exc)
+                    return
+        text = notice if not details else f"{notice} {details}"
+        try:
+            await self._channel_send(job, f"<@{job.user_id}> {text}")
+        except discord.HTTPException as exc:
+            log.warning("job %s: could not tell the member it ended (HTTP %s)", job.id, exc.status)
+
+    async def _channel_send(self, job: Job, content: str, **fields: Any) -> discord.Message:
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        reference = None
+        if job.status_message_id is not None:
+            reference = discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
+                                                 guild_id=job.guild_id, fail_if_not_exists=False)
+        mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
+                                           users=[discord.Object(id=job.user_id)])
+        return await channel.send(content, reference=reference, allowed_mentions=mentions, **fields)
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Mark a progress edit's outcome as seen (its failure is already logged)."""
+    if not future.cancelled():
+        future.exception()
+
+
+__all__ = ["DiscordDelivery", "JobSource", "is_dead_token", "upload_limit_for",
+           "UPLOAD_LIMIT_KEY", "PREMIUM_TIER_KEY"]

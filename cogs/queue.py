@@ -1,0 +1,103 @@
+"""``/queue``, ``/cancel`` and ``/history``: a thin adapter over the job service.
+
+``/queue`` shows the running jobs, the line with positions (the member's own highlighted) and
+each server's load by name; ``/cancel`` cancels the member's latest active job or one picked
+by autocomplete; ``/history`` lists the member's recent jobs with links to their results.
+Every answer is ephemeral; the text comes from :mod:`bot.ui.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InvalidInput, UserFacingError
+from bot.jobs.models import Job
+from bot.jobs.service import JobService
+from bot.ui.status import QueueLine, ServerLoad, history_text, queue_text
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 10
+
+
+def _is_moderator(interaction: discord.Interaction[Any]) -> bool:
+    return bool(interaction.permissions.manage_messages)
+
+
+class Queue(commands.Cog):
+    """``/queue``, ``/cancel`` and ``/history``."""
+
+    def __init__(self, *, jobs: JobService) -> None:
+        self.jobs = jobs
+
+    async def _active_jobs(self, user_id: int, guild_id: int | None) -> list[Job]:
+        recent = await self.jobs.recent_jobs(user_id, guild_id, limit=HISTORY_LIMIT * 2)
+        return [j for j in recent if not j.is_terminal]
+
+    @app_commands.command(name="queue", description="Show the line of animations and each server's load")
+    async def queue(self, interaction: discord.Interaction[Any]) -> None:
+        waiting = [QueueLine(job_id=job_id, user_id=user_id, position=i + 1)
+                   for i, (job_id, user_id) in enumerate(self.jobs.waiting_order())]
+        running = []
+        for job in await self.jobs.running_jobs():
+            latest = self.jobs.stream(job.id).latest
+            running.append(QueueLine(job_id=job.id, user_id=job.user_id, position=None, server=job.server,
+                                     step=latest.step if latest else None, steps=latest.steps if latest else None))
+        servers = [ServerLoad(name=s.name, healthy=s.healthy, in_flight=s.in_flight, capacity=s.capacity,
+                              queue_remaining=s.queue_remaining) for s in self.jobs.pool.statuses()]
+        text = queue_text(running, waiting, servers, interaction.user.id)
+        await interaction.response.send_message(text, ephemeral=True,
+                                                allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="cancel", description="Cancel your latest animation, or the one you pick")
+    @app_commands.describe(job="The job to cancel (default: your latest one)")
+    async def cancel(self, interaction: discord.Interaction[Any], job: Optional[str] = None) -> None:
+        if job:
+            target = await self.jobs.get(job.strip())
+            if target is None:
+                raise InvalidInput("I don't know that job. Pick one from the list.")
+        else:
+            active = await self._active_jobs(interaction.user.id, interaction.guild_id)
+            if not active:
+                raise InvalidInput("You have no animation waiting or running.")
+            target = active[-1]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            ended = await self.jobs.cancel(target.id, by_user=interaction.user.id, moderator=_is_moderator(interaction))
+        except UserFacingError as exc:
+            await interaction.followup.send(exc.user_message, ephemeral=True)
+            return
+        word = "Cancelled" if ended.is_terminal else "Cancelling"
+        await interaction.followup.send(f"{word} job `{target.id}`.", ephemeral=True)
+
+    @cancel.autocomplete("job")
+    async def cancel_autocomplete(self, interaction: discord.Interaction[Any],
+                                  current: str) -> list[app_commands.Choice[str]]:
+        active = await self._active_jobs(interaction.user.id, interaction.guild_id)
+        choices = []
+        for job in reversed(active):
+            label = f"{job.id} · {job.state.value} · seed {job.options.get('seed', '?')}"
+            if current.lower() in label.lower():
+                choices.append(app_commands.Choice(name=label[:100], value=job.id))
+        return choices[:25]
+
+    @app_commands.command(name="history", description="Your recent animations, with links to the results")
+    async def history(self, interaction: discord.Interaction[Any]) -> None:
+        jobs = await self.jobs.recent_jobs(interaction.user.id, interaction.guild_id, limit=HISTORY_LIMIT)
+        await interaction.response.send_message(history_text(jobs), ephemeral=True,
+                                                allowed_mentions=discord.AllowedMentions.none())
+
+
+async def setup(bot: commands.Bot) -> None:
+    services: Mapping[str, Any] = getattr(bot, "services", {})
+    jobs: JobService | None = services.get("jobs")
+    if jobs is None:
+        log.error("The job service is not configured: /queue, /cancel and /history are not available")
+        return
+    await bot.add_cog(Queue(jobs=jobs))

@@ -1,0 +1,125 @@
+"""A whole bot for the /animate tests: Discord stand-in, ComfyUI test server(s), job service, cogs.
+
+``animate_bot`` is a factory: ``env = await animate_bot(servers=..., **settings_overrides)``
+starts ComfyUI test servers (``step_time`` 0.02 by default), builds the settings (DATA_DIR in
+tmp_path, the repository's workflows), opens the job service and starts ``AnimateBot`` with
+``services={"jobs": service}`` against the stand-in. Everything is
+closed at teardown. ``AnimateBot.setup_hook`` starts the service after the cogs wired the
+delivery. Status edits use :data:`FAST_PACING` unless ``pacing=None`` (Discord's real pacing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.app import AnimateBot, build_comfy_clients
+from bot.edit_scheduler import EditPacing
+from bot.jobs.factory import open_job_service
+from bot.jobs.service import JobService
+from bot.settings import ServerConfig, Settings
+from bot.ui.delivery import DiscordDelivery
+from tests.comfy_server.server import ComfyTestServer
+from tests.discord_server import DiscordStandIn
+from tests.discord_server.fixtures import discord_stand_in
+
+__all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
+
+REPO = Path(__file__).resolve().parents[2]
+# Faster than Discord's real pacing so 10 steps of 0.02 s show several edits; same shape of limits.
+FAST_PACING = EditPacing(running_interval=0.05, waiting_interval=0.2, channel_edits=20, channel_window=1.0)
+EXTENSIONS = ("cogs.meta", "cogs.animate", "cogs.queue")
+
+
+def png_bytes(width: int = 320, height: int = 192, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A PNG with a coloured block on the left half, so the first frame can be compared."""
+    im = Image.new("RGB", (width, height), (20, 20, 220))
+    im.paste(Image.new("RGB", (width // 2, height), colour), (0, 0))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class AnimateEnv:
+    bot: AnimateBot
+    service: JobService
+    stand_in: DiscordStandIn
+    comfy: list[ComfyTestServer]
+    settings: Settings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def delivery(self) -> DiscordDelivery:
+        return self.bot.services["delivery"]
+
+
+AnimateFactory = Callable[..., Awaitable[AnimateEnv]]
+
+
+@pytest.fixture
+async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]],
+                      tmp_path: Path) -> AsyncIterator[AnimateFactory]:
+    running: list[tuple[AnimateBot, asyncio.Task[None], aiohttp.ClientSession]] = []
+
+    async def factory(*, servers: int = 1, step_time: float = 0.02, server_urls: tuple[str, ...] = (),
+                      pacing: EditPacing | None = FAST_PACING, **overrides: Any) -> AnimateEnv:
+        comfy = [await comfy_server_factory(step_time=step_time) for _ in range(servers)]
+        configs = tuple(ServerConfig(f"gpu-{i + 1}", s.url) for i, s in enumerate(comfy))
+        configs += tuple(ServerConfig(f"down-{i + 1}", url) for i, url in enumerate(server_urls))
+        values: dict[str, Any] = dict(
+            discord_token=discord_stand_in.token,
+            comfyui_servers=configs,
+            data_dir=tmp_path / "data",
+            workflows_dir=REPO / "workflows",
+            dev_guild_id=discord_stand_in.guild.id,
+            comfyui_timeout=3.0,
+            max_jobs_per_member=3,
+        )
+        values.update(overrides)
+        settings = Settings(**values)
+        session = aiohttp.ClientSession()
+        clients = build_comfy_clients(settings, session)
+        service = await open_job_service(settings, session, clients, health_interval=0.5, sweep_interval=0.5)
+        bot = AnimateBot(settings, session, comfy=clients, services={"jobs": service}, extensions=EXTENSIONS,
+                         guild_ready_timeout=0.05)
+        ready = asyncio.Event()
+
+        async def on_ready() -> None:
+            ready.set()
+
+        bot.add_listener(on_ready, "on_ready")
+        task = asyncio.create_task(bot.start(settings.discord_token))
+        running.append((bot, task, session))
+        await asyncio.wait_for(ready.wait(), 10)  # setup_hook started the service
+        env = AnimateEnv(bot=bot, service=service, stand_in=discord_stand_in, comfy=comfy, settings=settings)
+        if pacing is not None:
+            env.delivery.scheduler.pacing = pacing
+        return env
+
+    yield factory
+    for bot, task, session in running:
+        await bot.close()
+        await asyncio.wait_for(task, 5)
+        await session.close()
+
+
+async def wait_job(service: JobService, job_id: str, *states: str, timeout: float = 10.0) -> Any:
+    """Wait until the stored job is in one of ``states`` (its value names); returns the job."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        job = await service.get(job_id)
+        if job is not None and job.state.value in states:
+            return job
+        if loop.time() > end:
+            raise AssertionError(f"job {job_id} is {job.state.value if job else 'unknown'}, not {states}")
+        await asyncio.sleep(0.02)
