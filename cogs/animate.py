@@ -211,11 +211,11 @@ class Animate(commands.Cog):
     async def _delete(self, interaction: discord.Interaction[Any], job: Job) -> None:
         self._require_owner_or_mod(interaction, job, "delete")
         await interaction.response.defer()
-        await interaction.delete_original_response()
         try:
             await self.jobs.store.update_job(job.id, deleted=True)
         except Exception:
             log.warning("job %s: could not mark it deleted", job.id, exc_info=True)
+        await interaction.delete_original_response()
 
     async def _variation(self, interaction: discord.Interaction[Any], job: Job, action: str) -> None:
         ensure_app_permissions(interaction)

@@ -134,7 +134,9 @@ class DiscordDelivery:
 
     def _webhook(self, job: Job) -> discord.Webhook:
         assert job.application_id is not None and job.interaction_token is not None
-        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.client)
+        # Built like ``Interaction.followup``: an application webhook (type 3), so ephemeral sends work.
+        data = {"id": job.application_id, "type": 3, "token": job.interaction_token}
+        return discord.Webhook.from_state(data=data, state=self.client._connection)  # type: ignore[arg-type]
 
     def _post_edit(self, job: Job, *, waiting: bool, final: bool, **fields: Any) -> asyncio.Future[None]:
         """Queue an edit of the status message on the scheduler; the future tells how it went."""
