@@ -1,0 +1,95 @@
+"""Ten members at once, /queue, /cancel and /history through the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import pytest
+
+from bot.edit_scheduler import EditPacing
+from tests.animate.conftest import AnimateFactory, png_bytes, wait_job
+from tests.animate.test_animate_flow import result_message
+from tests.animate.test_buttons_and_errors import animate, ephemeral_text, finished, job_id_of
+from tests.discord_server import DiscordStandIn
+
+# Discord's shape of limits (one edit per message per interval, a budget per channel), scaled down 10x.
+SCALED = EditPacing(running_interval=0.15, waiting_interval=0.6, channel_edits=4, channel_window=0.5)
+
+
+@pytest.mark.timeout(60)
+async def test_ten_members_each_see_their_own_status_within_the_channel_budget(
+    animate_bot: AnimateFactory, discord_stand_in: DiscordStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patches: list[float] = []
+    original = discord_stand_in._webhook_message
+
+    def recording(request: Any, token: str, ref: str, body: Any, files: Any) -> Any:
+        if request.method == "PATCH":
+            patches.append(time.monotonic())
+        return original(request, token, ref, body, files)
+
+    monkeypatch.setattr(discord_stand_in, "_webhook_message", recording)
+    env = await animate_bot(step_time=0.1, pacing=SCALED, max_jobs_per_member=1)
+    members = [discord_stand_in.add_member(f"member{i}") for i in range(10)]
+    records = await asyncio.gather(*(animate(env, user=m, steps=4, frames=2) for m in members))
+    for record in records:
+        await record.wait_ack(timeout=3)
+    results = await asyncio.gather(*(finished(r, timeout=45) for r in records))
+    for member, record, message in zip(members, records, results):
+        job = await env.service.get(job_id_of(message))
+        assert job is not None and job.user_id == member.id
+        assert f"<@{member.id}>" in message["content"]
+        shown = [str(e.get("content")) for e in record.edits]
+        assert shown, "no status edit"
+    waiting_positions = [int(m.group(1)) for r in records for e in r.edits
+                         if (m := re.search(r"#(\d+) in line", str(e.get("content"))))]
+    assert len(set(waiting_positions)) >= 3  # members further back saw their own, higher positions
+    # at most `channel_edits` PATCHes in any window of `channel_window` seconds (small slack for timing)
+    for i, start in enumerate(patches):
+        in_window = [t for t in patches[i:] if t - start < SCALED.channel_window - 0.05]
+        assert len(in_window) <= SCALED.channel_edits, (len(in_window), len(patches))
+
+
+async def test_queue_shows_the_line_with_my_jobs_and_server_load(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot(step_time=0.3, comfyui_max_pending=0)
+    bob = env.stand_in.add_member("bob")
+    running = await animate(env, user=bob, steps=30)
+    await running.wait_for(lambda r: any("step" in str(e.get("content")) for e in r.edits), timeout=10)
+    mine = await animate(env, steps=30)
+    await mine.wait_for(lambda r: any("in line" in str(e.get("content")) for e in r.edits), timeout=5)
+    record = await env.stand_in.slash(None, None, None, "queue")
+    text = await ephemeral_text(record)
+    assert f"<@{bob.id}>" in text and "Running (1)" in text
+    assert f"**#1 <@{env.stand_in.user.id}> ← you**" in text and "You are #1 in line" in text
+    assert "gpu-1: 1/1 busy" in text and "http" not in text
+
+    # /cancel with no argument cancels my latest active job
+    cancel = await env.stand_in.slash(None, None, None, "cancel")
+    assert "Cancelled job" in await ephemeral_text(cancel)
+    my_jobs = await env.service.recent_jobs(env.stand_in.user.id, env.stand_in.guild.id)
+    assert [j.state.value for j in my_jobs] == ["cancelled"]
+    await mine.wait_for(lambda r: "Cancelled" in str((r.original or {}).get("content")), timeout=5)
+    # bob's job picked by id: I am not its owner nor a moderator
+    bob_job = (await env.service.recent_jobs(bob.id, env.stand_in.guild.id))[0]
+    refused = await env.stand_in.slash(None, None, None, "cancel", options={"job": bob_job.id})
+    assert "Only the member who started" in await ephemeral_text(refused)
+    nothing = await env.stand_in.slash(None, None, None, "cancel")
+    assert "no animation waiting or running" in await ephemeral_text(nothing)
+
+
+async def test_history_links_to_delivered_results(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    message = await finished(await animate(env))
+    job = await wait_job(env.service, job_id_of(message), "delivered")
+    env.comfy[0].fail_at = "KSampler"
+    failed = await animate(env)
+    await failed.wait_for(lambda r: "failed" in str((r.original or {}).get("content")), timeout=10)
+    record = await env.stand_in.slash(None, None, None, "history")
+    text = await ephemeral_text(record)
+    url = f"https://discord.com/channels/{env.stand_in.guild.id}/{env.stand_in.channel.id}/{message['id']}"
+    assert f"`{job.id}` done · seed {job.options['seed']} · [result]({url})" in text
+    assert "failed" in text.splitlines()[0]
+    assert result_message(failed) is None
