@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--workflow", default=None, help="workflow name (default: the first one)")
     animate.add_argument("--server", default=None, help="ComfyUI server name (default: the first healthy one)")
     animate.add_argument(
+        "--max-bytes", type=int, default=None, help="re-encode the video to MP4 until it fits this many bytes"
+    )
+    animate.add_argument(
         "--option",
         "-o",
         action="append",

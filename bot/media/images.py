@@ -208,7 +208,7 @@ def prepare_image(
         width, height = im.size
         if width * height > max_pixels:
             raise InvalidInput(
-                f"That image is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP. "
+                f"That image is {width}x{height} ({width * height / 1e6:.3g} MP); the limit is {max_pixels / 1e6:.3g} MP. "
                 "Please send a smaller one.",
                 detail=f"declared {width}x{height} > {max_pixels} px",
             )

@@ -53,9 +53,14 @@ def check_value(spec: OptionSpec, value: Any) -> Any:
                 value = float(value.strip())
             except ValueError:
                 raise InvalidInput(f"{spec.name} must be a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput(f"{spec.name} must be a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too big for a float
+            raise InvalidInput(_range_message(spec)) from None
+        if not math.isfinite(value):
+            raise InvalidInput(f"{spec.name} must be a number")
     elif spec.type == "choice":
         if isinstance(value, str):
             lowered = value.strip().lower()
@@ -96,7 +101,8 @@ def resolve_options(
     unknown = sorted(set(raw) - allowed)
     if unknown:
         names = ", ".join(o.name for o in workflow.member_options)
-        raise InvalidInput(f"unknown option {unknown[0]!r} for {workflow.name} (options: {names})")
+        shown = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:40] + "…"
+        raise InvalidInput(f"unknown option {shown!r} for {workflow.name} (options: {names})")
     values: dict[str, Any] = {}
     for spec in workflow.options.values():
         if spec.name in raw:

@@ -45,19 +45,8 @@ pytestmark = [
 CASES = generate_cases()
 WORKFLOWS: dict[str, Workflow] = {w.name: w for w in load_workflows(WORKFLOWS_DIR).registry}
 
-# Crashes found in other modules: case id -> reason (each must still fail: strict xfail).
-_LONG_NAME = (
-    "bot.workflows.inject.resolve_options echoes an unknown option name in full: a 5000-character name "
-    "gives a 5000-character user_message (should be shortened)"
-)
-KNOWN_BUGS: dict[str, str] = {
-    "opt-svd_img2vid-name-long-name": _LONG_NAME,
-    "opt-svd_img2vid_core-name-long-name": _LONG_NAME,
-    "opt-svd_img2vid_core-cfg-giant-int": (
-        "bot.workflows.inject.check_value crashes with OverflowError for a float option given an int beyond "
-        "float range (10**5000): math.isfinite/float() overflow instead of InvalidInput"
-    ),
-}
+# Crashes found in other modules: case id -> reason (each must still fail: strict xfail). None open.
+KNOWN_BUGS: dict[str, str] = {}
 
 _FORBIDDEN_IN_MESSAGE = re.compile(r"Traceback|File \"|site-packages|/tmp|/work|/home|/usr|\\\\|\.py\b|0x[0-9a-f]{6,}")
 _UPLOAD_NAME = re.compile(r"animate_[A-Za-z0-9_-]{0,48}_[0-9a-f]{8}\.png")
