@@ -25,7 +25,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.edit_scheduler import EditScheduler
-from bot.errors import BackendUnavailable, InvalidInput, NotAllowed, UserFacingError
+from bot.errors import InvalidInput, NotAllowed, UserFacingError
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
@@ -155,7 +155,7 @@ class Animate(commands.Cog):
             raise InvalidInput(f"There is no workflow called {workflow!r}. Available: {names}.")
         options = {k: v for k, v in options.items() if v is not None}
         resolve_options(chosen, options)  # range and type check again before accepting
-        self._check_servers()
+        self.jobs.check_can_accept(interaction.user.id)
         status_id = await self._defer(interaction)
         try:
             data = await image.read()
@@ -212,7 +212,7 @@ class Animate(commands.Cog):
         self._require_owner_or_mod(interaction, job, "delete")
         await interaction.response.defer()
         try:
-            await self.jobs.store.update_job(job.id, deleted=True)
+            await self.jobs.mark_deleted(job.id)
         except Exception:
             log.warning("job %s: could not mark it deleted", job.id, exc_info=True)
         await interaction.delete_original_response()
@@ -233,7 +233,7 @@ class Animate(commands.Cog):
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
-        self._check_servers()
+        self.jobs.check_can_accept(interaction.user.id)
         status_id = await self._defer(interaction)
         try:
             new_job = await self.jobs.reroll(
@@ -251,10 +251,6 @@ class Animate(commands.Cog):
         self.delivery.follow(new_job)
 
     # ------------------------------------------------------------------ helpers
-
-    def _check_servers(self) -> None:
-        if not any(b.healthy for b in self.jobs.pool):
-            raise BackendUnavailable("The image servers are offline right now. Please try again in a few minutes.")
 
     async def _defer(self, interaction: discord.Interaction[Any]) -> int:
         """Defer publicly (thinking); the deferred message is the status message. Returns its id."""

@@ -46,7 +46,7 @@ class Queue(commands.Cog):
                    for i, (job_id, user_id) in enumerate(self.jobs.waiting_order())]
         running = []
         for job in await self.jobs.running_jobs():
-            latest = self.jobs.stream(job.id).latest
+            latest = self.jobs.latest_progress(job.id)
             running.append(QueueLine(job_id=job.id, user_id=job.user_id, position=None, server=job.server,
                                      step=latest.step if latest else None, steps=latest.steps if latest else None))
         servers = [ServerLoad(name=s.name, healthy=s.healthy, in_flight=s.in_flight, capacity=s.capacity,

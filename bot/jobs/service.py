@@ -89,6 +89,9 @@ class Delivery(Protocol):
 
     async def job_ended(self, job: Job) -> None: ...
 
+    def follow(self, job: Job) -> None:
+        """Show a job's progress (called for jobs recovered after a restart)."""
+
 
 @dataclass(frozen=True)
 class ServiceLimits:
@@ -325,6 +328,19 @@ class JobService:
 
     def stream(self, job_id: str) -> ProgressStream:
         return self.streams.get(job_id)
+
+    def latest_progress(self, job_id: str) -> ProgressUpdate | None:
+        """The last progress update of a job, without creating a stream for it."""
+        return self.streams.get(job_id).latest if job_id in self.streams else None
+
+    def check_can_accept(self, user_id: int, max_in_flight: int | None = DEFAULT_LIMIT) -> None:
+        """Refuse now (before any work) when no server answers or a queue limit is reached."""
+        self._require_a_server()
+        self._check_limits(user_id, self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight)
+
+    async def mark_deleted(self, job_id: str) -> Job:
+        """Remember that a job's result message was deleted (it stays out of /history links)."""
+        return await self.store.update_job(job_id, deleted=True)
 
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
@@ -792,6 +808,9 @@ class JobService:
                 self._start_task(job.id, self._resume(job))
         if jobs:
             log.info("Recovered %d unfinished job(s) from the store", len(jobs))
+        if self.delivery is not None:
+            for job in jobs:
+                self.delivery.follow(job)
 
     async def _resume(self, job: Job) -> None:
         if job.state is JobState.DELIVERING:

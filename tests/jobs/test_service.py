@@ -39,6 +39,7 @@ class RecordingDelivery:
 
     delivered: list[tuple[str, Path]] = field(default_factory=list)
     ended: list[Job] = field(default_factory=list)
+    followed: list[str] = field(default_factory=list)
     fail_times: int = 0
     gate: asyncio.Event | None = None
 
@@ -54,6 +55,9 @@ class RecordingDelivery:
 
     async def job_ended(self, job: Job) -> None:
         self.ended.append(job)
+
+    def follow(self, job: Job) -> None:
+        self.followed.append(job.id)
 
 
 ServiceFactory = Callable[..., Awaitable[JobService]]
