@@ -1,0 +1,183 @@
+"""Secrets suite: tokens, passwords and ComfyUI URLs never reach Discord or the logs at INFO and above.
+
+The bot runs with a recognisable Discord token, a ``COMFYUI_TOKEN`` (server with ``api_token``)
+or basic-auth credentials in the ComfyUI URLs (server with ``basic_auth``), named servers, and a
+second server that is down (closed port, credentials in its URL). Then failures are provoked:
+an execution error, a validation failure (missing checkpoint), a corrupt image, Discord 503s,
+interaction tokens that Discord stops accepting, the only server stopping, and an unexpected
+exception whose message carries the URL and the tokens. Everything the bot sent to the Discord
+stand-in (bodies, file names, file bytes) and every bot log record at INFO+ is searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import bot.jobs.service as service_module
+from bot.jobs.models import JobState
+from bot.settings import load_settings
+from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes
+from tests.comfy_server.server import ComfyTestServer
+from tests.discord_server import DiscordStandIn, InteractionRecord, Member
+from tests.suites.conftest import Secret, discord_payloads, find_secrets, log_texts
+
+COMFY_TOKEN = "comfy-tok-5e1d7a9b3c"
+USER = "render-admin"
+PASSWORD = "Pw-s3cr3t-9f2c"
+TERMINAL = {"delivered", "failed", "cancelled", "timed_out"}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class World:
+    env: AnimateEnv
+    good: ComfyTestServer
+    secrets: list[Secret]
+
+
+async def start_world(mode: str, animate_bot: AnimateFactory, comfy_server_factory: Any,
+                      stand_in: DiscordStandIn, **overrides: Any) -> World:
+    """The bot against one working server (auth per ``mode``) and one down server with credentials."""
+    if mode == "token":
+        good = await comfy_server_factory(step_time=0.02, api_token=COMFY_TOKEN)
+        good_url = good.url
+    else:
+        good = await comfy_server_factory(step_time=0.02, basic_auth=(USER, PASSWORD))
+        good_url = good.url.replace("http://", f"http://{USER}:{PASSWORD}@")
+    down = closed_port()
+    env_vars = {
+        "DISCORD_TOKEN": stand_in.token,
+        "COMFYUI_URLS": f"gpu-main={good_url}, spare=http://{USER}:{PASSWORD}@127.0.0.1:{down}/comfy",
+    }
+    if mode == "token":
+        env_vars["COMFYUI_TOKEN"] = COMFY_TOKEN
+    settings = load_settings(env_vars)
+    env = await animate_bot(servers=0, comfyui_servers=settings.comfyui_servers,
+                            comfyui_token=settings.comfyui_token, **overrides)
+    secrets = [
+        Secret("Discord token", stand_in.token),
+        Secret("ComfyUI token", COMFY_TOKEN),
+        Secret("password", PASSWORD),
+        Secret("user:password", f"{USER}:{PASSWORD}"),
+        Secret("ComfyUI username", USER),
+        Secret("working server URL", good.url),
+        Secret("working server host:port", f"127.0.0.1:{good.port}"),
+        Secret("down server host:port", f"127.0.0.1:{down}"),
+        Secret("down server URL", f"http://127.0.0.1:{down}/comfy"),
+    ]
+    return World(env=env, good=good, secrets=secrets)
+
+
+async def animate(env: AnimateEnv, user: Member, image: bytes | None = None) -> InteractionRecord:
+    return await env.stand_in.slash(None, None, user, "animate", options={"steps": 4, "frames": 2},
+                                    attachments={"image": ("cat.png", image or png_bytes(), "image/png")})
+
+
+async def job_end(env: AnimateEnv, user: Member, timeout: float = 20.0) -> Any:
+    """Wait until ``user``'s only job is stored as ended; returns it."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        jobs = await env.service.recent_jobs(user.id, env.stand_in.guild.id)
+        if jobs and jobs[0].state.value in TERMINAL:
+            return jobs[0]
+        assert loop.time() < end, f"{user.username}'s job did not end: {[j.state.value for j in jobs]}"
+        await asyncio.sleep(0.05)
+
+
+async def settled(record: InteractionRecord, predicate: Any, timeout: float = 10.0) -> None:
+    await record.wait_for(predicate, timeout)
+
+
+def leaks(stand_in: DiscordStandIn, records: list[logging.LogRecord], secrets: list[Secret]) -> list[str]:
+    found = []
+    for where, what in discord_payloads(stand_in):
+        for label in find_secrets(what, secrets):
+            found.append(f"Discord {where}: {label}")
+        if isinstance(what, str) and "Traceback" in what:
+            found.append(f"Discord {where}: Traceback")
+    for name, text in log_texts(records):
+        for label in find_secrets(text, secrets):
+            found.append(f"log {name}: {label}: {text[:300]!r}")
+        if "Traceback" in text:
+            found.append(f"log {name}: Traceback: {text[:300]!r}")
+    return found
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["token", "basic"])
+async def test_secrets_stay_out_of_discord_and_info_logs_through_failures(
+    mode: str, animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    stand_in = discord_stand_in
+    world = await start_world(mode, animate_bot, comfy_server_factory, stand_in)
+    env, good = world.env, world.good
+    members = {name: stand_in.add_member(name) for name in
+               ("ok", "exec", "valid", "corrupt", "slow503", "expired", "offline")}
+
+    # a result, with one 503 on the first status edit (discord.py retries webhooks on 5xx)
+    stand_in.add_fault("PATCH", f"/webhooks/{stand_in.application_id}/*/messages/*", 503, times=1)
+    record = await animate(env, members["ok"])
+    assert (await job_end(env, members["ok"])).state is JobState.DELIVERED
+
+    # an execution error inside ComfyUI
+    good.fail_at = "KSampler"
+    record = await animate(env, members["exec"])
+    assert (await job_end(env, members["exec"])).state is JobState.FAILED
+    await settled(record, lambda r: bool(r.followups))
+    good.fail_at = None
+
+    # a validation failure: the server has no checkpoint
+    good.checkpoints = []
+    record = await animate(env, members["valid"])
+    job = await job_end(env, members["valid"])
+    assert job.state is JobState.FAILED and "model is missing" in (job.error or "")
+    await settled(record, lambda r: bool(r.followups))
+    good.checkpoints = ["svd_xt_1_1.safetensors"]
+
+    # a corrupt image
+    record = await animate(env, members["corrupt"], image=png_bytes()[:60])
+    await settled(record, lambda r: bool(r.followups))
+
+    # Discord stops accepting the interaction token mid-job: the result goes to the channel
+    stand_in.allow_violation("token_expired")  # Discord expired the tokens early: the bot cannot know
+    good.step_time = 0.2
+    record = await animate(env, members["expired"])
+    await record.wait_ack()
+    stand_in.expire_tokens()
+    assert (await job_end(env, members["expired"])).state is JobState.DELIVERED
+    good.step_time = 0.02
+
+    # /status and /queue (they name the servers; never their addresses)
+    for command in ("status", "queue"):
+        await (await stand_in.slash(None, None, None, command)).wait_message(timeout=10)
+
+    # the only working server stops: refused as offline
+    await good.stop()
+    offline_record: InteractionRecord | None = None
+    for _ in range(60):
+        offline_record = await animate(env, members["offline"])
+        await offline_record.wait_for(lambda r: r.original is not None and not (r.original.get("flags", 0) & 128)
+                                      or bool(r.followups), timeout=10)
+        if "offline" in str([offline_record.original, offline_record.followups]):
+            break
+        await job_end(env, members["offline"], timeout=30)  # accepted before the health check noticed
+        await asyncio.sleep(0.2)
+    assert offline_record is not None and "offline" in str([offline_record.original, offline_record.followups])
+
+    assert len(stand_in.requests) > 30
+    found = leaks(stand_in, caplog.records, world.secrets)
+    assert not found, "\n".join(found)
