@@ -181,3 +181,80 @@ async def test_secrets_stay_out_of_discord_and_info_logs_through_failures(
     assert len(stand_in.requests) > 30
     found = leaks(stand_in, caplog.records, world.secrets)
     assert not found, "\n".join(found)
+
+
+@pytest.mark.timeout(30)
+async def test_unexpected_exception_shows_members_nothing_secret(
+    animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    world = await start_world("basic", animate_bot, comfy_server_factory, discord_stand_in)
+    env = world.env
+    message = (f"cannot reach http://{USER}:{PASSWORD}@127.0.0.1:{world.good.port} "
+               f"(token {COMFY_TOKEN}, bot {discord_stand_in.token})")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(service_module, "build_graph", broken)
+    member = discord_stand_in.add_member("unlucky")
+    record = await animate(env, member)
+    job = await job_end(env, member)
+    assert job.state is JobState.FAILED and job.error == service_module.GENERIC_FAILURE
+    await record.wait_for(lambda r: bool(r.followups), timeout=10)
+    assert "went wrong on our side" in record.followups[-1]["content"]
+    sent = [f"Discord {where}: {label}" for where, what in discord_payloads(discord_stand_in)
+            for label in find_secrets(what, world.secrets)]
+    assert not sent, "\n".join(sent)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bot/jobs/service.py _guarded logs an unexpected exception with log.exception (traceback and raw "
+    "message at ERROR) and _finish logs its detail f'{type(exc).__name__}: {exc}' at INFO: a message "
+    "carrying a URL, password or token reaches the logs unredacted"))
+@pytest.mark.timeout(30)
+async def test_unexpected_exception_keeps_secrets_and_traceback_out_of_info_logs(
+    animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    world = await start_world("token", animate_bot, comfy_server_factory, discord_stand_in)
+    message = f"cannot reach {world.good.url} with token {COMFY_TOKEN} as {USER}:{PASSWORD}"
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(service_module, "build_graph", broken)
+    member = discord_stand_in.add_member("unlucky")
+    await animate(world.env, member)
+    assert (await job_end(world.env, member)).state is JobState.FAILED
+    found = leaks(discord_stand_in, caplog.records, world.secrets)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bot/jobs/service.py _deliver logs each failed delivery attempt with log.warning(..., exc_info=True): "
+    "an expected, retried Discord 503 puts a Traceback in the WARNING log"))
+@pytest.mark.timeout(30)
+async def test_discord_503_during_delivery_is_retried_and_logged_without_traceback(
+    animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    stand_in = discord_stand_in
+    world = await start_world("token", animate_bot, comfy_server_factory, stand_in)
+    stand_in.allow_violation("token_expired")  # Discord expired the tokens early: the bot cannot know
+    world.good.step_time = 0.2
+    member = stand_in.add_member("late")
+    record = await animate(world.env, member)
+    await record.wait_ack()
+    stand_in.expire_tokens()
+    fault = stand_in.add_fault("POST", "/channels/*/messages", 503, times=1)  # not retried by discord.py
+    assert (await job_end(world.env, member)).state is JobState.DELIVERED
+    assert fault.hits == 1
+    results = [m for m in stand_in.channel_messages() if f"<@{member.id}>" in m["content"]
+               and any(a["filename"].startswith("animation_") for a in m["attachments"])]
+    assert len(results) == 1
+    found = leaks(stand_in, caplog.records, world.secrets)
+    assert not found, "\n".join(found)
