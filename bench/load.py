@@ -60,10 +60,15 @@ async def _states(service: JobService, job_ids: list[str]) -> dict[str, int]:
     return dict(states)
 
 
-async def run_service(urls: list[str], work: Path, *, jobs: int, members: int) -> dict[str, Any]:
+async def run_service(
+    urls: list[str], work: Path, *, jobs: int, members: int, max_pending: int | None = None
+) -> dict[str, Any]:
     per_member = math.ceil(jobs / members)
     delivery = RecordingDelivery()
-    settings = bench_settings(urls, work / "load", max_jobs_per_member=per_member, max_waiting_jobs=jobs + 10)
+    extra = {} if max_pending is None else {"comfyui_max_pending": max_pending}
+    settings = bench_settings(
+        urls, work / f"load{max_pending or ''}", max_jobs_per_member=per_member, max_waiting_jobs=jobs + 10, **extra
+    )
     async with aiohttp.ClientSession() as session:
         service = await open_service(settings, session, delivery)
         await service.start()
@@ -99,6 +104,7 @@ async def run_service(urls: list[str], work: Path, *, jobs: int, members: int) -
             "jobs": len(requests),
             "members": members,
             "servers": len(urls),
+            "max_pending": settings.comfyui_max_pending,
             "refused": refused[:5],
             "refused_count": len(refused),
             "submit_seconds": submitted,

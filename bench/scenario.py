@@ -31,7 +31,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.name == "load":
         from bench import load
 
-        return await load.run_service(urls, work, jobs=args.jobs, members=args.members)
+        return await load.run_service(urls, work, jobs=args.jobs, members=args.members, max_pending=args.max_pending)
     if args.name == "discord":
         from bench import load
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--channels", type=int, default=25)
+    parser.add_argument("--max-pending", type=int, default=None, help="COMFYUI_MAX_PENDING (default: the setting's)")
     args = parser.parse_args(argv)
     quiet_logs()
     start = time.perf_counter()
