@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import FAST_OPTIONS, WORKFLOWS_DIR, median, percentile, small_png
+from bench.common import FAST_OPTIONS, WORKFLOWS_DIR, cpu_seconds, median, percentile, small_png
 from bot.jobs.pipeline import build_graph
 from bot.media.images import prepare_image
 from bot.workflows import Workflow, load_workflows, resolve_options
@@ -208,6 +208,7 @@ def run(urls: list[str], *, jobs: int, mode: str) -> dict[str, Any]:
     durations: list[float] = []
     failures: list[str] = []
     start = time.perf_counter()
+    cpu_start = cpu_seconds()
     if mode == "sequential":
         for i in range(jobs):
             try:
@@ -223,12 +224,14 @@ def run(urls: list[str], *, jobs: int, mode: str) -> dict[str, Any]:
                 except Exception as exc:  # noqa: BLE001
                     failures.append(f"{type(exc).__name__}: {exc}")
     wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
     return {
         f"baseline_{mode}": {
             "jobs": jobs,
             "servers": len(urls),
             "wall_seconds": wall,
             "jobs_per_second": len(durations) / wall,
+            "cpu_ms_per_job": cpu / max(1, jobs) * 1000,
             "completed": len(durations),
             "failed": len(failures),
             "failures": failures[:5],

@@ -30,6 +30,7 @@ from bench.common import (
     LoopWatch,
     RecordingDelivery,
     bench_settings,
+    cpu_seconds,
     current_rss_mb,
     median,
     open_service,
@@ -85,6 +86,7 @@ async def run_service(
         ][:jobs]
         try:
             start = time.perf_counter()
+            cpu_start = cpu_seconds()
             results = await asyncio.gather(*(service.submit(r) for r in requests), return_exceptions=True)
             submitted = time.perf_counter() - start
             accepted = [r.id for r in results if not isinstance(r, BaseException)]
@@ -93,6 +95,7 @@ async def run_service(
             delivery._check()
             await asyncio.wait_for(delivery.done.wait(), 300)
             wall = time.perf_counter() - start
+            cpu = cpu_seconds() - cpu_start
         finally:
             await watch.stop()
             states = await _states(service, [r.id for r in results if not isinstance(r, BaseException)])
@@ -110,6 +113,7 @@ async def run_service(
             "submit_seconds": submitted,
             "wall_seconds": wall,
             "jobs_per_second": len(accepted) / wall,
+            "cpu_ms_per_job": cpu / max(1, len(accepted)) * 1000,
             "delivered_jobs": len(delivery.delivered),
             "delivered_more_than_once": sum(n for times, n in counts.items() if times > 1),
             "ended_not_delivered": list(delivery.ended.values())[:5],
@@ -168,6 +172,7 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
             seen: Counter[str] = Counter()
             scanned = 0
             start = time.perf_counter()
+            cpu_start = cpu_seconds()
             for round_ in range(per_member):
                 for m, person in enumerate(people):
                     if len(records) >= jobs:
@@ -202,6 +207,7 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
                     break
                 await asyncio.sleep(0.2)
             wall = time.perf_counter() - start
+            cpu = cpu_seconds() - cpu_start
             await watch.stop()
             await asyncio.sleep(0.5)  # late duplicates would show up here
             for rec in stand_in.requests[scanned:]:
@@ -221,6 +227,7 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
                     "dispatch_seconds": dispatched,
                     "wall_seconds": wall,
                     "jobs_per_second": len(seen) / wall,
+                    "cpu_ms_per_job": cpu / max(1, len(records)) * 1000,
                     "delivered_jobs": len(seen),
                     "delivered_more_than_once": sum(1 for n in seen.values() if n > 1),
                     "states": dict(job_states),

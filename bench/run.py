@@ -137,31 +137,35 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
     if discord_row is not None:
         add("")
         add(f"Discord run: ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
-            f"{discord_row['not_acked']} not acked, stand-in rule violations: "
+            f"{discord_row['not_acked']} not acked, bot CPU {_f(discord_row['cpu_ms_per_job'])} ms per job, "
+            f"job states {discord_row['states']}, stand-in rule violations: "
             f"{dict(discord_row['violations']) or 'none'}, {discord_row['rest_requests']} REST requests; "
             "loop lag and RSS there include the stand-in, which runs in the bot's process.")
     add("")
 
     add("### Side by side with the example-script pattern (same servers, same jobs)")
     add("")
-    add("| Pattern | Jobs | Done | Wall (s) | Jobs/s | Bot ÷ pattern (jobs/s) |")
-    add("|---|---|---|---|---|---|")
+    add("| Pattern | Jobs | Done | Wall (s) | Jobs/s | Bot ÷ pattern (jobs/s) | Client CPU ms per job |")
+    add("|---|---|---|---|---|---|---|")
     bot_row = results.get("load", {}).get("load_service")
     bot_rate = bot_row["jobs_per_second"] if bot_row else math.nan
     if bot_row:
         add(f"| Bot: job service, one websocket per server, fair queue | {bot_row['jobs']} | {bot_row['delivered_jobs']} "
-            f"| {_f(bot_row['wall_seconds'])} | {_f(bot_rate)} | 1.00 |")
+            f"| {_f(bot_row['wall_seconds'])} | {_f(bot_rate)} | 1.00 | {_f(bot_row['cpu_ms_per_job'])} |")
     for label, key, inner in (
         ("Example: new websocket + blocking urllib per job, a thread per job", "threads", "baseline_threads"),
         ("Example: new websocket + blocking urllib per job, sequential", "sequential", "baseline_sequential"),
     ):
         row = results.get(key, {}).get(inner)
         if row is None:
-            add(f"| {label} | not run: {results.get(key, {}).get('error', 'skipped')} | | | | |")
+            add(f"| {label} | not run: {results.get(key, {}).get('error', 'skipped')} | | | | | |")
             continue
         ratio = bot_rate / row["jobs_per_second"] if row["jobs_per_second"] else math.nan
         add(f"| {label} | {row['jobs']} | {row['completed']} ({row['failed']} failed) | {_f(row['wall_seconds'])} "
-            f"| {_f(row['jobs_per_second'])} | {_f(ratio, 2)} |")
+            f"| {_f(row['jobs_per_second'])} | {_f(ratio, 2)} | {_f(row['cpu_ms_per_job'])} |")
+    add("")
+    add("Client CPU = user + system CPU time of the bot's (or the script's) process during the run, per job; "
+        "both prepare the image (Pillow) and build the same graph. The servers share the same CPUs.")
     add("")
     add(f"Whole run: {total_seconds:.0f} s on {_cpu_count()} CPU(s).")
     return "\n".join(lines) + "\n"
