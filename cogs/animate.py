@@ -6,6 +6,14 @@ parameters, choices become ``Literal`` choices, so Discord types and range-check
 bot checks them again (the service raises :class:`~bot.errors.InvalidInput`). With several
 workflows a ``workflow`` option with autocomplete is added.
 
+Moderation: the member's access (DMs, ban, pause, channel, role, others' images) is checked
+first with the shared :class:`~bot.moderation.policy.AdmissionPolicy`; after the payload checks
+the policy admits the job (jobs in flight, cooldown, quotas: counted at once) and the same
+in-flight limit goes to the job service. A job refused after admission gives its use back
+(:meth:`AdmissionPolicy.refund`). When a daily quota applies, the member is told privately how
+many generations are left. Cancel/Delete are allowed to the job's owner and the guild's
+moderators (:func:`bot.ui.requester.job_moderation`).
+
 Answering: what the payload tells (permissions, attachment type and size, options) is checked
 first and refused ephemerally (a :class:`~bot.errors.UserFacingError`; the tree replies); then
 the interaction is deferred publicly: that message becomes the job's status message, edited
@@ -29,11 +37,14 @@ from bot.errors import InvalidInput, NotAllowed, UserFacingError
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
+from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.permissions import ensure_app_permissions
 from bot.settings import Settings
 from bot.tree import describe_error
+from bot.ui.audit import ensure_audit_log
 from bot.ui.buttons import JobButton
 from bot.ui.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
+from bot.ui.requester import ensure_policy, job_moderation, requester_from
 from bot.ui.status import clamp_motion
 from bot.workflows import OptionSpec, Workflow, resolve_options
 
@@ -70,7 +81,7 @@ def _describe(spec: OptionSpec) -> str:
 
 
 def build_animate_command(workflow: Workflow, *, with_workflow: bool,
-                          handler: Any) -> app_commands.Command[Any, ..., Any]:
+                          handler: Any, guild_only: bool = True) -> app_commands.Command[Any, ..., Any]:
     """``/animate`` with one parameter per member option of ``workflow`` (see module docstring)."""
     specs = [s for s in workflow.member_options if s.name not in ("image", "workflow")]
 
@@ -96,7 +107,7 @@ def build_animate_command(workflow: Workflow, *, with_workflow: bool,
     animate.__qualname__ = "animate"
     animate.__discord_app_commands_param_description__ = descriptions  # type: ignore[attr-defined]
     command = app_commands.Command(name="animate", description=COMMAND_DESCRIPTION, callback=animate)
-    command.guild_only = True
+    command.guild_only = guild_only
     if with_workflow:
         command.autocomplete("workflow")(handler.workflow_autocomplete)
     return command
@@ -109,31 +120,34 @@ def is_image_attachment(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def is_moderator(interaction: discord.Interaction[Any]) -> bool:
-    """Manage Messages in this channel (roles come with the moderation issue)."""
-    return bool(interaction.permissions.manage_messages)
-
-
 class Animate(commands.Cog):
     """``/animate``, the "Animate image" menu and the job buttons."""
 
-    def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, settings: Settings) -> None:
+    def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, settings: Settings,
+                 policy: AdmissionPolicy | None = None) -> None:
         self.jobs = jobs
         self.delivery = delivery
         self.settings = settings
+        self.policy = policy or AdmissionPolicy(jobs.store, clock=jobs.store.clock, allow_dms=settings.allow_dms,
+                                                default_max_in_flight=settings.max_jobs_per_member)
         workflow = jobs.workflows.default
         self.animate_command: app_commands.Command[Any, ..., Any] | None = None
         if workflow is not None:
-            self.animate_command = build_animate_command(workflow, with_workflow=len(jobs.workflows) > 1, handler=self)
-        self.context_menus = [app_commands.ContextMenu(name="Animate image", callback=self.animate_message)]
+            self.animate_command = build_animate_command(workflow, with_workflow=len(jobs.workflows) > 1, handler=self,
+                                                         guild_only=not settings.allow_dms)
+        menu = app_commands.ContextMenu(name="Animate image", callback=self.animate_message)
+        menu.guild_only = not settings.allow_dms
+        self.context_menus = [menu]
 
     # ------------------------------------------------------------------ entry points
 
     async def animate_message(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        others = message.author.id != interaction.user.id
+        await self.policy.check_access(requester_from(interaction), animating_others_image=others)
         image = next((a for a in message.attachments if is_image_attachment(a)), None)
         if image is None:
             raise InvalidInput("That message has no image to animate. Use it on a message with an image attached.")
-        await self.animate_attachment(interaction, image, workflow=None, options={})
+        await self.animate_attachment(interaction, image, workflow=None, options={}, others_image=others)
 
     async def workflow_autocomplete(self, interaction: discord.Interaction[Any],
                                     current: str) -> list[app_commands.Choice[str]]:
@@ -142,8 +156,11 @@ class Animate(commands.Cog):
                 for w in self.jobs.workflows if lowered in w.name.lower()][:25]
 
     async def animate_attachment(self, interaction: discord.Interaction[Any], image: discord.Attachment, *,
-                                 workflow: str | None, options: Mapping[str, Any]) -> None:
-        """Check what the payload tells, defer publicly, download, submit, follow."""
+                                 workflow: str | None, options: Mapping[str, Any], others_image: bool = False) -> None:
+        """Check access and the payload, admit (count) the job, defer publicly, download, submit, follow."""
+        requester = requester_from(interaction)
+        if not others_image:  # the context menu checked already
+            await self.policy.check_access(requester)
         ensure_app_permissions(interaction)
         if not is_image_attachment(image):
             raise InvalidInput(f"That file is not an image. Please send a {ACCEPTED_TEXT} image.",
@@ -155,8 +172,8 @@ class Animate(commands.Cog):
             raise InvalidInput(f"There is no workflow called {workflow!r}. Available: {names}.")
         options = {k: v for k, v in options.items() if v is not None}
         resolve_options(chosen, options)  # range and type check again before accepting
-        self.jobs.check_can_accept(interaction.user.id)
-        status_id = await self._defer(interaction)
+        admission = await self._admit(requester, others_image=others_image)
+        status_id = await self._defer_admitted(interaction, admission)
         try:
             data = await image.read()
             job = await self.jobs.submit(JobRequest(
@@ -166,16 +183,20 @@ class Animate(commands.Cog):
                 image=data,
                 workflow=chosen.name,
                 options=options,
+                max_in_flight=admission.max_in_flight,
                 **self._interaction_fields(interaction, status_id),
             ))
         except discord.HTTPException as exc:
+            await self._refund(admission)
             await self._failed_after_defer(interaction, InvalidInput(
                 "I could not download that image from Discord. Please try again.", detail=f"HTTP {exc.status}"))
             return
         except Exception as exc:
+            await self._refund(admission)
             await self._failed_after_defer(interaction, exc)
             return
         self.delivery.follow(job)
+        await self._tell_quota(interaction, admission)
 
     # ------------------------------------------------------------------ buttons
 
@@ -190,14 +211,15 @@ class Animate(commands.Cog):
         else:
             await self._variation(interaction, job, action)
 
-    def _require_owner_or_mod(self, interaction: discord.Interaction[Any], job: Job, what: str) -> bool:
-        moderator = is_moderator(interaction)
-        if job.user_id != interaction.user.id and not moderator:
+    async def _require_owner_or_mod(self, interaction: discord.Interaction[Any], job: Job, what: str) -> bool:
+        """Owner or a moderator of the job's guild; returns whether acting as a moderator."""
+        allowed, moderator = await job_moderation(self.jobs.store, interaction, job)
+        if not allowed:
             raise NotAllowed(f"Only the member who started this animation, or a moderator, can {what} it.")
         return moderator
 
     async def _cancel(self, interaction: discord.Interaction[Any], job: Job) -> None:
-        moderator = self._require_owner_or_mod(interaction, job, "cancel")
+        moderator = await self._require_owner_or_mod(interaction, job, "cancel")
         if job.is_terminal:
             raise InvalidInput("That animation has already ended.")
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -209,15 +231,17 @@ class Animate(commands.Cog):
         await interaction.followup.send("Cancelled.", ephemeral=True)
 
     async def _delete(self, interaction: discord.Interaction[Any], job: Job) -> None:
-        self._require_owner_or_mod(interaction, job, "delete")
+        await self._require_owner_or_mod(interaction, job, "delete")
         await interaction.response.defer()
         try:
-            await self.jobs.mark_deleted(job.id)
+            await self.jobs.mark_deleted(job.id, by=interaction.user.id)
         except Exception:
             log.warning("job %s: could not mark it deleted", job.id, exc_info=True)
         await interaction.delete_original_response()
 
     async def _variation(self, interaction: discord.Interaction[Any], job: Job, action: str) -> None:
+        requester = requester_from(interaction)
+        await self.policy.check_access(requester)
         ensure_app_permissions(interaction)
         overrides: dict[str, Any] = {}
         new_seed = True
@@ -233,8 +257,8 @@ class Animate(commands.Cog):
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
-        self.jobs.check_can_accept(interaction.user.id)
-        status_id = await self._defer(interaction)
+        admission = await self._admit(requester)
+        status_id = await self._defer_admitted(interaction, admission)
         try:
             new_job = await self.jobs.reroll(
                 job.id,
@@ -243,14 +267,50 @@ class Animate(commands.Cog):
                 guild_id=interaction.guild_id,
                 overrides=overrides,
                 new_seed=new_seed,
+                max_in_flight=admission.max_in_flight,
                 **self._interaction_fields(interaction, status_id),
             )
         except Exception as exc:
+            await self._refund(admission)
             await self._failed_after_defer(interaction, exc)
             return
         self.delivery.follow(new_job)
+        await self._tell_quota(interaction, admission)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _admit(self, requester: Requester, *, others_image: bool = False) -> Admission:
+        """Every moderation check and limit; counts the job. Refunded if the queue then refuses it."""
+        admission = await self.policy.admit(requester, animating_others_image=others_image,
+                                            in_flight=self.jobs.queue.in_flight(requester.user_id))
+        try:
+            self.jobs.check_can_accept(requester.user_id, admission.max_in_flight)
+        except BaseException:
+            await self._refund(admission)
+            raise
+        return admission
+
+    async def _defer_admitted(self, interaction: discord.Interaction[Any], admission: Admission) -> int:
+        try:
+            return await self._defer(interaction)
+        except BaseException:
+            await self._refund(admission)
+            raise
+
+    async def _refund(self, admission: Admission) -> None:
+        try:
+            await self.policy.refund(admission)
+        except Exception:
+            log.warning("could not refund a generation to user %s", admission.user_id, exc_info=True)
+
+    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission) -> None:
+        """With a daily quota, tell the member privately what is left ("2 of 5 generations left today...")."""
+        if not admission.note:
+            return
+        try:
+            await interaction.followup.send(f"{admission.note}.", ephemeral=True)
+        except discord.HTTPException as exc:
+            log.info("could not send the quota note (HTTP %s)", exc.status)
 
     async def _defer(self, interaction: discord.Interaction[Any]) -> int:
         """Defer publicly (thinking); the deferred message is the status message. Returns its id."""
@@ -315,7 +375,10 @@ async def setup(bot: commands.Bot) -> None:
         services["delivery"] = delivery
     if jobs.delivery is None:
         jobs.delivery = delivery
-    cog = Animate(jobs=jobs, delivery=delivery, settings=bot.settings)  # type: ignore[attr-defined]
+    settings: Settings = bot.settings  # type: ignore[attr-defined]
+    policy = ensure_policy(services, jobs.store, settings)
+    ensure_audit_log(bot, jobs.store)
+    cog = Animate(jobs=jobs, delivery=delivery, settings=settings, policy=policy)
     await bot.add_cog(cog)
     if cog.animate_command is not None:
         bot.tree.add_command(cog.animate_command)

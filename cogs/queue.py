@@ -19,15 +19,12 @@ from discord.ext import commands
 from bot.errors import InvalidInput, UserFacingError
 from bot.jobs.models import Job
 from bot.jobs.service import JobService
+from bot.ui.requester import job_moderation
 from bot.ui.status import QueueLine, ServerLoad, history_text, queue_text
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 10
-
-
-def _is_moderator(interaction: discord.Interaction[Any]) -> bool:
-    return bool(interaction.permissions.manage_messages)
 
 
 class Queue(commands.Cog):
@@ -67,9 +64,10 @@ class Queue(commands.Cog):
             if not active:
                 raise InvalidInput("You have no animation waiting or running.")
             target = active[-1]
+        _allowed, moderator = await job_moderation(self.jobs.store, interaction, target)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            ended = await self.jobs.cancel(target.id, by_user=interaction.user.id, moderator=_is_moderator(interaction))
+            ended = await self.jobs.cancel(target.id, by_user=interaction.user.id, moderator=moderator)
         except UserFacingError as exc:
             await interaction.followup.send(exc.user_message, ephemeral=True)
             return

@@ -82,6 +82,12 @@ class JobRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)  # kept with the job (e.g. the upload limit)
 
 
+#: Called with (job, event, actor id) when a job is queued, ends or is deleted; ``event`` is
+#: ``"queued"``, ``"deleted"`` or the terminal state's value (``delivered``, ``failed``,
+#: ``cancelled``, ``timed_out``). ``actor id``: who cancelled or deleted it (else None).
+JobListener = Callable[[Job, str, "int | None"], Awaitable[None]]
+
+
 class Delivery(Protocol):
     """Where results and endings go (the Discord layer implements it)."""
 
@@ -161,6 +167,7 @@ class JobService:
         self._timed_out: set[str] = set()
         self._published_positions: dict[str, int] = {}
         self._abandoned: dict[str, set[str]] = {}  # server -> prompt ids to remove when it is back
+        self._listeners: list[JobListener] = []
         self._wake = asyncio.Event()
         self._started = False
         self._closing = False
@@ -338,9 +345,42 @@ class JobService:
         self._require_a_server()
         self._check_limits(user_id, self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight)
 
-    async def mark_deleted(self, job_id: str) -> Job:
+    async def mark_deleted(self, job_id: str, *, by: int | None = None) -> Job:
         """Remember that a job's result message was deleted (it stays out of /history links)."""
-        return await self.store.update_job(job_id, deleted=True)
+        job = await self.store.update_job(job_id, deleted=True)
+        await self._emit(job, "deleted", by)
+        return job
+
+    async def clear_waiting(self, guild_id: int, *, by: int) -> list[Job]:
+        """Cancel every job of ``guild_id`` still waiting in the bot's line (a moderator's clear)."""
+        cleared: list[Job] = []
+        for job_id, _member in self.waiting_order():
+            job = await self.store.get_job(job_id)
+            if job is None or job.guild_id != guild_id or job.state is not JobState.WAITING:
+                continue
+            if not self.queue.remove(job_id):
+                continue
+            self._cancel_requested[job_id] = by
+            await self._finish(job_id, JobState.CANCELLED, _cancel_reason(job.user_id, by))
+            cleared.append(await self._reload(job_id))
+        if cleared:
+            self._publish_positions()
+            self._wake.set()
+        return cleared
+
+    def add_listener(self, listener: JobListener) -> None:
+        """Be told about job events (see :data:`JobListener`), e.g. for the audit log."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    async def _emit(self, job: Job, event: str, actor: int | None = None) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(job, event, actor)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("job %s: a %s listener failed", job.id, event, exc_info=True)
 
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
@@ -377,6 +417,7 @@ class JobService:
         log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
         self._publish_positions()
         self._wake.set()
+        await self._emit(job, "queued", job.user_id)
         return job
 
     async def _dispatch_loop(self) -> None:
@@ -766,7 +807,7 @@ class JobService:
             log.debug("job %s already ended; not moving it to %s", job_id, state.value)
             return
         self.queue.mark_done(job_id)
-        self._cancel_requested.pop(job_id, None)
+        actor = self._cancel_requested.pop(job_id, None)
         self._timed_out.discard(job_id)
         log.info("job %s %s%s", job_id, state.value, f": {detail or error}" if (detail or error) else "")
         self.streams.publish(ProgressUpdate(job_id=job_id, phase="finished", message=error or _state_words(state)))
@@ -778,6 +819,7 @@ class JobService:
                 raise
             except Exception:
                 log.warning("job %s: telling the member it ended failed", job_id, exc_info=True)
+        await self._emit(job, state.value, actor if state is JobState.CANCELLED else None)
 
     async def _wait_terminal(self, stream: ProgressStream, timeout: float) -> None:
         async def until_finished() -> None:
@@ -926,4 +968,4 @@ def _state_words(state: JobState) -> str:
     }.get(state, state.value)
 
 
-__all__ = ["ACTIVE_STATES", "Delivery", "JobRequest", "JobService", "ServiceLimits"]
+__all__ = ["ACTIVE_STATES", "Delivery", "JobListener", "JobRequest", "JobService", "ServiceLimits"]

@@ -1,0 +1,160 @@
+"""The audit log on Discord: every job event and moderation action, stored and posted.
+
+:class:`AuditLog` is registered as a job-service listener (:meth:`JobService.add_listener`):
+each job event (queued, delivered, failed, cancelled, timed out, deleted) becomes an
+:class:`~bot.store.AuditRecord` built by :func:`bot.moderation.audit_text.job_record` and is
+*always* stored (``store.add_audit``). Moderation actions are stored by
+:mod:`bot.moderation.actions`; the cog hands their records to :meth:`AuditLog.post`.
+
+Posting: when the guild has an audit channel, the record's one-line rendering
+(:func:`bot.moderation.audit_text.render`) is sent there with mentions disabled; a queued job
+carries a small thumbnail of its input image (made in a thread). Posts go through one worker
+in order, so a burst of events never floods the channel with parallel requests, and a slow
+or failing Discord never holds up the job service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot.jobs.models import Job
+from bot.moderation.audit_text import JobEvents, job_record, render
+from bot.store import AuditRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+AUDIT_SERVICE = "audit"
+THUMBNAIL_SIZE = (256, 256)
+MAX_PENDING_POSTS = 500
+
+#: Job-service event name -> audit action.
+EVENT_ACTIONS: dict[str, str] = {
+    "queued": JobEvents.QUEUED,
+    "delivered": JobEvents.DELIVERED,
+    "failed": JobEvents.FAILED,
+    "cancelled": JobEvents.CANCELLED,
+    "timed_out": JobEvents.TIMED_OUT,
+    "deleted": JobEvents.DELETED,
+}
+
+__all__ = ["AUDIT_SERVICE", "AuditLog", "EVENT_ACTIONS", "ensure_audit_log", "thumbnail_png"]
+
+
+def thumbnail_png(path: Path, size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes | None:
+    """A small PNG of the image at ``path`` (blocking: call it in a thread); None if unreadable."""
+    from PIL import Image  # Pillow only where needed
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail(size)
+            out = io.BytesIO()
+            image.convert("RGB").save(out, format="PNG")
+            return out.getvalue()
+    except (OSError, ValueError) as exc:
+        log.info("no thumbnail for %s: %s", path.name, exc)
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Post:
+    record: AuditRecord
+    thumbnail: Path | None = None
+
+
+class AuditLog:
+    """Stores job events and posts audit lines to each guild's audit channel (see module docstring)."""
+
+    def __init__(self, client: discord.Client, store: JobStore) -> None:
+        self.client = client
+        self.store = store
+        self._queue: asyncio.Queue[_Post] = asyncio.Queue(maxsize=MAX_PENDING_POSTS)
+        self._worker: asyncio.Task[None] | None = None
+        self.posted = 0
+
+    # ------------------------------------------------------------------ job events
+
+    async def on_job_event(self, job: Job, event: str, actor_id: int | None) -> None:
+        """The job-service listener: store the event's record, then queue its post."""
+        action = EVENT_ACTIONS.get(event)
+        if action is None:
+            return
+        record = job_record(job, action, at=self.store.clock.now(), actor_id=actor_id)
+        record = dataclasses.replace(record, id=await self.store.add_audit(record))
+        thumbnail = Path(job.input_path) if event == "queued" and job.input_path else None
+        self.post(record, thumbnail=thumbnail)
+
+    # ------------------------------------------------------------------ posting
+
+    def post(self, record: AuditRecord, *, thumbnail: Path | None = None) -> None:
+        """Queue ``record`` (already stored) for the guild's audit channel, if it has one."""
+        if record.guild_id is None:
+            return
+        try:
+            self._queue.put_nowait(_Post(record, thumbnail))
+        except asyncio.QueueFull:
+            log.warning("audit channel posts are backed up; not posting record %s", record.id)
+            return
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="audit-log")
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued post went out (or failed)."""
+        await asyncio.wait_for(self._queue.join(), timeout)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._send(item)
+            except asyncio.CancelledError:
+                raise
+            except discord.HTTPException as exc:
+                log.warning("could not post audit record %s (HTTP %s)", item.record.id, exc.status)
+            except Exception:
+                log.exception("could not post audit record %s", item.record.id)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, item: _Post) -> None:
+        record = item.record
+        assert record.guild_id is not None
+        settings = await self.store.get_guild_settings(record.guild_id)
+        if settings.audit_channel_id is None:
+            return
+        fields: dict[str, Any] = {}
+        if item.thumbnail is not None:
+            data = await asyncio.to_thread(thumbnail_png, item.thumbnail)
+            if data is not None:
+                fields["file"] = discord.File(io.BytesIO(data), filename=f"input_{record.job_id or 'job'}.png")
+        channel = self.client.get_partial_messageable(settings.audit_channel_id, guild_id=record.guild_id)
+        await channel.send(render(record), allowed_mentions=discord.AllowedMentions.none(), **fields)
+        self.posted += 1
+
+
+def ensure_audit_log(bot: Any, store: JobStore) -> AuditLog:
+    """The bot's one :class:`AuditLog` (``bot.services["audit"]``), listening to the job service."""
+    services: dict[str, Any] = bot.services
+    audit = services.get(AUDIT_SERVICE)
+    if not isinstance(audit, AuditLog):
+        audit = AuditLog(bot, store)
+        services[AUDIT_SERVICE] = audit
+    jobs = services.get("jobs")
+    if jobs is not None and hasattr(jobs, "add_listener"):
+        jobs.add_listener(audit.on_job_event)
+    return audit
