@@ -31,7 +31,7 @@ from bot.tree import BotTree
 log = logging.getLogger(__name__)
 
 # The extensions loaded at start, in order. Add new cogs here.
-EXTENSIONS: tuple[str, ...] = ("cogs.meta", "cogs.animate", "cogs.queue")
+EXTENSIONS: tuple[str, ...] = ("cogs.meta", "cogs.animate", "cogs.queue", "cogs.mod", "cogs.owner")
 
 COMMAND_HASH_FILE = "commands.sha256"
 

@@ -36,7 +36,7 @@ __all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
 REPO = Path(__file__).resolve().parents[2]
 # Faster than Discord's real pacing so 10 steps of 0.02 s show several edits; same shape of limits.
 FAST_PACING = EditPacing(running_interval=0.05, waiting_interval=0.2, channel_edits=20, channel_window=1.0)
-EXTENSIONS = ("cogs.meta", "cogs.animate", "cogs.queue")
+EXTENSIONS = ("cogs.meta", "cogs.animate", "cogs.queue", "cogs.mod", "cogs.owner")
 
 
 def png_bytes(width: int = 320, height: int = 192, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
@@ -56,6 +56,7 @@ class AnimateEnv:
     comfy: list[ComfyTestServer]
     settings: Settings
     extra: dict[str, Any] = field(default_factory=dict)
+    stop: Callable[[], Awaitable[None]] | None = None  # close this bot now (e.g. to restart on the same DATA_DIR)
 
     @property
     def delivery(self) -> DiscordDelivery:
@@ -69,10 +70,22 @@ AnimateFactory = Callable[..., Awaitable[AnimateEnv]]
 async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]],
                       tmp_path: Path) -> AsyncIterator[AnimateFactory]:
     running: list[tuple[AnimateBot, asyncio.Task[None], aiohttp.ClientSession]] = []
+    stopped: set[int] = set()
+
+    async def stop_bot(bot: AnimateBot, task: asyncio.Task[None], session: aiohttp.ClientSession) -> None:
+        if id(bot) in stopped:
+            return
+        stopped.add(id(bot))
+        await bot.close()
+        await asyncio.wait_for(task, 5)
+        await session.close()
 
     async def factory(*, servers: int = 1, step_time: float = 0.02, server_urls: tuple[str, ...] = (),
-                      pacing: EditPacing | None = FAST_PACING, **overrides: Any) -> AnimateEnv:
-        comfy = [await comfy_server_factory(step_time=step_time) for _ in range(servers)]
+                      pacing: EditPacing | None = FAST_PACING, comfy: list[ComfyTestServer] | None = None,
+                      **overrides: Any) -> AnimateEnv:
+        """``comfy``: reuse running test servers (a restarted bot); else start ``servers`` new ones."""
+        if comfy is None:
+            comfy = [await comfy_server_factory(step_time=step_time) for _ in range(servers)]
         configs = tuple(ServerConfig(f"gpu-{i + 1}", s.url) for i, s in enumerate(comfy))
         configs += tuple(ServerConfig(f"down-{i + 1}", url) for i, url in enumerate(server_urls))
         values: dict[str, Any] = dict(
@@ -100,16 +113,15 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
         task = asyncio.create_task(bot.start(settings.discord_token))
         running.append((bot, task, session))
         await asyncio.wait_for(ready.wait(), 10)  # setup_hook started the service
-        env = AnimateEnv(bot=bot, service=service, stand_in=discord_stand_in, comfy=comfy, settings=settings)
+        env = AnimateEnv(bot=bot, service=service, stand_in=discord_stand_in, comfy=comfy, settings=settings,
+                         stop=lambda: stop_bot(bot, task, session))
         if pacing is not None:
             env.delivery.scheduler.pacing = pacing
         return env
 
     yield factory
     for bot, task, session in running:
-        await bot.close()
-        await asyncio.wait_for(task, 5)
-        await session.close()
+        await stop_bot(bot, task, session)
 
 
 async def wait_job(service: JobService, job_id: str, *states: str, timeout: float = 10.0) -> Any:

@@ -1,0 +1,268 @@
+"""``/mod``: per-guild moderation of the bot, a thin adapter over :mod:`bot.moderation.actions`.
+
+Who may use it is checked by the bot itself on every call (Manage Server, or one of the
+guild's moderator roles: :func:`bot.moderation.policy.is_moderator`), not with
+``default_permissions``: Discord would then hide the commands from a moderator role that
+lacks Manage Server. ``/mod moderators`` needs Manage Server itself.
+
+Every change is validated and written to the audit log by the action; the cog then posts the
+record to the guild's audit channel (:class:`bot.ui.audit.AuditLog`) and answers the moderator
+privately. Refusals are :class:`bot.errors.UserFacingError` s, answered by the one error path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Optional
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InvalidInput, NotAllowed, UserFacingError
+from bot.jobs.models import ACTIVE_STATES
+from bot.jobs.service import JobService
+from bot.moderation import actions, messages
+from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUILD_DAILY_CAP, MAX_IN_FLIGHT, Actions
+from bot.moderation.audit_text import render
+from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
+from bot.settings import Settings
+from bot.store import AuditRecord, JobStore
+from bot.ui.audit import AuditLog, ensure_audit_log
+from bot.ui.requester import ensure_policy, requester_from
+
+log = logging.getLogger(__name__)
+
+NONE = discord.AllowedMentions.none()
+#: Channel types that make no sense as "where /animate works" or an audit channel.
+_NOT_MESSAGEABLE = (discord.ChannelType.category, discord.ChannelType.voice, discord.ChannelType.stage_voice)
+LimitName = Literal["cooldown", "daily quota", "jobs in flight", "server daily cap", "all"]
+
+__all__ = ["Mod", "setup"]
+
+
+def _channel_ids(channels: Iterable[app_commands.AppCommandChannel | app_commands.AppCommandThread | None]) -> list[int]:
+    ids: list[int] = []
+    for channel in channels:
+        if channel is None:
+            continue
+        if channel.type in _NOT_MESSAGEABLE:
+            raise InvalidInput(f"{channel.mention} is not a text channel.")
+        ids.append(channel.id)
+    return ids
+
+
+def _role_ids(roles: Iterable[discord.Role | None]) -> list[int]:
+    return [role.id for role in roles if role is not None]
+
+
+class Mod(commands.Cog):
+    """The ``/mod`` command group."""
+
+    mod = app_commands.Group(name="mod", description="Moderate the animation bot on this server", guild_only=True)
+
+    def __init__(self, *, jobs: JobService, audit: AuditLog, policy: AdmissionPolicy, settings: Settings) -> None:
+        self.jobs = jobs
+        self.store: JobStore = jobs.store
+        self.audit = audit
+        self.policy = policy
+        self.settings = settings
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _moderator(self, interaction: discord.Interaction[Any]) -> Requester:
+        """The requester, if they moderate this guild; else :class:`NotAllowed`."""
+        requester = requester_from(interaction)
+        if requester.guild_id is None:
+            raise NotAllowed(messages.guild_only())
+        if not is_moderator(requester, await self.store.get_guild_settings(requester.guild_id)):
+            raise NotAllowed(messages.not_moderator(), detail=f"user {requester.user_id} is not a moderator")
+        return requester
+
+    async def _done(self, interaction: discord.Interaction[Any], record: AuditRecord, text: str | None = None) -> None:
+        """Post the (stored) record to the audit channel and tell the moderator what changed."""
+        self.audit.post(record)
+        await interaction.response.send_message(text or f"Done. {render(record)}", ephemeral=True,
+                                                allowed_mentions=NONE)
+
+    # ------------------------------------------------------------------ settings
+
+    @mod.command(name="settings", description="Show how the bot is set up on this server")
+    async def show_settings(self, interaction: discord.Interaction[Any]) -> None:
+        requester = await self._moderator(interaction)
+        assert requester.guild_id is not None
+        settings = await self.store.get_guild_settings(requester.guild_id)
+        embed = discord.Embed(title="Animation bot settings", colour=discord.Colour.blurple())
+        for label, value in actions.describe_settings(settings,
+                                                      default_max_in_flight=self.settings.max_jobs_per_member):
+            embed.add_field(name=label, value=value[:1024] or "—", inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NONE)
+
+    @mod.command(name="channels", description="Channels where /animate works (none given: every channel)")
+    @app_commands.describe(channel1="A channel where /animate works", channel2="Another channel",
+                           channel3="Another channel", channel4="Another channel", channel5="Another channel")
+    async def channels(self, interaction: discord.Interaction[Any],
+                       channel1: Optional[app_commands.AppCommandChannel] = None,
+                       channel2: Optional[app_commands.AppCommandChannel] = None,
+                       channel3: Optional[app_commands.AppCommandChannel] = None,
+                       channel4: Optional[app_commands.AppCommandChannel] = None,
+                       channel5: Optional[app_commands.AppCommandChannel] = None) -> None:
+        ids = _channel_ids((channel1, channel2, channel3, channel4, channel5))
+        result = await actions.set_channels(self.store, requester_from(interaction), ids)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="role", description="A role members need to use /animate (none given: no role needed)")
+    @app_commands.describe(role="The role needed; leave empty to remove the requirement")
+    async def role(self, interaction: discord.Interaction[Any], role: Optional[discord.Role] = None) -> None:
+        result = await actions.set_required_role(self.store, requester_from(interaction), role.id if role else None)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="limits", description="Per-member cooldown, daily quota, jobs in flight; server daily cap")
+    @app_commands.describe(
+        cooldown="Seconds a member waits between animations (0: none)",
+        daily_quota="Animations per member per day (0: only exempt roles)",
+        jobs_in_flight="Animations a member may have waiting or running at once",
+        server_daily_cap="Animations per day for the whole server",
+        clear="Remove a limit (back to unlimited / the bot default)",
+    )
+    async def limits(self, interaction: discord.Interaction[Any],
+                     cooldown: Optional[app_commands.Range[float, 0.0, MAX_COOLDOWN]] = None,
+                     daily_quota: Optional[app_commands.Range[int, 0, MAX_DAILY_QUOTA]] = None,
+                     jobs_in_flight: Optional[app_commands.Range[int, 1, MAX_IN_FLIGHT]] = None,
+                     server_daily_cap: Optional[app_commands.Range[int, 1, MAX_GUILD_DAILY_CAP]] = None,
+                     clear: Optional[LimitName] = None) -> None:
+        values: dict[str, Any] = {
+            "cooldown": KEEP if cooldown is None else cooldown,
+            "daily_quota": KEEP if daily_quota is None else daily_quota,
+            "max_in_flight": KEEP if jobs_in_flight is None else jobs_in_flight,
+            "guild_daily_cap": KEEP if server_daily_cap is None else server_daily_cap,
+        }
+        cleared = {"cooldown": ("cooldown",), "daily quota": ("daily_quota",), "jobs in flight": ("max_in_flight",),
+                   "server daily cap": ("guild_daily_cap",), "all": tuple(values)}.get(clear or "", ())
+        for name in cleared:
+            values[name] = None
+        result = await actions.set_limits(self.store, requester_from(interaction), **values)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="exempt", description="Roles whose members skip the per-member limits (none given: no role)")
+    @app_commands.describe(role1="An exempt role", role2="Another role", role3="Another role", role4="Another role",
+                           role5="Another role")
+    async def exempt(self, interaction: discord.Interaction[Any], role1: Optional[discord.Role] = None,
+                     role2: Optional[discord.Role] = None, role3: Optional[discord.Role] = None,
+                     role4: Optional[discord.Role] = None, role5: Optional[discord.Role] = None) -> None:
+        ids = _role_ids((role1, role2, role3, role4, role5))
+        result = await actions.set_exempt_roles(self.store, requester_from(interaction), ids)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="moderators", description="Roles that may use /mod (Manage Server only; none given: no role)")
+    @app_commands.describe(role1="A moderator role", role2="Another role", role3="Another role", role4="Another role",
+                           role5="Another role")
+    async def moderators(self, interaction: discord.Interaction[Any], role1: Optional[discord.Role] = None,
+                         role2: Optional[discord.Role] = None, role3: Optional[discord.Role] = None,
+                         role4: Optional[discord.Role] = None, role5: Optional[discord.Role] = None) -> None:
+        ids = _role_ids((role1, role2, role3, role4, role5))
+        result = await actions.set_moderator_roles(self.store, requester_from(interaction), ids)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="others", description="Whether members may animate other members' images")
+    @app_commands.describe(allowed="True: any image in the server; False: only their own images")
+    async def others(self, interaction: discord.Interaction[Any], allowed: bool) -> None:
+        result = await actions.set_allow_others(self.store, requester_from(interaction), allowed)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="pause", description="Stop new animations on this server (running ones finish)")
+    @app_commands.describe(message="What members are told when they try")
+    async def pause(self, interaction: discord.Interaction[Any],
+                    message: Optional[app_commands.Range[str, 1, messages.MAX_FREE_TEXT]] = None) -> None:
+        result = await actions.pause(self.store, requester_from(interaction), message)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="resume", description="Accept new animations again")
+    async def resume(self, interaction: discord.Interaction[Any]) -> None:
+        result = await actions.resume(self.store, requester_from(interaction))
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="ban", description="Stop a member from using the bot on this server")
+    @app_commands.describe(member="Who to ban from the bot", reason="Shown to them when they try")
+    async def ban(self, interaction: discord.Interaction[Any], member: discord.User,
+                  reason: Optional[app_commands.Range[str, 1, messages.MAX_FREE_TEXT]] = None) -> None:
+        if member.bot:
+            raise InvalidInput("Bots cannot use the bot anyway.")
+        result = await actions.ban(self.store, requester_from(interaction), member.id, reason)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="unban", description="Let a banned member use the bot again")
+    @app_commands.describe(member="Who to unban")
+    async def unban(self, interaction: discord.Interaction[Any], member: discord.User) -> None:
+        result = await actions.unban(self.store, requester_from(interaction), member.id)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="auditlog", description="Where the bot posts its audit log (none given: turn it off)")
+    @app_commands.describe(channel="The audit-log channel; leave empty to stop posting (records are still kept)")
+    async def auditlog(self, interaction: discord.Interaction[Any],
+                       channel: Optional[app_commands.AppCommandChannel] = None) -> None:
+        ids = _channel_ids((channel,))
+        result = await actions.set_audit_channel(self.store, requester_from(interaction), ids[0] if ids else None)
+        await self._done(interaction, result.audit)
+
+    # ------------------------------------------------------------------ jobs
+
+    @mod.command(name="cancel", description="Cancel any animation waiting or running on this server")
+    @app_commands.describe(job="The job to cancel")
+    async def cancel(self, interaction: discord.Interaction[Any], job: str) -> None:
+        requester = await self._moderator(interaction)
+        target = await self.jobs.get(job.strip())
+        if target is None or target.guild_id != requester.guild_id:
+            raise InvalidInput("I don't know that job on this server. Pick one from the list.")
+        if target.is_terminal:
+            raise InvalidInput("That animation has already ended.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            ended = await self.jobs.cancel(target.id, by_user=requester.user_id, moderator=True)
+        except UserFacingError as exc:
+            await interaction.followup.send(exc.user_message, ephemeral=True)
+            return
+        word = "Cancelled" if ended.is_terminal else "Cancelling"
+        await interaction.followup.send(f"{word} job `{target.id}` of {messages.user_mention(target.user_id)}.",
+                                        ephemeral=True, allowed_mentions=NONE)
+
+    @cancel.autocomplete("job")
+    async def cancel_autocomplete(self, interaction: discord.Interaction[Any],
+                                  current: str) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        active = await self.store.jobs_for_guild(interaction.guild_id, ACTIVE_STATES, limit=50)
+        choices = []
+        for job in active:
+            member = interaction.guild.get_member(job.user_id) if interaction.guild else None
+            who = member.display_name if member else str(job.user_id)
+            label = f"{job.id} · {job.state.value} · {who}"
+            if current.lower() in label.lower():
+                choices.append(app_commands.Choice(name=label[:100], value=job.id))
+        return choices[:25]
+
+    @mod.command(name="clear", description="Cancel every animation waiting in line on this server")
+    async def clear(self, interaction: discord.Interaction[Any]) -> None:
+        requester = await self._moderator(interaction)
+        assert requester.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        cleared = await self.jobs.clear_waiting(requester.guild_id, by=requester.user_id)
+        record = AuditRecord(guild_id=requester.guild_id, at=self.store.clock.now(), actor_id=requester.user_id,
+                             action=Actions.QUEUE_CLEARED, details={"count": len(cleared)})
+        record_id = await self.store.add_audit(record)
+        self.audit.post(AuditRecord(**{**record.__dict__, "id": record_id}))
+        noun = "job" if len(cleared) == 1 else "jobs"
+        await interaction.followup.send(f"Cleared {len(cleared)} waiting {noun}.", ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    services: Mapping[str, Any] = getattr(bot, "services", {})
+    jobs: JobService | None = services.get("jobs")
+    if jobs is None:
+        log.error("The job service is not configured: /mod is not available")
+        return
+    settings: Settings = bot.settings  # type: ignore[attr-defined]
+    policy = ensure_policy(bot.services, jobs.store, settings)  # type: ignore[attr-defined]
+    audit = ensure_audit_log(bot, jobs.store)
+    await bot.add_cog(Mod(jobs=jobs, audit=audit, policy=policy, settings=settings))
