@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes
@@ -67,14 +68,32 @@ def result_uploads(stand_in: DiscordStandIn) -> Counter[str]:
     return count
 
 
+async def servers_idle(env: AnimateEnv) -> bool:
+    """No prompt queued or running on any ComfyUI test server."""
+    async with aiohttp.ClientSession() as session:
+        for server in env.comfy:
+            async with session.get(f"{server.url}/queue") as response:
+                queue = await response.json()
+            if queue["queue_running"] or queue["queue_pending"]:
+                return False
+    return True
+
+
+BOT_RESTART_GAP = pytest.mark.xfail(strict=True, reason=(
+    "bot/jobs/service.py _resume_follow/_follow: a recovered job whose prompt ended while the bot was down "
+    "gets no websocket event and is never reconciled with /history, so it never ends (see test_restart_gap.py)"))
+
+
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("bot_restart", [pytest.param(False, id="no-bot-restart"),
+                                         pytest.param(True, id="bot-restart", marks=BOT_RESTART_GAP)])
 async def test_mixed_faults_every_job_ends_visibly_and_is_delivered_once(
-    animate_bot: AnimateFactory, discord_stand_in: DiscordStandIn
+    bot_restart: bool, animate_bot: AnimateFactory, discord_stand_in: DiscordStandIn
 ) -> None:
     stand_in = discord_stand_in
     limits = dict(max_jobs_per_member=WAVE_1 + WAVE_2, max_waiting_jobs=200)
     env = await animate_bot(servers=3, step_time=0.03, **limits)
-    dropping, restarting, _steady = env.comfy
+    dropping, restarting, steady = env.comfy
     dropping.drop_ws_after_steps = 2
     app = stand_in.application_id
     stand_in.add_fault("POST", "/interactions/*/callback", 429, times=3)
@@ -103,19 +122,32 @@ async def test_mixed_faults_every_job_ends_visibly_and_is_delivered_once(
     await restarting.restart(lose_state=True)
 
     # the bot restarts mid-run, on the same data folder and stand-in
-    await until(lambda: ended(6), 30, "six jobs to end", lambda: describe())
-    await env.bot.close()
-    env = await animate_bot(servers=0, comfyui_servers=env.settings.comfyui_servers, **limits)
+    await until(lambda: ended(6), 30, "six jobs to end", describe)
+    if bot_restart:
+        comfy = env.comfy
+        await env.bot.close()
+        # the bot stays down until the servers finished what they had
+        await until(lambda: servers_idle(env), 20, "the ComfyUI servers to finish their queues")
+        env = await animate_bot(servers=0, comfyui_servers=env.settings.comfyui_servers, **limits)
+        env.comfy = comfy
     stand_in.add_fault("POST", f"/webhooks/{app}/*", 503, times=1)
     stand_in.add_fault("PATCH", f"/webhooks/{app}/*/messages/*", 429, times=8)
+    steady.fail_at = "KSampler"
     wave_2: list[InteractionRecord] = []
     for round_ in range(WAVE_2):
         wave_2 += await asyncio.gather(*(animate(stand_in, m, 40 * i + 10 + round_) for i, m in enumerate(members)))
     records += wave_2
     await asyncio.gather(*(r.wait_for(answered, timeout=20) for r in wave_2))
 
+    # meanwhile a server fails jobs for a moment (the failure notices meet the 503 on followups)
+    async def one_failed() -> bool:
+        return any(j.state.value == "failed" for j in await all_jobs(env, members))
+
+    await until(one_failed, 20, "a job to fail", describe)
+    steady.fail_at = None
+
     total = MEMBERS * (WAVE_1 + WAVE_2)
-    await until(lambda: ended(total), 75, f"all {total} jobs to end", describe)
+    await until(lambda: ended(total), 25 if bot_restart else 45, f"all {total} jobs to end", describe)
     jobs = await all_jobs(env, members)
     assert len(jobs) == total, "every /animate became a job"
     await env.delivery.scheduler.flush(timeout=20)
@@ -144,4 +176,9 @@ async def test_mixed_faults_every_job_ends_visibly_and_is_delivered_once(
     assert not problems, f"{dict(states)}\n" + "\n".join(problems)
     # the faults did happen, and most jobs still got their video
     assert all(f.hits for f in stand_in.faults), [(f.method, f.pattern, f.status, f.hits) for f in stand_in.faults]
-    assert ("GET", "/ws") in dropping.requests and states["delivered"] >= total * 3 // 4, dict(states)
+    assert dropping.requests.count(("GET", "/ws")) >= 2, "the websocket drops happened"
+    assert any(j.submit_attempts == 2 for j in jobs), "a job lost by the restarted server was posted again"
+    # only the injected execution error failed jobs: drops, restarts, 429s and 503s cost none
+    unexpected = [(j.id, j.server, j.state.value, j.error_detail) for j in jobs if j.state.value != "delivered"
+                  and not (j.state.value == "failed" and j.server == "gpu-3" and "KSampler" in (j.error_detail or ""))]
+    assert not unexpected and states["delivered"] >= total // 2, (dict(states), unexpected)
