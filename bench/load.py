@@ -125,7 +125,10 @@ async def run_service(
     }
 
 
-async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, channels: int) -> dict[str, Any]:
+async def run_discord(
+    urls: list[str], work: Path, *, jobs: int, members: int, channels: int, rate: float = 0.0
+) -> dict[str, Any]:
+    """``rate``: slash commands per second (0 = all at once)."""
     from bot.app import AnimateBot, build_comfy_clients
     from bot.jobs.factory import open_job_service
     from tests.discord_server import Channel, DiscordStandIn, point_discord_at
@@ -178,6 +181,8 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
                     if len(records) >= jobs:
                         break
                     channel = channel_list[m % channels]
+                    if rate > 0:
+                        await asyncio.sleep(max(0.0, start + len(records) / rate - time.perf_counter()))
                     records.append(
                         await stand_in.slash(
                             None,
@@ -191,6 +196,7 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
             dispatched = time.perf_counter() - start
             deadline = time.perf_counter() + 600
             polls = 0
+            last_stored, last_change = -1, time.perf_counter()
             while True:
                 polls += 1
                 requests = stand_in.requests
@@ -203,8 +209,14 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
                 scanned = len(requests)
                 if len(seen) >= len(records) or time.perf_counter() > deadline:
                     break
-                if polls % 10 == 0 and len(await service.store.jobs_in_states(_terminal_states())) >= len(records):
-                    break
+                if polls % 10 == 0:
+                    # done when no job is active and no new job appeared for 3 s (refused or
+                    # unacknowledged interactions never become jobs)
+                    stored = len(await service.store.jobs_in_states(_all_states()))
+                    if stored != last_stored:
+                        last_stored, last_change = stored, time.perf_counter()
+                    elif not await service.store.active_jobs() and time.perf_counter() - last_change > 3:
+                        break
                 await asyncio.sleep(0.2)
             wall = time.perf_counter() - start
             cpu = cpu_seconds() - cpu_start
@@ -223,6 +235,7 @@ async def run_discord(urls: list[str], work: Path, *, jobs: int, members: int, c
                     "jobs": len(records),
                     "members": members,
                     "channels": channels,
+                    "rate_per_second": rate,
                     "servers": len(urls),
                     "dispatch_seconds": dispatched,
                     "wall_seconds": wall,

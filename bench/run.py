@@ -119,7 +119,8 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
     for label, key in (
         ("Job service, recording delivery, `COMFYUI_MAX_PENDING`=1 (default)", "load"),
         ("Job service, recording delivery, `COMFYUI_MAX_PENDING`=2", "load2"),
-        (f"Whole bot via the Discord stand-in (`/animate`, {sizes.channels} channels, real edit pacing)", "discord"),
+        (f"Whole bot via the Discord stand-in (`/animate` at {_rate(results)}, {sizes.channels} channels, "
+         "real edit pacing)", "discord"),
     ):
         res = results.get(key, {})
         row = res.get("load_service") or res.get("load_discord")
@@ -171,6 +172,11 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
     return "\n".join(lines) + "\n"
 
 
+def _rate(results: Mapping[str, Mapping[str, Any]]) -> str:
+    rate = float(results.get("args", {}).get("discord_rate", 0.0))
+    return f"{rate:g}/s" if rate > 0 else "once, all together"
+
+
 def _cpu_count() -> int:
     import os
 
@@ -181,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
+    parser.add_argument("--discord-rate", type=float, default=50.0,
+                        help="slash commands per second in the Discord run (0 = all at once; default 50)")
     parser.add_argument("--skip-discord", action="store_true", help="leave out the run through the Discord stand-in")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import ServerFarm
 
     start = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {"args": {"discord_rate": args.discord_rate}}
     with tempfile.TemporaryDirectory(prefix="animate-bench-") as tmp:
         work = Path(tmp)
         farm = ServerFarm.start(4, work / "servers")
@@ -200,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             results["load"] = _scenario("load", urls, work, *load_args)
             results["load2"] = _scenario("load", urls, work, *load_args, "--max-pending", "2")
             if not args.skip_discord:
-                results["discord"] = _scenario("discord", urls, work, *load_args, "--channels", str(sizes.channels))
+                results["discord"] = _scenario("discord", urls, work, *load_args, "--channels", str(sizes.channels),
+                                               "--rate", str(args.discord_rate))
             results["threads"] = _scenario("baseline-threads", urls, work, "--jobs", str(sizes.load_jobs))
             results["sequential"] = _scenario("baseline-sequential", urls, work, "--jobs", str(sizes.sequential_jobs))
         finally:

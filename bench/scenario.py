@@ -35,7 +35,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.name == "discord":
         from bench import load
 
-        return await load.run_discord(urls, work, jobs=args.jobs, members=args.members, channels=args.channels)
+        return await load.run_discord(urls, work, jobs=args.jobs, members=args.members, channels=args.channels,
+                                      rate=args.rate)
     from bench import baseline
 
     mode = args.name.removeprefix("baseline-")
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--channels", type=int, default=25)
+    parser.add_argument("--rate", type=float, default=0.0, help="discord: slash commands per second (0 = burst)")
     parser.add_argument("--max-pending", type=int, default=None, help="COMFYUI_MAX_PENDING (default: the setting's)")
     args = parser.parse_args(argv)
     quiet_logs()
