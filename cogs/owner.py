@@ -105,7 +105,12 @@ class Owner(commands.Cog):
         for backend in self.jobs.pool:
             status = backend.status()
             hub = self.jobs.hubs.get(status.name)
-            state = "🟢 up" if status.healthy else "🔴 down"
+            if not status.healthy:
+                state = "🔴 down"
+            elif status.consecutive_failures or status.last_seen is None:
+                state = "🟠 not answering"
+            else:
+                state = "🟢 up"
             socket = "connected" if hub is not None and hub.connected else "not connected"
             line = (f"**{scrub(status.name, limit=60)}**: {state} · our jobs {status.in_flight}/{status.capacity} · "
                     f"queue {status.queue_remaining} · websocket {socket} · last seen "
