@@ -70,6 +70,23 @@ async def _history(client: ComfyClient, prompt_id: str, attempts: int, delay: fl
     return None
 
 
+async def reconcile(client: ComfyClient, prompt_id: str, *, history_delay: float = 0.05) -> Outcome | None:
+    """What the server knows of a prompt without its websocket events.
+
+    Its ending from ``/history``; ``None`` while it is still queued or running; ``lost`` when
+    the server knows nothing of it (e.g. it restarted). Used after a reconnect and on recovery.
+    """
+    entry = await client.get_history_entry(prompt_id)
+    if entry is not None:
+        return Outcome(prompt_id, _status_of(entry), entry)
+    if (await client.get_queue()).contains(prompt_id):
+        return None
+    entry = await _history(client, prompt_id, 3, history_delay)  # it may have just ended
+    if entry is not None:
+        return Outcome(prompt_id, _status_of(entry), entry)
+    return Outcome(prompt_id, "lost", None)
+
+
 async def follow_prompt(
     client: ComfyClient,
     sub: Subscription,
@@ -89,16 +106,11 @@ async def follow_prompt(
         if on_event is not None:
             await on_event(event)
         if isinstance(event, Reconnected):
-            entry = await client.get_history_entry(prompt_id)
-            if entry is not None:
-                return Outcome(prompt_id, _status_of(entry), entry)
-            if (await client.get_queue()).contains(prompt_id):
+            outcome = await reconcile(client, prompt_id, history_delay=history_delay)
+            if outcome is None:
                 log.debug("prompt %s still queued or running after a reconnect", prompt_id)
                 continue
-            entry = await _history(client, prompt_id, 3, history_delay)  # it may have just ended
-            if entry is not None:
-                return Outcome(prompt_id, _status_of(entry), entry)
-            return Outcome(prompt_id, "lost", None)
+            return outcome
         if is_terminal(event):
             entry = await _history(client, prompt_id, history_attempts, history_delay)
             if isinstance(event, ExecutionError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ from bot.comfy.events import (
     Progress,
     StatusEvent,
 )
-from bot.comfy.follow import Outcome, follow_prompt
+from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub
 from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
 from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
@@ -380,7 +381,7 @@ class JobService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("job %s: a %s listener failed", job.id, event, exc_info=True)
+                _log_failure(logging.WARNING, "job %s: a %s listener failed", job.id, event)
 
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
@@ -517,7 +518,7 @@ class JobService:
                 job.id, JobState.FAILED, "The image server stopped answering while running your job.", str(exc)
             )
         except Exception as exc:
-            log.exception("job %s failed unexpectedly", job.id)
+            _log_failure(logging.ERROR, "job %s failed unexpectedly", job.id)
             await self._finish(job.id, JobState.FAILED, GENERIC_FAILURE, f"{type(exc).__name__}: {exc}")
 
     async def _submit_and_follow(self, job: Job, control: _Control) -> None:
@@ -586,7 +587,11 @@ class JobService:
         self.streams.publish(ProgressUpdate(job_id=job.id, phase="starting", message="Sent to the image server"))
         return job
 
-    async def _follow(self, job: Job, control: _Control, hub: ComfyHub, workflow: Any) -> Outcome:
+    async def _follow(
+        self, job: Job, control: _Control, hub: ComfyHub, workflow: Any, *, reconcile_first: bool = False
+    ) -> Outcome:
+        """Follow the job's prompt to its end. ``reconcile_first``: ask the server before waiting
+        for events (after a restart the prompt may have ended while nobody listened)."""
         assert job.prompt_id is not None
         prompt_id = job.prompt_id
         eta = EtaEstimator()
@@ -637,6 +642,15 @@ class JobService:
                 )
 
         sub = hub.subscribe(prompt_id)
+        if reconcile_first:
+            try:
+                known = await reconcile(hub.client, prompt_id)
+            except ComfyError as exc:
+                known = None  # the server is away: its websocket's reconnect will reconcile
+                log.info("job %s: server %s not reachable on recovery (%s)", job.id, control.backend.name, type(exc).__name__)
+            if known is not None:
+                sub.close()
+                return known
         follower = asyncio.ensure_future(follow_prompt(hub.client, sub, on_event=on_event))
         deadline = (job.submitted_at or self.clock.now()) + self.limits.job_timeout
         watchdog = asyncio.ensure_future(self._watchdog(job.id, control, prompt_id, deadline))
@@ -714,7 +728,7 @@ class JobService:
                 await self._finish(job.id, JobState.FAILED, exc.user_message, exc.detail)
                 return
             except Exception as exc:
-                log.warning("job %s: delivery attempt %d failed: %s", job.id, attempt, type(exc).__name__, exc_info=True)
+                _log_failure(logging.WARNING, "job %s: delivery attempt %d failed", job.id, attempt)
                 await self.clock.sleep(delay)
                 delay = min(delay * 4, 120.0)
                 continue
@@ -809,7 +823,9 @@ class JobService:
         self.queue.mark_done(job_id)
         actor = self._cancel_requested.pop(job_id, None)
         self._timed_out.discard(job_id)
-        log.info("job %s %s%s", job_id, state.value, f": {detail or error}" if (detail or error) else "")
+        log.info("job %s %s%s", job_id, state.value, f": {error}" if error else "")
+        if detail:
+            log.debug("job %s detail: %s", job_id, detail)
         self.streams.publish(ProgressUpdate(job_id=job_id, phase="finished", message=error or _state_words(state)))
         self._wake.set()
         if state is not JobState.DELIVERED and self.delivery is not None:
@@ -818,7 +834,7 @@ class JobService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("job %s: telling the member it ended failed", job_id, exc_info=True)
+                _log_failure(logging.WARNING, "job %s: telling the member it ended failed", job_id)
         await self._emit(job, state.value, actor if state is JobState.CANCELLED else None)
 
     async def _wait_terminal(self, stream: ProgressStream, timeout: float) -> None:
@@ -888,7 +904,7 @@ class JobService:
         if job.prompt_id is None:
             await self._submit_and_follow(job, control)
             return
-        outcome = await self._follow(job, control, hub, workflow)
+        outcome = await self._follow(job, control, hub, workflow, reconcile_first=True)
         if outcome.status == "lost":
             log.warning("job %s: server %s no longer knows prompt %s", job.id, control.backend.name, job.prompt_id)
             await self._submit_and_follow(job, control)
@@ -908,7 +924,7 @@ class JobService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("housekeeping failed")
+                _log_failure(logging.ERROR, "housekeeping failed")
 
     async def _time_out_waiting(self) -> None:
         now = self.clock.now()
@@ -926,6 +942,17 @@ class JobService:
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed
+
+
+def _log_failure(level: int, message: str, *args: Any) -> None:
+    """Log the exception being handled: its type at ``level``, the full traceback at DEBUG only.
+
+    Exception texts may carry server addresses or credentials (an aiohttp error names the host),
+    so they stay out of INFO-and-above logs; ``LOG_LEVEL=DEBUG`` shows everything.
+    """
+    exc = sys.exc_info()[1]
+    log.log(level, message + " (%s; details at DEBUG level)", *args, type(exc).__name__ if exc else "error")
+    log.debug(message, *args, exc_info=True)
 
 
 def _resolve(future: asyncio.Future[str], reason: str) -> None:
