@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from dotenv import load_dotenv
 
+from bot.log_redaction import install_redaction
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     configure_logging(settings.log_level)
+    install_redaction(settings)
 
     if command == "run":
         if not settings.discord_token:
