@@ -12,6 +12,7 @@ privately. Refusals are :class:`bot.errors.UserFacingError` s, answered by the o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Optional
@@ -251,7 +252,7 @@ class Mod(commands.Cog):
         record = AuditRecord(guild_id=requester.guild_id, at=self.store.clock.now(), actor_id=requester.user_id,
                              action=Actions.QUEUE_CLEARED, details={"count": len(cleared)})
         record_id = await self.store.add_audit(record)
-        self.audit.post(AuditRecord(**{**record.__dict__, "id": record_id}))
+        self.audit.post(dataclasses.replace(record, id=record_id))
         noun = "job" if len(cleared) == 1 else "jobs"
         await interaction.followup.send(f"Cleared {len(cleared)} waiting {noun}.", ephemeral=True)
 
