@@ -11,10 +11,6 @@ from tests.animate.conftest import AnimateFactory, png_bytes, wait_job
 from tests.discord_server import DiscordStandIn
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/jobs/service.py _resume_follow -> _follow waits for websocket events only: a recovered "
-    "submitted/running job whose prompt finished (or was already in /history) while the bot was down "
-    "never gets an event, so it stays running until job_timeout and holds its server slot"))
 @pytest.mark.timeout(40)
 async def test_prompt_finished_while_the_bot_was_down_is_delivered_after_restart(
     animate_bot: AnimateFactory, discord_stand_in: DiscordStandIn

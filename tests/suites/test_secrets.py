@@ -209,10 +209,6 @@ async def test_unexpected_exception_shows_members_nothing_secret(
     assert not sent, "\n".join(sent)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/jobs/service.py _guarded logs an unexpected exception with log.exception (traceback and raw "
-    "message at ERROR) and _finish logs its detail f'{type(exc).__name__}: {exc}' at INFO: a message "
-    "carrying a URL, password or token reaches the logs unredacted"))
 @pytest.mark.timeout(30)
 async def test_unexpected_exception_keeps_secrets_and_traceback_out_of_info_logs(
     animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
@@ -233,9 +229,6 @@ async def test_unexpected_exception_keeps_secrets_and_traceback_out_of_info_logs
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/jobs/service.py _deliver logs each failed delivery attempt with log.warning(..., exc_info=True): "
-    "an expected, retried Discord 503 puts a Traceback in the WARNING log"))
 @pytest.mark.timeout(30)
 async def test_discord_503_during_delivery_is_retried_and_logged_without_traceback(
     animate_bot: AnimateFactory, comfy_server_factory: Any, discord_stand_in: DiscordStandIn,
