@@ -94,15 +94,34 @@ async def follow_prompt(
     on_event: Callable[[Event], Awaitable[None]] | None = None,
     history_attempts: int = 20,
     history_delay: float = 0.05,
+    silence_check: float | None = 30.0,
 ) -> Outcome:
     """Consume ``sub`` until the prompt's end is known; ``on_event`` sees every event first.
 
+    After ``silence_check`` seconds without an event the server is asked (``/history``,
+    ``/queue``) whether the prompt ended unseen; ``None`` never asks.
     Wrap the call in ``asyncio.timeout`` for a job time limit. HTTP errors while reconciling
     (:class:`~bot.comfy.errors.ComfyError`) propagate to the caller, and so does a plain
     ``ComfyError`` when the subscription is closed (e.g. by ``hub.close()``) before the end.
     """
     prompt_id = sub.prompt_id
-    async for event in sub:
+    while True:
+        try:
+            event = await sub.get(timeout=silence_check)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            # A long silence is normal (a checkpoint loading, a long queue), but the socket may
+            # also have missed the end: ask the server, and keep waiting if it is still queued.
+            try:
+                outcome = await reconcile(client, prompt_id, history_delay=history_delay)
+            except ComfyError as exc:  # unreachable now: the hub's reconnect will tell
+                log.debug("prompt %s: cannot ask the server during a silence: %s", prompt_id, exc)
+                continue
+            if outcome is not None:
+                log.info("prompt %s ended while its websocket was silent (%s)", prompt_id, outcome.status)
+                return outcome
+            continue
         if on_event is not None:
             await on_event(event)
         if isinstance(event, Reconnected):

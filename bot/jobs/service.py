@@ -40,7 +40,7 @@ from bot.comfy.events import (
     StatusEvent,
 )
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
-from bot.comfy.hub import ComfyHub
+from bot.comfy.hub import ComfyHub, Subscription
 from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
 from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
 from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = -1  # JobRequest.max_in_flight: use the service's default
 MAX_SUBMISSIONS = 2  # a job is posted at most twice (once more after its server lost it)
+DELIVERY_ATTEMPTS_KEY = "delivery_attempts"  # in Job.result_meta
 GENERIC_FAILURE = "Something went wrong on our side. The job was stopped; please try again."
 
 
@@ -92,7 +93,9 @@ JobListener = Callable[[Job, str, "int | None"], Awaitable[None]]
 class Delivery(Protocol):
     """Where results and endings go (the Discord layer implements it)."""
 
-    async def deliver(self, job: Job, result: Path) -> int | None: ...
+    async def deliver(self, job: Job, result: Path) -> int | None:
+        """Post the result and return its message id. ``job.result_meta[DELIVERY_ATTEMPTS_KEY]``
+        above 1 means an earlier try may have posted it already: look for it first."""
 
     async def job_ended(self, job: Job) -> None: ...
 
@@ -536,14 +539,16 @@ class JobService:
                     "The image server restarted and lost this job twice. Please try again.",
                     detail=f"lost {job.submit_attempts} times on {backend.name}",
                 )
-            job = await self._post(job, control, hub, workflow)
-            outcome = await self._follow(job, control, hub, workflow)
+            job, sub = await self._post(job, control, hub, workflow)
+            outcome = await self._follow(job, control, hub, workflow, sub=sub)
             if outcome.status != "lost":
                 break
             log.warning("job %s: prompt %s lost by server %s; submitting again", job.id, job.prompt_id, backend.name)
         await self._conclude(job, control, outcome)
 
-    async def _post(self, job: Job, control: _Control, hub: ComfyHub, workflow: Any) -> Job:
+    async def _post(self, job: Job, control: _Control, hub: ComfyHub, workflow: Any) -> tuple[Job, Subscription]:
+        """Upload, inject and post once; returns the job and the subscription opened before the POST
+        (handed to the follower, so an event that comes before the POST's answer is kept)."""
         client = hub.client
         try:
             png = await asyncio.to_thread(Path(job.input_path or "").read_bytes)
@@ -582,13 +587,19 @@ class JobService:
                 sub.close()
                 self.pool.mark_down(control.backend, f"POST /prompt failed: {type(exc).__name__}")
                 raise _Requeue(f"POST /prompt failed: {exc}") from exc
-        sub.close()  # the follower subscribes again; the hub buffers events meanwhile
         log.info("job %s posted to %s as prompt %s", job.id, control.backend.name, prompt_id)
         self.streams.publish(ProgressUpdate(job_id=job.id, phase="starting", message="Sent to the image server"))
-        return job
+        return job, sub
 
     async def _follow(
-        self, job: Job, control: _Control, hub: ComfyHub, workflow: Any, *, reconcile_first: bool = False
+        self,
+        job: Job,
+        control: _Control,
+        hub: ComfyHub,
+        workflow: Any,
+        *,
+        sub: Subscription | None = None,
+        reconcile_first: bool = False,
     ) -> Outcome:
         """Follow the job's prompt to its end. ``reconcile_first``: ask the server before waiting
         for events (after a restart the prompt may have ended while nobody listened)."""
@@ -641,7 +652,7 @@ class JobService:
                     ProgressUpdate(job_id=job.id, phase="encoding", node=event.node, elapsed=elapsed, message="encoding")
                 )
 
-        sub = hub.subscribe(prompt_id)
+        sub = sub or hub.subscribe(prompt_id)
         if reconcile_first:
             try:
                 known = await reconcile(hub.client, prompt_id)
@@ -720,6 +731,11 @@ class JobService:
             return
         delay = 1.0
         for attempt in range(1, self.limits.delivery_attempts + 1):
+            # Counted before each try and kept across restarts: a delivery that is not the first
+            # must look for a result it may already have posted before posting again.
+            meta = dict(job.result_meta)
+            meta[DELIVERY_ATTEMPTS_KEY] = int(meta.get(DELIVERY_ATTEMPTS_KEY, 0)) + 1
+            job = await self.store.update_job(job.id, result_meta=meta)
             try:
                 message_id = await self.delivery.deliver(job, Path(job.result_path or ""))
             except asyncio.CancelledError:

@@ -32,6 +32,7 @@ import discord
 from bot.edit_scheduler import EditScheduler
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
+from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
 from bot.media.video import fit_video_async, poster_frame_async, upload_limit
 from bot.ui.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
 from bot.ui.status import ended_details, ended_notice, render_update, result_embed
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # Discord error codes / statuses meaning "this interaction token cannot be used any more".
 DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
-FINAL_EDIT_TIMEOUT = 60.0
 POSTER_MARGIN = 64 * 1024  # room left for the poster frame and the form overhead
 
 #: Key under which the cog stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
@@ -169,8 +169,9 @@ class DiscordDelivery:
         return done
 
     async def _final_edit(self, job: Job, **fields: Any) -> None:
-        future = self._post_edit(job, waiting=False, final=True, **fields)
-        await asyncio.wait_for(future, FINAL_EDIT_TIMEOUT)
+        """Queue the last edit and wait until it was sent (no time-out: giving up while the edit is
+        still queued would let a retried delivery upload the video a second time)."""
+        await self._post_edit(job, waiting=False, final=True, **fields)
 
     def _can_edit(self, job: Job) -> bool:
         return job.status_message_id is not None and job.can_edit_interaction(self.now())
@@ -180,6 +181,11 @@ class DiscordDelivery:
     async def deliver(self, job: Job, result: Path) -> int | None:
         """Post the result; returns the id of the message that carries it."""
         self._stop_following(job.id)
+        if int(job.result_meta.get(DELIVERY_ATTEMPTS_KEY, 0)) > 1:
+            posted = await self._already_posted(job)
+            if posted is not None:
+                log.info("job %s: its result was already posted (message %s); not posting it again", job.id, posted)
+                return posted
         limit = upload_limit_for(job)
         poster = await poster_frame_async(result)
         fitted = await fit_video_async(result, max(1024 * 1024, limit - len(poster) - POSTER_MARGIN))
@@ -207,6 +213,27 @@ class DiscordDelivery:
         message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
                                            embed=embed, files=files(), view=view)
         return message.id
+
+    async def _already_posted(self, job: Job) -> int | None:
+        """The message that already carries this job's video (an earlier try got through), if any."""
+        name = f"animation_{job.id}."
+
+        def carries(message: discord.Message) -> bool:
+            return any(a.filename.startswith(name) for a in message.attachments)
+
+        try:
+            if self._can_edit(job) and job.status_message_id is not None:
+                message = await self._webhook(job).fetch_message(job.status_message_id)
+                if carries(message):
+                    return message.id
+            channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            me = self.client.user
+            async for message in channel.history(limit=50):
+                if me is not None and message.author.id == me.id and carries(message):
+                    return message.id
+        except discord.HTTPException as exc:
+            log.info("job %s: could not check for an earlier result (HTTP %s)", job.id, exc.status)
+        return None
 
     async def job_ended(self, job: Job) -> None:
         """The job failed, was cancelled or timed out: say so on the status message and privately."""

@@ -303,3 +303,22 @@ async def test_follow_prompt_through_a_drop_and_through_a_server_restart(
         await srv.restart(lose_state=True)  # the server crashes mid-run and forgets everything
         outcome = await asyncio.wait_for(follow_prompt(client, sub), 10)
         assert outcome.status == "lost"
+
+
+async def test_follow_prompt_notices_an_end_its_socket_never_saw(
+    session: aiohttp.ClientSession, comfy_server: Any
+) -> None:
+    """A prompt posted under another clientId sends this socket nothing: the silence check asks /history."""
+    from bot.comfy.follow import follow_prompt
+
+    client = client_for(session, comfy_server.url)
+    ref = await client.upload_image(png_bytes(), "silent.png")
+    async with hub_for(client, session, "cid-silent") as hub:
+        assert await hub.wait_connected(5)
+        sub = hub.subscribe("silent-1")
+        await client.queue_prompt(gif_graph(ref.filename), client_id="someone-else", prompt_id="silent-1")
+        outcome = await asyncio.wait_for(follow_prompt(client, sub, silence_check=0.2), 10)
+        assert outcome.status == "success" and outcome.entry is not None and outcome.entry.output_files()
+        never = hub.subscribe("never-posted")
+        outcome = await asyncio.wait_for(follow_prompt(client, never, silence_check=0.2), 10)
+        assert outcome.status == "lost"

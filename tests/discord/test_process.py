@@ -58,7 +58,9 @@ async def test_python_m_bot_run_logs_in_syncs_answers_and_stops_on_sigterm(
                      "the bot to log in and sync")
         guild_id, payload = discord_stand_in.command_syncs[0]
         assert guild_id == discord_stand_in.guild.id
-        assert {c["name"] for c in payload} == {"help", "status", "animate", "Animate image", "queue", "cancel", "history"}
+        assert {c["name"] for c in payload} == {
+            "help", "status", "animate", "Animate image", "queue", "cancel", "history", "mod", "owner"
+        }
         record = await discord_stand_in.slash(None, None, None, "status")
         message = await record.wait_message(timeout=10)
         assert "main" in message_text(message) and "up" in message_text(message)

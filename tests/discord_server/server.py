@@ -589,6 +589,9 @@ class DiscordStandIn:
             if len(parts) == 3 and method == "POST":
                 route("channel_message_create")
                 return self._channel_message_create(request, channel_id, body, files)
+            if len(parts) == 3 and method == "GET":
+                route("channel_history")
+                return self._channel_history(request, channel_id)
             if len(parts) == 4 and method in ("GET", "PATCH", "DELETE"):
                 route("channel_message")
                 return self._channel_message(request, channel_id, parts[3], body, files)
@@ -797,6 +800,17 @@ class DiscordStandIn:
         if problem is not None:
             return problem
         return json_response(self._new_message(channel_id, data, files))
+
+    def _channel_history(self, request: web.Request, channel_id: str) -> web.StreamResponse:
+        """``GET /channels/{id}/messages?limit=``: the newest messages first, as Discord answers."""
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "50"))))
+        except ValueError:
+            return error_response(400, 50035, "Invalid Form Body (limit)")
+        found = [m for m in self.messages.values()
+                 if m["channel_id"] == channel_id and not (m.get("flags", 0) & EPHEMERAL_FLAG)]
+        found.sort(key=lambda m: int(m["id"]), reverse=True)
+        return json_response(found[:limit])
 
     def _channel_message(self, request: web.Request, channel_id: str, message_id: str, body: Any,
                          files: list[tuple[str, str, bytes]]) -> web.StreamResponse:
