@@ -225,6 +225,9 @@ async def test_cancel_waiting_submitted_and_running(
         assert ended.state is JobState.CANCELLED
         ended = await service.cancel(pending.id, by_user=2)
         assert ended.state is JobState.CANCELLED
+        # cancelling another member's queued prompt never touches the running job
+        assert (await service.get(running.id)).state is JobState.RUNNING  # type: ignore[union-attr]
+        assert service.latest_progress(running.id) is not None
         ended = await service.cancel(running.id, by_user=1)
         assert ended.state is JobState.CANCELLED
 
