@@ -672,9 +672,9 @@ class JobService:
             reason = control.abort.result() if control.abort.done() else "timeout"
             if reason == "server_down":
                 raise _Requeue("the server went down")
-            if reason == "cancelled":
-                return Outcome(prompt_id, "interrupted", None)
-            return Outcome(prompt_id, "interrupted", None)  # timed out and the server never confirmed
+            if reason == "cancelled":  # cancelled while posting: make sure the prompt does not run
+                await self._stop_on_server(control.backend, prompt_id)
+            return Outcome(prompt_id, "interrupted", None)  # cancelled, or timed out unconfirmed
         finally:
             for task in (follower, watchdog):
                 task.cancel()
@@ -943,6 +943,9 @@ class JobService:
                 _log_failure(logging.ERROR, "housekeeping failed")
 
     async def _time_out_waiting(self) -> None:
+        """Waiting jobs time out only while no server is up: a long line behind busy servers is fine."""
+        if any(b.healthy for b in self.pool):
+            return
         now = self.clock.now()
         for job_id in list(self.queue.positions()):
             job = await self.store.get_job(job_id)

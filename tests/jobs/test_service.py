@@ -448,3 +448,32 @@ async def test_retention_removes_old_inputs_and_results(
         assert "no longer kept" in refused.value.user_message  # type: ignore[attr-defined]
     finally:
         await service.close()
+
+
+async def test_waiting_jobs_time_out_only_while_every_server_is_down(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    from bot.clock import FakeClock
+
+    clock = FakeClock()
+    comfy_server.step_time = 0.2
+    delivery = RecordingDelivery()
+    service = await make_service([comfy_server], delivery=delivery, clock=clock, job_timeout=60.0, max_jobs_per_member=5)
+    try:
+        first = await service.submit(request(1, steps=40))
+        second = await service.submit(request(2))
+        third = await service.submit(request(3))
+        await wait_state(service, first.id, JobState.RUNNING)
+        assert (await service.get(third.id)).state is JobState.WAITING  # type: ignore[union-attr]
+        await clock.tick(30)  # the line is long but the server is up: nobody times out for waiting
+        assert (await service.get(third.id)).state is JobState.WAITING  # type: ignore[union-attr]
+        await service.cancel(first.id, by_user=1)
+        await service.cancel(second.id, by_user=2)
+        await comfy_server.stop()
+        service.pool.mark_down(service.pool.get("gpu1"), "test: stopped")
+        await clock.tick(61)
+        await wait_for(lambda: all_ended(service, [third.id]))
+        ended = await service.get(third.id)
+        assert ended.state is JobState.TIMED_OUT and "No image server" in (ended.error or "")  # type: ignore[union-attr]
+    finally:
+        await service.close()
