@@ -14,6 +14,8 @@ Choices made here:
   which is harmless: our own check already ran.
 - Transparent pixels are composited on **white**; ``pad`` adds **black** bars.
 - Big JPEGs are decoded with draft mode (DCT scaling) to just above the needed size.
+- Target size by aspect (:func:`choose_target`): landscape 1024x576 (SVD's native size),
+  portrait 576x1024, square 768x768; 4:3 and 3:4 photos take the landscape / portrait size.
 """
 
 from __future__ import annotations
@@ -99,9 +101,20 @@ def safe_upload_name(job_id: object) -> str:
 
 
 def choose_target(width: int, height: int, targets: Sequence[tuple[int, int]] = DEFAULT_TARGETS) -> tuple[int, int]:
-    """The target size whose aspect ratio is closest (in log scale) to ``width/height``."""
+    """The target size whose aspect ratio is closest (in log scale) to ``width/height``.
+
+    Distances are compared to 1% (0.01 in log scale) and a tie goes to the target listed
+    first. With the default targets this sends 4:3 and 3:2 photos to SVD's native 1024x576
+    (and 3:4, 2:3 to 576x1024): 4:3 sits exactly halfway, in log scale, between 16:9 and 1:1,
+    so either crop loses a quarter of the picture, and SVD is trained at 1024x576. Only images
+    closer to square than about 4:3 (e.g. 5:4, 1:1, 4:5) get 768x768.
+    """
     aspect = math.log(width / height)
-    return min(targets, key=lambda t: abs(math.log(t[0] / t[1]) - aspect))
+    ranked = sorted(
+        range(len(targets)),
+        key=lambda i: (round(abs(math.log(targets[i][0] / targets[i][1]) - aspect), 2), i),
+    )
+    return tuple(targets[ranked[0]])  # type: ignore[return-value]
 
 
 def _open(data: bytes) -> Image.Image:

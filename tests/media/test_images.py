@@ -115,6 +115,24 @@ def test_targets_follow_aspect() -> None:
     assert choose_target(1000, 1100) == (768, 768)
 
 
+@pytest.mark.parametrize(
+    ("size", "target"),
+    [
+        ((4032, 3024), (1024, 576)),  # 4:3 phone photo: SVD's native landscape size, not square
+        ((640, 480), (1024, 576)),
+        ((3024, 4032), (576, 1024)),  # 3:4 portrait photo
+        ((1500, 1000), (1024, 576)),  # 3:2
+        ((1280, 1024), (768, 768)),  # 5:4 is nearer square
+        ((1000, 1250), (768, 768)),  # 4:5
+    ],
+)
+def test_4_3_photos_get_the_native_landscape_or_portrait_size(size: tuple[int, int], target: tuple[int, int]) -> None:
+    assert choose_target(*size) == target
+    prepared = prepare_image(encode(photo(size), "JPEG"))
+    assert (prepared.width, prepared.height) == target
+    assert prepared.width % 64 == 0 and prepared.height % 64 == 0
+
+
 def test_truncated_png_is_refused() -> None:
     data = encode(photo((400, 400)), "PNG")
     refused(data[: len(data) // 2], "damaged or incomplete")
