@@ -189,3 +189,22 @@ async def test_result_after_token_expiry_is_a_channel_reply_mentioning_the_reque
     assert int(sent["message_reference"]["message_id"]) == int(record.original["id"])  # type: ignore[index]
     job = await wait_job(env.service, job_id_of(message), "delivered")
     assert job.delivered_message_id == int(message["id"])
+
+
+async def test_result_buttons_work_after_the_bot_restarted(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    first = await finished(await animate(env, motion=100))
+    parent_id = job_id_of(first)
+    await wait_job(env.service, parent_id, "delivered")
+    assert env.stop is not None
+    await env.stop()
+    # A new process on the same DATA_DIR: nothing of the old bot's views is in memory.
+    restarted = await animate_bot(comfy=env.comfy)
+    assert restarted.bot is not env.bot
+    more = await restarted.stand_in.click(first, f"animate:more:{parent_id}")
+    moved_message = await finished(more)
+    moved = await restarted.service.get(job_id_of(moved_message))
+    assert moved is not None and moved.parent_job_id == parent_id and moved.options["motion"] == 140
+    delete = await restarted.stand_in.click(first, f"animate:delete:{parent_id}")
+    await delete.wait_for(lambda r: bool(r.deleted))
+    assert int(first["id"]) not in restarted.stand_in.messages
