@@ -141,19 +141,33 @@ def help_entries(commands_: Sequence[app_commands.Command[Any, ..., Any] | app_c
     return out
 
 
-def help_embeds(entries: Sequence[tuple[str, str]]) -> list[discord.Embed]:
-    """Pack the entries into embeds that respect Discord's limits."""
-    embeds: list[discord.Embed] = []
+def help_pages(entries: Sequence[tuple[str, str]]) -> list[list[discord.Embed]]:
+    """Pack the entries into messages of embeds that respect Discord's limits.
+
+    Discord counts the 6000 characters over all the embeds of one message (and allows 10
+    embeds, 25 fields each), so a long help is split over several messages.
+    """
+    pages: list[list[discord.Embed]] = []
+    page: list[discord.Embed] = []
     current = discord.Embed(title="Commands", colour=EMBED_COLOUR)
+    page_total = len(current)
     for title, text in entries:
         title = title[:256]
         text = text if len(text) <= MAX_FIELD_VALUE else text[: MAX_FIELD_VALUE - 1] + "…"
-        if len(current.fields) >= MAX_FIELDS or len(current) + len(title) + len(text) > MAX_EMBED_TOTAL:
-            embeds.append(current)
+        size = len(title) + len(text)
+        if page_total + size > MAX_EMBED_TOTAL:
+            pages.append(page + [current])
+            page, current, page_total = [], discord.Embed(colour=EMBED_COLOUR), 0
+        elif len(current.fields) >= MAX_FIELDS:
+            page.append(current)
             current = discord.Embed(colour=EMBED_COLOUR)
+            if len(page) >= MAX_EMBEDS:
+                pages.append(page)
+                page, page_total = [], 0
         current.add_field(name=title, value=text, inline=False)
-    embeds.append(current)
-    return embeds[:MAX_EMBEDS]
+        page_total += size
+    pages.append(page + [current])
+    return pages
 
 
 class Meta(commands.Cog):
@@ -175,8 +189,10 @@ class Meta(commands.Cog):
 
     @app_commands.command(name="help", description="Show every command and its options")
     async def help(self, interaction: discord.Interaction[Any]) -> None:
-        embeds = help_embeds(help_entries(self.registered(interaction.guild)))
-        await interaction.response.send_message(embeds=embeds, ephemeral=True)
+        pages = help_pages(help_entries(self.registered(interaction.guild)))
+        await interaction.response.send_message(embeds=pages[0], ephemeral=True)
+        for page in pages[1:]:
+            await interaction.followup.send(embeds=page, ephemeral=True)
 
     @app_commands.command(name="status", description="Show whether each ComfyUI server is up, its queue and GPU")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
