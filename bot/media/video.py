@@ -1,6 +1,7 @@
 """Make a result video fit Discord's upload limit, and grab a poster frame for embeds.
 
-:func:`fit_video` keeps a file that is already small enough; otherwise it re-encodes it with
+:func:`fit_video` keeps a file that is already small enough (and, for an MP4, already
+H.264/yuv420p); otherwise it re-encodes it with
 PyAV (FFmpeg ships in its wheels) to MP4/H.264, yuv420p, ``+faststart`` so Discord plays it
 inline, lowering the bitrate first and then the resolution until it fits. GIF and MP4 are
 decoded with PyAV, animated WebP with Pillow. Everything here is synchronous and works on
@@ -89,6 +90,15 @@ class _Probe:
     height: int
     frames: int
     fps: Fraction
+    codec: str = ""
+    pix_fmt: str = ""
+
+    @property
+    def discord_playable(self) -> bool:
+        """Whether Discord plays it inline as it is (an MP4 must be H.264 in yuv420p)."""
+        if self.format == "mp4":
+            return self.codec == "h264" and self.pix_fmt in ("yuv420p", "yuvj420p")
+        return True
 
 
 def _probe(path: Path) -> _Probe:
@@ -105,6 +115,7 @@ def _probe(path: Path) -> _Probe:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
+        codec, pix_fmt = stream.codec_context.name or "", stream.codec_context.pix_fmt or ""
         frames, duration = 0, 0
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -118,7 +129,7 @@ def _probe(path: Path) -> _Probe:
             fps = Fraction(stream.average_rate)
         else:
             fps = Fraction(8)
-        return _Probe(fmt, width, height, frames, _clamp_fps(fps))
+        return _Probe(fmt, width, height, frames, _clamp_fps(fps), codec, pix_fmt)
 
 
 def _clamp_fps(fps: Fraction) -> Fraction:
@@ -175,6 +186,9 @@ def fit_video(
 ) -> FittedVideo:
     """Return the video unchanged if it fits ``limit_bytes``, else an MP4 re-encode that does.
 
+    An MP4 that fits but is not H.264/yuv420p (h265, 10-bit...) is re-encoded too, since
+    Discord would not play it inline; an H.264 MP4 as VHS writes it is kept byte for byte.
+
     ``source`` is a path or the bytes. The result is written to ``dest`` when given
     (``FittedVideo.path``), otherwise returned in memory (``FittedVideo.data``); a path input
     that already fits is returned as that path. Raises :class:`JobFailed` when even the
@@ -192,7 +206,9 @@ def fit_video(
             probe = _probe(src)
         except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
             raise JobFailed("The result file could not be read.", detail=f"probe failed: {exc!r}") from exc
-        if size <= limit_bytes:
+        if size <= limit_bytes and not probe.discord_playable:
+            log.info("fit_video: %s %s/%s fits but Discord would not play it inline; re-encoding", probe.format, probe.codec, probe.pix_fmt)
+        elif size <= limit_bytes:
             if not isinstance(source, (bytes, bytearray, memoryview)):
                 return FittedVideo(None, Path(source), size, probe.format, probe.width, probe.height, probe.frames, False)
             if dest is not None:

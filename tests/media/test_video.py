@@ -94,3 +94,48 @@ async def test_poster_of_an_mp4_and_async_wrapper(tmp_path: Path) -> None:
 )
 def test_upload_limit(tier, interaction, expected) -> None:
     assert upload_limit(tier, interaction) == expected
+
+
+def _h264(path: Path, pix_fmt: str, frames: int = 8, size: tuple[int, int] = (128, 96)) -> Path:
+    """An H.264 MP4 like VHS's video/h264-mp4 writes (yuv420p), or another pixel format."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height = size
+        stream.pix_fmt = pix_fmt
+        for i in range(frames):
+            frame = av.VideoFrame.from_image(Image.new("RGB", size, (i * 30, 80, 160)))
+            for packet in stream.encode(frame.reformat(format=pix_fmt)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_vhs_h264_mp4_under_the_limit_is_passed_through_unchanged(tmp_path: Path) -> None:
+    src = _h264(tmp_path / "SVD_00001.mp4", "yuv420p")
+    before = src.read_bytes()
+    fitted = fit_video(src, 10 * MIB)
+    assert not fitted.reencoded and fitted.path == src and fitted.format == "mp4"
+    assert src.read_bytes() == before and fitted.size == len(before)
+    assert (fitted.width, fitted.height, fitted.frames) == (128, 96, 8)
+    in_memory = fit_video(before, 10 * MIB)
+    assert not in_memory.reencoded and in_memory.data == before
+
+
+def test_small_mp4_discord_cannot_play_inline_is_reencoded(tmp_path: Path) -> None:
+    src = _h264(tmp_path / "SVD_00002.mp4", "yuv444p")  # High 4:4:4: no inline playback in Discord
+    fitted = fit_video(src, 10 * MIB, dest=tmp_path / "out.mp4")
+    assert fitted.reencoded and fitted.size <= 10 * MIB
+    assert _decode(fitted.path)[:3] == ("h264", "yuv420p", 8)
+
+
+def test_vhs_animated_webp_result_under_the_limit_is_kept_and_has_a_poster() -> None:
+    frames = [Image.new("RGB", (96, 64), (0, 10 * i, 200)) for i in range(5)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=125, lossless=False, quality=80)
+    data = buf.getvalue()
+    fitted = fit_video(data, 10 * MIB)
+    assert not fitted.reencoded and fitted.format == "webp" and fitted.data == data
+    assert (fitted.width, fitted.height, fitted.frames) == (96, 64, 5)
+    poster = Image.open(io.BytesIO(poster_frame(data)))
+    assert poster.format == "PNG" and poster.size == (96, 64)
