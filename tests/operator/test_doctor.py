@@ -83,6 +83,22 @@ async def test_missing_checkpoint_fails_naming_it_and_listing_what_the_server_ha
     assert out.splitlines()[-1].startswith("FAILED:")
 
 
+async def test_server_without_vhs_or_checkpoint_reports_both_at_once(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    """A server without VideoHelperSuite and without checkpoints: one line names the node pack to
+    install and the missing checkpoint together; the core-nodes workflow's line names only the
+    checkpoint."""
+    server = await comfy_server_factory(checkpoints=[])
+    del server._definitions["VHS_VideoCombine"]  # as if the node pack were not installed
+    code, out = await doctor(settings_for(tmp_path, [("gpu-box", server.url)]))
+    assert code == 1
+    vhs = next(line for line in lines_with(out, "FAIL") if line.startswith("FAIL  workflow svd_img2vid on gpu-box"))
+    assert "VHS_VideoCombine" in vhs and "ComfyUI-VideoHelperSuite" in vhs
+    assert "svd_xt_1_1.safetensors" in vhs and "no checkpoints installed" in vhs
+    core = next(line for line in lines_with(out, "FAIL") if line.startswith("FAIL  workflow svd_img2vid_core on gpu-box"))
+    assert "no checkpoints installed" in core and "VideoHelperSuite" not in core
+    assert len(out.splitlines()) == len(set(out.splitlines()))  # one line per check
+
+
 async def test_server_without_any_checkpoint_says_so(comfy_server_factory: Factory, tmp_path: Path) -> None:
     server = await comfy_server_factory(checkpoints=[])
     code, out = await doctor(settings_for(tmp_path, [("gpu-box", server.url)]))
