@@ -121,11 +121,15 @@ def resolve(workflow: Workflow, options: Mapping[str, Any]) -> ResolvedOptions:
 
 async def read_and_prepare(settings: Settings, image: Path, fit: str) -> Any:
     try:
+        size = (await asyncio.to_thread(image.stat)).st_size
+        check_declared_size(size, settings.max_input_bytes)  # before reading, as /animate checks before downloading
         data = await asyncio.to_thread(image.read_bytes)
+    except InvalidInput as exc:
+        raise ShellError(f"{image.name}: {exc.user_message}") from exc
     except OSError as exc:
         raise ShellError(f"cannot read {image}: {exc.strerror or type(exc).__name__}") from exc
     try:
-        check_declared_size(len(data), settings.max_input_bytes)
+        check_declared_size(len(data), settings.max_input_bytes)  # the file may have grown meanwhile
         return await prepare_image_async(data, fit=fit, max_pixels=settings.max_input_pixels)
     except InvalidInput as exc:
         raise ShellError(f"{image.name}: {exc.user_message}") from exc

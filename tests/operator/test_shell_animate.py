@@ -106,6 +106,22 @@ def test_down_server_is_one_friendly_line_exit_1(tmp_path: Path) -> None:
     assert url not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_file_over_max_input_bytes_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_image(tmp_path / "img.png")
+    big = tmp_path / "big.png"
+    with big.open("wb") as fh:  # sparse: 30 MB declared, nothing to read
+        fh.truncate(30 * 1024 * 1024)
+    read: list[Path] = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or real_read(self))
+    err = io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", f"http://127.0.0.1:{free_port()}")], MAX_INPUT_BYTES=str(25 * 1024 * 1024))
+    code = run_animate(settings, namespace(big, tmp_path / "o.gif"), err=err)
+    assert code == 1
+    assert err.getvalue().startswith("error: big.png: That file is 30.0 MB; the limit is 25.0 MB")
+    assert big not in read
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
