@@ -9,7 +9,11 @@
   grabs a poster frame (both in threads), and puts the result on the status message through
   the scheduler as a *final* edit (so no older progress edit can land after it). When the
   interaction token is too old (or Discord refuses it) the result is posted as a new channel
-  message replying to the status message and mentioning only the requester.
+  message replying to the status message and mentioning only the requester. A status
+  message that was deleted (10008 Unknown Message) is not edited again: the result goes to
+  the channel. A channel the bot can no longer post in (unknown channel, missing access or
+  permissions) or a file Discord refuses ends the delivery at once (:class:`JobFailed`)
+  instead of being retried.
 - :meth:`DiscordDelivery.job_ended` turns the status into a one-line notice (final edit) and
   sends the reason privately as an ephemeral followup while the token is valid; otherwise it
   says it in the channel, mentioning the requester.
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 import discord
 
 from bot.edit_scheduler import EditScheduler
+from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
@@ -41,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # Discord error codes / statuses meaning "this interaction token cannot be used any more".
 DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
+UNKNOWN_MESSAGE = 10008
+# Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
+HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
 POSTER_MARGIN = 64 * 1024  # room left for the poster frame and the form overhead
 
 #: Key under which the cog stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
@@ -56,6 +64,11 @@ class JobSource(Protocol):
 
 def is_dead_token(exc: BaseException) -> bool:
     return isinstance(exc, discord.HTTPException) and (exc.status == 401 or exc.code in DEAD_TOKEN_CODES)
+
+
+def is_unknown_message(exc: BaseException) -> bool:
+    """The message is gone (deleted by a member or a moderator)."""
+    return isinstance(exc, discord.HTTPException) and exc.code == UNKNOWN_MESSAGE
 
 
 def upload_limit_for(job: Job) -> int:
@@ -83,6 +96,7 @@ class DiscordDelivery:
         self._member_options = member_options or (lambda workflow: None)
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._ended: set[str] = set()
+        self._gone: set[str] = set()  # jobs whose status message was deleted
 
     # ------------------------------------------------------------------ following
 
@@ -103,7 +117,7 @@ class DiscordDelivery:
             async for update in self.service.stream(job.id):
                 if job.id in self._ended or update.is_terminal or update.phase == "delivering":
                     return
-                if not job.can_edit_interaction(self.now()):
+                if not job.can_edit_interaction(self.now()) or job.id in self._gone:
                     return  # the result or the ending will go to the channel instead
                 status = render_update(update)
                 shown = (status.content, status.cancellable)
@@ -155,6 +169,8 @@ class DiscordDelivery:
                     done.cancel()
                 raise
             except Exception as exc:
+                if is_unknown_message(exc):
+                    self._gone.add(job.id)  # deleted: no more edits of it
                 if not done.done():
                     done.set_exception(exc)
                 if not final:
@@ -174,7 +190,8 @@ class DiscordDelivery:
         await self._post_edit(job, waiting=False, final=True, **fields)
 
     def _can_edit(self, job: Job) -> bool:
-        return job.status_message_id is not None and job.can_edit_interaction(self.now())
+        return (job.status_message_id is not None and job.id not in self._gone
+                and job.can_edit_interaction(self.now()))
 
     # ------------------------------------------------------------------ Delivery protocol
 
@@ -207,11 +224,20 @@ class DiscordDelivery:
                                        attachments=files(), view=view)
                 return job.status_message_id
             except Exception as exc:
-                if not is_dead_token(exc):
+                if is_unknown_message(exc):
+                    log.info("job %s: the status message was deleted; posting the result in the channel", job.id)
+                elif is_dead_token(exc):
+                    log.info("job %s: interaction token refused; posting the result in the channel", job.id)
+                else:
                     raise
-                log.info("job %s: interaction token refused; posting the result in the channel", job.id)
-        message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
-                                           embed=embed, files=files(), view=view)
+        try:
+            message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
+                                               embed=embed, files=files(), view=view)
+        except discord.HTTPException as exc:
+            if exc.code in HOPELESS_POST_CODES or exc.status == 413:
+                raise JobFailed("The video was made but I can't post it in that channel any more.",
+                                detail=f"HTTP {exc.status}, code {exc.code}") from None
+            raise
         return message.id
 
     async def _already_posted(self, job: Job) -> int | None:
@@ -236,10 +262,15 @@ class DiscordDelivery:
         return None
 
     async def job_ended(self, job: Job) -> None:
-        """The job failed, was cancelled or timed out: say so on the status message and privately."""
+        """The job failed, was cancelled or timed out: say so on the status message and privately.
+
+        With the status message deleted but the token still valid, the member is told in an
+        ephemeral followup only; the channel is used only once the token no longer works.
+        """
         self._stop_following(job.id)
         notice = ended_notice(job)
         details = ended_details(job)
+        text = notice if not details else f"{notice} {details}"
         if self._can_edit(job):
             try:
                 await self._final_edit(job, content=notice, embeds=[], attachments=[], view=None)
@@ -250,10 +281,19 @@ class DiscordDelivery:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_dead_token(exc):
+                if not is_dead_token(exc) and not is_unknown_message(exc):
                     log.warning("job %s: could not show its ending: %s", job.id, exc)
                     return
-        text = notice if not details else f"{notice} {details}"
+        if job.id in self._gone and job.can_edit_interaction(self.now()):
+            try:
+                await self._webhook(job).send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_dead_token(exc):
+                    log.warning("job %s: could not tell the member it ended: %s", job.id, exc)
+                    return
         try:
             await self._channel_send(job, f"<@{job.user_id}> {text}")
         except discord.HTTPException as exc:
@@ -262,7 +302,7 @@ class DiscordDelivery:
     async def _channel_send(self, job: Job, content: str, **fields: Any) -> discord.Message:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = None
-        if job.status_message_id is not None:
+        if job.status_message_id is not None and job.id not in self._gone:
             reference = discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
                                                  guild_id=job.guild_id, fail_if_not_exists=False)
         mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
