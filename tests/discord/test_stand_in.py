@@ -51,7 +51,8 @@ async def test_plain_client_logs_in_and_sees_the_guild(client: _Client, discord_
     assert guild is not None and guild.name == "Test Guild"
     assert [c.name for c in guild.text_channels] == ["general"]
     assert client.application_id == discord_stand_in.application_id
-    assert discord_stand_in.gateway_compressions == ["zlib-stream"]
+    # zlib-stream, or zstd-stream when a zstd module is importable: what discord.py asked for
+    assert discord_stand_in.gateway_compressions == [discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE]
     assert discord_stand_in.requests_to("GET", "/users/@me")
 
 
@@ -124,3 +125,86 @@ async def test_rule_breaking_requests_are_recorded(discord_stand_in: DiscordStan
     assert [r.path for r in discord_stand_in.unhandled_requests()] == ["/nope"]
     discord_stand_in.violations.clear()
     discord_stand_in.requests.clear()
+
+
+async def test_interaction_payload_carries_what_discord_py_reads(client: _Client,
+                                                                 discord_stand_in: DiscordStandIn) -> None:
+    seen: dict[str, object] = {}
+
+    @client.tree.command(name="facts", description="reports the interaction")
+    async def facts(interaction: discord.Interaction) -> None:
+        seen.update(app=interaction.application_id, limit=interaction.filesize_limit,
+                    files=interaction.app_permissions.attach_files, version=interaction.version,
+                    token=interaction.token)
+        await interaction.response.send_message("ok")
+
+    await client.tree.sync()
+    discord_stand_in.upload_limit = 25 * 1024 * 1024
+    record = await discord_stand_in.slash(None, None, None, "facts")
+    await record.wait_message()
+    assert seen == {"app": discord_stand_in.application_id, "limit": 25 * 1024 * 1024, "files": True,
+                    "version": 1, "token": record.token}
+
+
+async def test_an_ack_after_3_seconds_is_a_violation_and_refused(client: _Client,
+                                                                 discord_stand_in: DiscordStandIn) -> None:
+    go = asyncio.Event()
+    errors: list[int] = []
+
+    @client.tree.command(name="slow", description="acks late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await go.wait()
+        try:
+            await interaction.response.send_message("late")
+        except discord.NotFound as exc:
+            errors.append(exc.code)
+
+    await client.tree.sync()
+    record = await discord_stand_in.slash(None, None, None, "slow")
+    await asyncio.sleep(0.05)
+    discord_stand_in.clock_offset = 3.5  # as if the bot took 3.5 s
+    go.set()
+    await record.wait_for(lambda r: bool(errors))
+    assert errors == [10062] and not record.acks
+    assert [v.kind for v in discord_stand_in.violations] == ["late_ack"]
+    discord_stand_in.violations.clear()
+
+
+async def test_raw_rule_breaking_interaction_calls_are_recorded(discord_stand_in: DiscordStandIn) -> None:
+    s = discord_stand_in
+    record = s._record(s._interaction_base(2, None, None, None, None) | {"data": {"name": "x", "type": 1}})
+    api = s.api_base
+    hook = f"{api}/webhooks/{s.application_id}/{record.token}"
+    callback = f"{api}/interactions/{record.id}/{record.token}/callback?with_response=1"
+    headers = {"Authorization": f"Bot {s.token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(hook, json={"content": "too early"}) as resp:
+            assert resp.status == 404  # followup before the ack
+        async with session.post(callback, json={"type": 5}) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+        async with session.post(callback, json={"type": 4, "data": {"content": "again"}}) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 40060
+        channel = f"{api}/channels/{s.channel.id}/messages"
+        big_embed = {"embeds": [{"title": "t", "fields": [{"name": "n", "value": "v" * 1025}]}]}
+        async with session.post(channel, json=big_embed, headers=headers) as resp:
+            assert resp.status == 400
+        six_buttons = {"components": [{"type": 1, "components": [
+            {"type": 2, "style": 1, "label": "b", "custom_id": f"b{i}"} for i in range(6)]}]}
+        async with session.post(channel, json=six_buttons, headers=headers) as resp:
+            assert resp.status == 400
+        long_id = {"components": [{"type": 1, "components": [
+            {"type": 2, "style": 1, "label": "b", "custom_id": "x" * 101}]}]}
+        async with session.post(channel, json=long_id, headers=headers) as resp:
+            assert resp.status == 400
+        s.add_fault("GET", "/users/@me", 503)
+        async with session.get(f"{api}/users/@me", headers=headers) as resp:
+            assert resp.status == 503
+        s.add_fault("*", "/channels/*/messages", 429, retry_after=0.25)
+        async with session.post(channel, json={"content": "hi"}, headers=headers) as resp:
+            assert resp.status == 429 and "Via" in resp.headers
+            assert (await resp.json())["retry_after"] == 0.25
+        async with session.post(channel, json={"content": "hi"}, headers=headers) as resp:
+            assert resp.status == 200  # the fault was for one request
+    assert [v.kind for v in s.violations] == [
+        "followup_before_ack", "second_ack", "embed_limit", "component_limit", "component_limit"]
+    s.violations.clear()

@@ -44,10 +44,15 @@ from tests.discord_server.records import (
     Violation,
 )
 
-try:  # discord.py asks for zstd-stream when the zstandard module is importable
+try:  # discord.py asks for zstd-stream when zstandard (or Python 3.14's compression.zstd) is importable
     import zstandard  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the environment
     zstandard = None
+try:
+    from compression import zstd as stdlib_zstd  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python < 3.14
+    stdlib_zstd = None
+ZSTD_AVAILABLE = zstandard is not None or stdlib_zstd is not None
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +113,12 @@ class _GatewayConnection:
         self.compress = compress
         self.session: _Session | None = None
         self._zlib = zlib.compressobj() if compress == "zlib-stream" else None
-        self._zstd = zstandard.ZstdCompressor().compressobj() if compress == "zstd-stream" and zstandard else None
+        self._zstd: Any = None
+        self._stdlib_zstd: Any = None
+        if compress == "zstd-stream" and zstandard is not None:
+            self._zstd = zstandard.ZstdCompressor().compressobj()
+        elif compress == "zstd-stream" and stdlib_zstd is not None:
+            self._stdlib_zstd = stdlib_zstd.ZstdCompressor()
 
     async def send(self, payload: dict[str, Any]) -> None:
         text = _dumps(payload)
@@ -117,6 +127,9 @@ class _GatewayConnection:
             await self.ws.send_bytes(data)
         elif self._zstd is not None:
             data = self._zstd.compress(text.encode()) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            await self.ws.send_bytes(data)
+        elif self._stdlib_zstd is not None:
+            data = self._stdlib_zstd.compress(text.encode(), mode=stdlib_zstd.ZstdCompressor.FLUSH_BLOCK)
             await self.ws.send_bytes(data)
         else:
             await self.ws.send_str(text)
@@ -281,7 +294,7 @@ class DiscordStandIn:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         compress = request.query.get("compress")
-        if compress == "zstd-stream" and zstandard is None:
+        if compress == "zstd-stream" and not ZSTD_AVAILABLE:
             await ws.close(code=4000, message=b"zstd-stream not supported")
             return ws
         self.gateway_compressions.append(compress)
