@@ -167,6 +167,7 @@ class JobService:
         self._controls: dict[str, _Control] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Future[None]] = set()
         self._cancel_requested: dict[str, int] = {}  # job id -> who asked
         self._timed_out: set[str] = set()
         self._published_positions: dict[str, int] = {}
@@ -200,7 +201,7 @@ class JobService:
     async def close(self) -> None:
         """Stop following and dispatching; unfinished jobs stay stored and are recovered on the next start."""
         self._closing = True
-        tasks = [*self._background, *self._tasks.values()]
+        tasks = [*self._background, *self._tasks.values(), *self._helpers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -389,6 +390,10 @@ class JobService:
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
 
+    def is_dispatched(self, job_id: str) -> bool:
+        """Whether a task is running the job on a server right now."""
+        return job_id in self._tasks
+
     def waiting_order(self) -> list[tuple[str, int]]:
         return [(entry.job_id, int(entry.member)) for entry in self.queue.order()]  # type: ignore[call-overload]
 
@@ -475,12 +480,31 @@ class JobService:
         if healthy:
             abandoned = self._abandoned.pop(backend.name, set())
             if abandoned:
-                asyncio.ensure_future(self._remove_abandoned(backend, abandoned))
+                self._spawn(self._remove_abandoned(backend, abandoned))
             self._wake.set()
             return
+        self._spawn(self._evacuate(backend))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _evacuate(self, backend: Backend, *, grace: float = 20.0) -> None:
+        """A server stopped answering: once its websocket is down too, its jobs go elsewhere.
+
+        While the websocket stays up the server is alive (only slow to answer HTTP), so its
+        jobs keep being followed: moving them would run them twice.
+        """
         hub = self.hubs.get(backend.name)
-        if hub is not None and hub.connected:
-            return  # it answers its websocket: jobs there are still followed
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while hub is not None and hub.connected:
+            if backend.healthy or loop.time() > end:
+                return
+            await asyncio.sleep(0.25)
+        if backend.healthy:
+            return
         for control in list(self._controls.values()):
             if control.backend is backend:
                 _resolve(control.abort, "server_down")
