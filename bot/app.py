@@ -64,7 +64,8 @@ class AnimateBot(commands.Bot):
         **options: Any,
     ) -> None:
         options.setdefault("intents", bot_intents())
-        options.setdefault("allowed_mentions", discord.AllowedMentions(everyone=False, roles=False, users=True))
+        # Mentions are off unless a message names whom it may ping (the requester of a result).
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=BotTree, help_command=None, **options)
         self.settings = settings
         self.session = session

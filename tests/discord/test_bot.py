@@ -226,3 +226,12 @@ async def test_settings_are_not_changed_by_the_bot(start_bot: BotFactory) -> Non
     bot = await start_bot()
     assert replace(bot.settings) == bot.settings
     assert bot.intents.value == 1  # guilds only: no privileged intent
+
+
+async def test_mentions_ping_nobody_unless_a_message_names_the_member(start_bot: BotFactory,
+                                                                     discord_stand_in: DiscordStandIn) -> None:
+    bot = await start_bot()
+    channel = bot.get_partial_messageable(discord_stand_in.channel.id)
+    await channel.send(f"<@{discord_stand_in.user.id}> @everyone hello")
+    sent = discord_stand_in.requests_to("POST", "/channels/*/messages")[-1].json
+    assert sent["allowed_mentions"] == {"parse": []}
