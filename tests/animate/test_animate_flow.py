@@ -72,3 +72,14 @@ async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(ani
     assert left[0] > left[2] and right[2] > right[0], (left, right)
     job = await wait_job(env.service, job.id, "delivered")
     assert job.delivered_message_id == int(message["id"])
+
+
+@pytest.mark.timeout(30)
+async def test_a_slow_image_download_does_not_delay_the_ack(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    env.stand_in.cdn_delay = 3.2  # Discord's CDN is slow today
+    record = await env.stand_in.slash(None, None, None, "animate", options={"steps": 4, "frames": 2},
+                                      attachments={"image": ("cat.png", png_bytes(), "image/png")})
+    await record.wait_ack(timeout=3)
+    assert record.ack_type == 5 and record.ack_delay is not None and record.ack_delay < 1
+    await record.wait_for(lambda r: result_message(r) is not None, timeout=20)

@@ -147,6 +147,7 @@ class DiscordStandIn:
         self.token = token or f"standin.{secrets.token_urlsafe(24)}"
         self.upload_limit = upload_limit
         self.clock_offset = 0.0  # seconds added to the stand-in's clock (token expiry, ack deadline)
+        self.cdn_delay = 0.0  # seconds the CDN waits before serving an attachment (a slow download)
         self.snowflake = SnowflakeFactory(self.now)
         self.requests: list[RecordedRequest] = []
         self.violations: list[Violation] = []
@@ -514,6 +515,8 @@ class DiscordStandIn:
         if path not in self.attachments:
             rec.status = 404
             return web.Response(status=404, text="Not Found")
+        if self.cdn_delay:
+            await asyncio.sleep(self.cdn_delay)
         body, content_type = self.attachments[path]
         return web.Response(body=body, headers={"Content-Type": content_type})
 
