@@ -63,7 +63,7 @@ class Queue(commands.Cog):
             active = await self._active_jobs(interaction.user.id, interaction.guild_id)
             if not active:
                 raise InvalidInput("You have no animation waiting or running.")
-            target = active[-1]
+            target = active[0]  # newest first
         _allowed, moderator = await job_moderation(self.jobs.store, interaction, target)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -79,7 +79,7 @@ class Queue(commands.Cog):
                                   current: str) -> list[app_commands.Choice[str]]:
         active = await self._active_jobs(interaction.user.id, interaction.guild_id)
         choices = []
-        for job in reversed(active):
+        for job in active:  # newest first
             label = f"{job.id} · {job.state.value} · seed {job.options.get('seed', '?')}"
             if current.lower() in label.lower():
                 choices.append(app_commands.Choice(name=label[:100], value=job.id))

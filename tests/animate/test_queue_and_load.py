@@ -93,3 +93,39 @@ async def test_history_links_to_delivered_results(animate_bot: AnimateFactory) -
     assert f"`{job.id}` done · seed {job.options['seed']} · [result]({url})" in text
     assert "failed" in text.splitlines()[0]
     assert result_message(failed) is None
+
+
+async def test_cancel_picks_my_latest_job_autocomplete_lists_mine_and_cancel_works_while_waiting(
+    animate_bot: AnimateFactory,
+) -> None:
+    env = await animate_bot(step_time=0.3, comfyui_max_pending=0)
+    stand_in = env.stand_in
+    first = await animate(env, steps=30)
+    await first.wait_for(lambda r: any("step" in str(e.get("content")) for e in r.edits), timeout=10)
+    second = await animate(env, steps=30)
+    await second.wait_for(lambda r: any("in line" in str(e.get("content")) for e in r.edits), timeout=5)
+    older, newer = sorted(await env.service.recent_jobs(stand_in.user.id, stand_in.guild.id),
+                          key=lambda j: j.created_at)
+
+    suggest = await stand_in.slash(None, None, None, "cancel", options={"job": ""}, focused="job")
+    await suggest.wait_ack()
+    assert suggest.ack_type == 8
+    choices = suggest.acks[0]["data"]["choices"]
+    assert [c["value"] for c in choices] == [newer.id, older.id]  # newest first
+    assert all(len(c["name"]) <= 100 for c in choices)
+
+    cancel = await stand_in.slash(None, None, None, "cancel")
+    assert f"job `{newer.id}`" in await ephemeral_text(cancel)
+    await wait_job(env.service, newer.id, "cancelled")
+    assert (await env.service.get(older.id)).state.value == "running"  # type: ignore[union-attr]
+
+    prompts_before = env.comfy[0].requests.count(("POST", "/prompt"))
+    third = await animate(env, steps=30)
+    await third.wait_for(lambda r: any("in line" in str(e.get("content")) for e in r.edits), timeout=5)
+    button = next(c["custom_id"] for row in third.original["components"]  # type: ignore[index]
+                  for c in row["components"] if c["custom_id"].startswith("animate:cancel:"))
+    press = await stand_in.click(third.original, button)  # type: ignore[arg-type]
+    assert "Cancelled" in await ephemeral_text(press)
+    await wait_job(env.service, button.split(":")[-1], "cancelled")
+    await third.wait_for(lambda r: "Cancelled" in str((r.original or {}).get("content")), timeout=5)
+    assert env.comfy[0].requests.count(("POST", "/prompt")) == prompts_before  # it never reached the server

@@ -439,8 +439,12 @@ class DiscordStandIn:
     async def slash(self, guild: Guild | None, channel: Channel | None, user: Member | None, name: str, *,
                     options: Mapping[str, Any] | None = None,
                     attachments: Mapping[str, tuple[str, bytes, str] | dict[str, Any]] | None = None,
-                    app_permissions: int | None = None) -> InteractionRecord:
+                    app_permissions: int | None = None, focused: str | None = None) -> InteractionRecord:
         """Dispatch a slash command as ``user``; ``name`` may be ``"group sub"``.
+
+        With ``focused`` (an option name) it is an autocomplete interaction instead (type 4)
+        for that option, whose current text is its value in ``options``; the bot's answer is
+        in ``record.acks[0]["data"]["choices"]``.
 
         Option types come from the synced command. ``attachments`` maps option name to
         ``(filename, bytes, content_type)`` (registered on the CDN) or an attachment payload
@@ -455,6 +459,8 @@ class DiscordStandIn:
         for opt_name, value in (options or {}).items():
             spec = _option_spec(target_options, parts[1:], opt_name)
             values.append({"name": opt_name, "type": spec["type"], "value": value})
+            if opt_name == focused:
+                values[-1]["focused"] = True
         for opt_name, att in (attachments or {}).items():
             spec = _option_spec(target_options, parts[1:], opt_name)
             payload = self.add_attachment(*att, channel=channel) if isinstance(att, tuple) else att
@@ -468,7 +474,8 @@ class DiscordStandIn:
             data["resolved"] = resolved
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
-        payload = self._interaction_base(2, guild, channel, user, app_permissions) | {"data": data}
+        itype = 4 if focused is not None else 2
+        payload = self._interaction_base(itype, guild, channel, user, app_permissions) | {"data": data}
         return await self._send_interaction(payload)
 
     async def context_menu_message(self, guild: Guild | None, channel: Channel | None, user: Member | None,
