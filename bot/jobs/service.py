@@ -379,6 +379,8 @@ class JobService:
             self._listeners.append(listener)
 
     async def _emit(self, job: Job, event: str, actor: int | None = None) -> None:
+        if self._closing:
+            return  # shutting down: the store may be closed; recovery reports what happens next
         for listener in list(self._listeners):
             try:
                 await listener(job, event, actor)
@@ -420,6 +422,8 @@ class JobService:
             raise LimitReached(QUEUE_FULL_MESSAGE)
 
     async def _enqueue(self, job: Job, limit: int | None) -> Job:
+        if self._closing:
+            raise BackendUnavailable("The bot is restarting. Please try again in a minute.")
         self._check_limits(job.user_id, limit)
         await self.store.add_job(job)
         self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
