@@ -55,7 +55,8 @@ class Executing:
     """A node started; ``node`` is ``None`` in the very last message of a run.
 
     ``prompt_id`` is ``None`` only in the replay of the current node that ComfyUI 0.8.0 sends
-    right after a socket reconnects with the same clientId (recorded); it cannot be routed.
+    right after a socket reconnects with the same clientId (recorded); the hub gives that one
+    to the prompt it saw executing before the drop, and drops it if there is none.
     """
 
     prompt_id: str | None

@@ -6,7 +6,9 @@ across reconnects and restarts. Subscribe to a prompt id *before* posting it (th
 own prompt ids); events of a prompt nobody subscribed to yet are kept briefly, so subscribing
 right after ``POST /prompt`` works too. The hub reconnects with backoff until closed; after a
 reconnect it delivers :class:`~bot.comfy.events.Reconnected` to every open subscription and calls
-the ``on_reconnect`` callbacks, because events sent while it was away are lost.
+the ``on_reconnect`` callbacks, because events sent while it was away are lost. ComfyUI then
+replays the current node as ``executing`` without a ``prompt_id``; the hub routes it to the
+prompt it saw executing before the drop (if still followed), so a follower sees the node.
 """
 
 from __future__ import annotations
@@ -175,6 +177,9 @@ class ComfyHub:
         self.queue_remaining: int | None = None
         self.server_features: dict[str, Any] = {}
         self.executing_prompt: str | None = None
+        # The prompt seen executing when the previous socket went away: the target of the
+        # ``executing`` replay (no prompt_id) that ComfyUI sends right after a reconnect.
+        self._replay_prompt: str | None = None
         self.connections = 0  # successful connections so far
         self.last_error: str | None = None  # why the last connection attempt failed (no URL)
 
@@ -321,6 +326,7 @@ class ComfyHub:
         self._ws = ws
         self.connections += 1
         reconnect = self.connections > 1
+        self._replay_prompt = self.executing_prompt if reconnect else None
         self.executing_prompt = None
         self.last_error = None
         self._connected.set()
@@ -366,6 +372,10 @@ class ComfyHub:
             self.server_features = event.flags
             return
         prompt_id = event_prompt_id(event)
+        if prompt_id is None and isinstance(event, Executing) and event.node is not None:
+            event = self._route_replay(event)
+            prompt_id = event.prompt_id
+        self._replay_prompt = None  # the replay is the first execution message, or never
         if prompt_id is None:
             log.debug("event without prompt id dropped: %s", type(event).__name__)
             return
@@ -379,6 +389,16 @@ class ComfyHub:
                 sub._put(event)
         else:
             self._remember(prompt_id, event)
+
+    def _route_replay(self, event: Executing) -> Executing:
+        """ComfyUI replays the current node without a prompt_id right after a reconnect, and
+        only to the clientId of the prompt running then. Give it to the prompt this hub saw
+        executing before the drop, if someone still follows it and nothing else came first;
+        that prompt's follower has already got ``Reconnected`` and reconciles if it ended."""
+        target = self._replay_prompt
+        if target is None or target not in self._subs:
+            return event
+        return Executing(target, event.node, event.display_node)
 
     def _remember(self, prompt_id: str, event: Event) -> None:
         now = self._clock()

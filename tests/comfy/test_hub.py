@@ -154,18 +154,43 @@ async def test_socket_drop_mid_run_reconnects_and_job_learns_outcome_from_histor
         assert hub.connected
 
 
-async def test_replayed_executing_without_prompt_id_after_reconnect_is_harmless(
+async def test_replayed_executing_after_reconnect_goes_to_the_prompt_that_was_running(
     session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]
 ) -> None:
     fake, url = mini
     async with make_hub(session, url) as hub:
         assert await hub.wait_connected(3)
-        sub = hub.subscribe("R")
+        running, waiting = hub.subscribe("R"), hub.subscribe("W")
+        await run_job(fake, hub.client_id, "R", node="5")
+        assert [type(e) for e in await drain(running, ev.Executing)] == [ev.ExecutionStart, ev.Executing]
         await fake.drop(hub.client_id)
-        assert await sub.get(timeout=3) == ev.Reconnected("R")
+        assert await running.get(timeout=3) == ev.Reconnected("R")
+        assert await waiting.get(timeout=3) == ev.Reconnected("W")
         await fake.send(hub.client_id, "executing", {"node": "9"})  # as recorded: no prompt_id
         await fake.send(hub.client_id, "execution_success", {"prompt_id": "R"})
-        assert isinstance(await sub.get(timeout=2), ev.ExecutionSuccess)
+        assert await running.get(timeout=2) == ev.Executing("R", "9")  # the follower sees the node
+        assert isinstance(await running.get(timeout=2), ev.ExecutionSuccess)
+        assert waiting.pending() == 0  # nothing leaked to the other prompt
+
+
+async def test_replay_is_dropped_when_no_followed_prompt_was_running(
+    session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]
+) -> None:
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        waiting = hub.subscribe("W")
+        await fake.drop(hub.client_id)  # nothing was executing for this hub
+        assert await waiting.get(timeout=3) == ev.Reconnected("W")
+        await fake.send(hub.client_id, "executing", {"node": "9"})
+        await fake.send(hub.client_id, "execution_start", {"prompt_id": "W"})
+        assert isinstance(await waiting.get(timeout=2), ev.ExecutionStart)
+        # a later prompt-less executing (not the replay) is not guessed either
+        await run_job(fake, hub.client_id, "W")
+        await fake.send(hub.client_id, "executing", {"node": "4"})
+        await fake.send(hub.client_id, "execution_success", {"prompt_id": "W"})
+        got = await drain(waiting, ev.ExecutionSuccess)
+        assert [e for e in got if isinstance(e, ev.Executing)] == [ev.Executing("W", "9", "9")]
 
 
 async def test_restarted_hub_with_same_data_dir_gets_events_of_earlier_prompt(

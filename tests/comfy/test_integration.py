@@ -222,12 +222,14 @@ async def test_socket_drop_mid_run_then_history(session: aiohttp.ClientSession, 
     async with hub_for(client, session, "cid-drop") as hub:
         assert await hub.wait_connected(5)
         sub = hub.subscribe("drop-me")
-        await client.queue_prompt(gif_graph(ref.filename, frames=8), client_id=hub.client_id, prompt_id="drop-me")
+        await client.queue_prompt(gif_graph(ref.filename, frames=30), client_id=hub.client_id, prompt_id="drop-me")
         events = await outcome(sub)
         assert isinstance(events[-1], ev.Reconnected)
-        # reconcile: the run may still be going; the socket (same clientId) or /history tells the end
+        # reconcile: the run is still going; the socket (same clientId) or /history tells the end
         rest = await outcome(sub)
         assert ev.is_terminal(rest[-1])
+        # the server's replay of the current node (sent without prompt_id) reached this prompt
+        assert isinstance(rest[0], ev.Executing) and rest[0].prompt_id == "drop-me" and rest[0].node == "9"
         entry = await client.get_history_entry("drop-me")
         for _ in range(100):
             if entry is not None:
