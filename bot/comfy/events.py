@@ -176,9 +176,10 @@ def parse_message(message: Any) -> Event | None:
         return None
     try:
         if kind == "status":
-            status = data.get("status") or {}
-            exec_info = status.get("exec_info") or {} if isinstance(status, dict) else {}
-            return StatusEvent(queue_remaining=_int_or_none(exec_info.get("queue_remaining")), sid=_str_or_none(data.get("sid")))
+            status = data.get("status")
+            exec_info = status.get("exec_info") if isinstance(status, dict) else None
+            remaining = exec_info.get("queue_remaining") if isinstance(exec_info, dict) else None
+            return StatusEvent(queue_remaining=_int_or_none(remaining), sid=_str_or_none(data.get("sid")))
         if kind == "feature_flags":
             return FeatureFlags(flags=dict(data))
         prompt_id = data.get("prompt_id")
@@ -216,7 +217,7 @@ def parse_message(message: Any) -> Event | None:
             )
         if kind == "execution_interrupted":
             return ExecutionInterrupted(prompt_id, _str_or_none(data.get("node_id")), _str_or_none(data.get("node_type")))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
         log.debug("malformed websocket %s message ignored: %s", kind, exc)
         return None
     log.debug("unknown websocket message type %r ignored", kind)

@@ -344,19 +344,21 @@ class ComfyHub:
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                event = parse_text(msg.data)
-                if event is not None:
-                    await self._dispatch(event)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                preview = parse_binary(msg.data)
-                if preview is not None:
-                    if preview.prompt_id is None and self.executing_prompt is not None:
-                        preview = PreviewImage(preview.image, preview.image_type, preview.node_id, self.executing_prompt)
-                    await self._dispatch(preview)
-            elif msg.type == aiohttp.WSMsgType.ERROR:
+            if msg.type == aiohttp.WSMsgType.ERROR:
                 log.info("websocket to %s errored: %s", self.client.name, type(ws.exception()).__name__)
                 break
+            if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                continue
+            try:
+                event = parse_text(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else parse_binary(msg.data)
+            except Exception:  # a custom node's odd message must not cost the connection
+                log.debug("unparseable websocket frame from %s ignored", self.client.name, exc_info=True)
+                continue
+            if event is None:  # unknown types (custom nodes, logs, progress_text, ...) are ignored
+                continue
+            if isinstance(event, PreviewImage) and event.prompt_id is None and self.executing_prompt is not None:
+                event = PreviewImage(event.image, event.image_type, event.node_id, self.executing_prompt)
+            await self._dispatch(event)
 
     async def _dispatch(self, event: Event) -> None:
         if isinstance(event, StatusEvent):

@@ -360,3 +360,27 @@ async def test_follow_prompt_after_reconnect_uses_queue_then_history_or_reports_
         await fake.send(hub.client_id, "execution_interrupted", {"prompt_id": "RUN", "node_id": "9", "node_type": "VHS_VideoCombine"})
         outcome = await asyncio.wait_for(t_run, 3)
         assert outcome.status == "interrupted" and "interrupted" in (outcome.message or "")
+
+
+async def test_unknown_and_odd_messages_from_a_real_server_are_ignored_quietly(
+    session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]
+) -> None:
+    """Custom nodes and newer servers send types we do not know; the socket must survive them."""
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        sub = hub.subscribe("P")
+        ws = fake.sockets[hub.client_id]
+        await ws.send_json({"type": "crystools.monitor", "data": {"cpu_utilization": 3.5, "gpus": [{"vram_used": 1}]}})
+        await ws.send_json({"type": "logs", "data": {"entries": [{"t": "now", "m": "loading"}], "size": None}})
+        await ws.send_json({"type": "notification", "data": {"value": "update available", "id": None}})
+        await ws.send_json({"type": "status", "data": {"status": {"exec_info": "odd"}}})
+        await ws.send_json({"type": "some.list", "data": [1, 2]})
+        await ws.send_json(["not", "an", "object"])
+        await ws.send_str("not json")
+        await ws.send_bytes((3).to_bytes(4, "big") + b'\x00\x00\x00\x04{"x"text')  # progress_text frame
+        await ws.send_bytes((2).to_bytes(4, "big") + b"\x00")  # unencoded preview, unsupported
+        await ws.send_bytes(b"\x00")
+        await fake.send(hub.client_id, "execution_success", {"prompt_id": "P"})
+        assert isinstance(await sub.get(timeout=2), ev.ExecutionSuccess)
+        assert hub.connected and hub.connections == 1 and fake.connects == [hub.client_id]
