@@ -154,6 +154,7 @@ class ComfyHub:
         buffer_seconds: float = 30.0,
         buffer_events: int = 500,
         buffer_prompts: int = 32,
+        stable_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -165,6 +166,7 @@ class ComfyHub:
         self.buffer_seconds = buffer_seconds
         self.buffer_events = buffer_events
         self.buffer_prompts = buffer_prompts
+        self.stable_after = stable_after  # a connection that lived this long resets the backoff
         self._clock = clock
         self._subs: dict[str, list[Subscription]] = {}
         self._buffer: dict[str, deque[tuple[float, Event]]] = {}
@@ -293,7 +295,7 @@ class ComfyHub:
                 log.log(level, "websocket to %s failed (%s); retrying in %.1fs", self.client.name, self.last_error, delay)
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            connected_at = self._clock()
             try:
                 await self._on_connected(ws)
                 await self._read(ws)
@@ -307,7 +309,10 @@ class ComfyHub:
                 if not ws.closed:
                     await asyncio.shield(ws.close())
             if not self._closing:
-                delay = self._backoff(0)
+                # A socket that keeps closing right after the handshake (a proxy, a crashing
+                # server) backs off like a refused one instead of reconnecting in a tight loop.
+                attempt = 0 if self._clock() - connected_at >= self.stable_after else attempt + 1
+                delay = self._backoff(attempt)
                 log.info("websocket to %s closed; reconnecting in %.1fs", self.client.name, delay)
                 await asyncio.sleep(delay)
 

@@ -384,3 +384,35 @@ async def test_unknown_and_odd_messages_from_a_real_server_are_ignored_quietly(
         await fake.send(hub.client_id, "execution_success", {"prompt_id": "P"})
         assert isinstance(await sub.get(timeout=2), ev.ExecutionSuccess)
         assert hub.connected and hub.connections == 1 and fake.connects == [hub.client_id]
+
+
+async def test_a_socket_that_closes_at_once_backs_off_instead_of_looping(
+    session: aiohttp.ClientSession, serve: Any
+) -> None:
+    connects = 0
+
+    async def slam(request: web.Request) -> web.StreamResponse:
+        nonlocal connects
+        connects += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close()  # e.g. a proxy or a crashing server: handshake OK, then gone
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", slam)
+    hub = make_hub(session, await serve(app), reconnect_min=0.01, reconnect_max=0.04)
+    attempts: list[int] = []
+    backoff = hub._backoff
+
+    def spy(attempt: int) -> float:
+        attempts.append(attempt)
+        return backoff(attempt)
+
+    hub._backoff = spy  # type: ignore[method-assign]
+    async with hub:
+        for _ in range(200):
+            if len(attempts) >= 4:
+                break
+            await asyncio.sleep(0.01)
+    assert attempts[:4] == [1, 2, 3, 4] and connects >= 4  # growing, capped by reconnect_max
