@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import struct
 import uuid
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,48 @@ async def test_prefix_api_routes_and_auth(session: aiohttp.ClientSession, comfy_
         assert await hub.wait_connected(5)  # token on the handshake, /comfy/api/ws
     basic = await comfy_server_factory(basic_auth=("alice", "pw"))
     assert (await client_for(session, basic.url, username="alice", password="pw").queue_remaining()) == 0
+
+
+async def test_history_pages_metadata_and_every_route_under_api_behind_a_prefix(
+    session: aiohttp.ClientSession, comfy_server_factory: Any
+) -> None:
+    srv = await comfy_server_factory(api_token="tok-api", path_prefix="/comfy")
+    header = json.dumps({"__metadata__": {"modelspec.title": "tiny"}}).encode()
+    (srv.root / "models" / "loras").mkdir(parents=True, exist_ok=True)
+    (srv.root / "models" / "loras" / "tiny.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    client = client_for(session, srv.url, token="tok-api", api_prefix=True)
+    srv.requests.clear()
+    assert await client.view_metadata("loras", "tiny.safetensors") == {"modelspec.title": "tiny"}
+    assert await client.view_metadata("loras", "other.safetensors") is None
+    ref = await client.upload_image(png_bytes(), "api.png")
+    mask = await client.upload_mask(png_bytes(), "api-mask.png", original_ref=ref)
+    ids = []
+    for seed in (1, 2, 3):
+        queued = await client.queue_prompt(gif_graph(ref.filename, seed=seed), client_id="cid-api")
+        ids.append(queued.prompt_id)
+    for _ in range(200):
+        if await client.get_history_entry(ids[-1]) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert list(await client.get_history()) == ids  # oldest first
+    assert list(await client.get_history(max_items=2)) == ids[1:]  # the newest two
+    assert list(await client.get_history(max_items=1, offset=1)) == [ids[1]]  # counted from the oldest
+    assert (await client.get_queue()).running == [] and await client.queue_remaining() == 0
+    await client.delete_queued(["nothing"])
+    await client.clear_queue()
+    await client.interrupt()
+    assert set(await client.object_info("LoadImage")) == {"LoadImage"}
+    assert (await client.features())["max_upload_size"] > 0
+    data = await client.view(FileRef(mask.filename, mask.subfolder, mask.type), max_bytes=1_000_000)
+    assert data.startswith(b"\x89PNG")
+    await client.delete_history(ids[:1])
+    assert list(await client.get_history()) == ids[1:]
+    await client.clear_history()
+    assert await client.get_history() == {}
+    paths = {path for _, path in srv.requests}
+    assert all(path.startswith("/api/") for path in paths), paths
+    assert ("GET", "/api/view_metadata/loras") in srv.requests  # a GET (POST answers 405)
+    assert {"/api/history", "/api/upload/mask", "/api/queue", "/api/interrupt", "/api/prompt", "/api/view"} <= paths
 
 
 async def test_two_overlapping_jobs_on_one_socket(session: aiohttp.ClientSession, comfy_server_factory: Any) -> None:
