@@ -3,7 +3,7 @@
 ComfyUI sends execution events only to the socket whose clientId submitted the prompt, so the
 clientId is chosen once per server and persisted (:func:`load_or_create_client_id`), then reused
 across reconnects and restarts. Subscribe to a prompt id *before* posting it (the bot chooses its
-own prompt ids); events of a prompt nobody subscribed to yet are kept briefly, so subscribing
+own prompt ids); events of a prompt nobody subscribed to yet (previews excepted) are kept briefly, so subscribing
 right after ``POST /prompt`` works too. The hub reconnects with backoff until closed; after a
 reconnect it delivers :class:`~bot.comfy.events.Reconnected` to every open subscription and calls
 the ``on_reconnect`` callbacks, because events sent while it was away are lost. ComfyUI then
@@ -394,7 +394,7 @@ class ComfyHub:
         if subs:
             for sub in list(subs):
                 sub._put(event)
-        else:
+        elif not isinstance(event, PreviewImage):  # previews are big and stale by then
             self._remember(prompt_id, event)
 
     def _route_replay(self, event: Executing) -> Executing:

@@ -88,12 +88,15 @@ async def test_events_before_subscribe_are_buffered_briefly(session: aiohttp.Cli
         assert await hub.wait_connected(3)
         probe = hub.subscribe("probe")
         await run_job(fake, hub.client_id, "early")
+        preview = ev.encode_preview_with_metadata(PNG, {"prompt_id": "early", "node_id": "3", "image_type": "image/png"})
+        await fake.send_bytes(hub.client_id, preview)  # not kept: previews are big and stale later
         await fake.send(hub.client_id, "execution_start", {"prompt_id": "stale"})
         await fake.send(hub.client_id, "execution_start", {"prompt_id": "probe"})
         await probe.get(timeout=2)  # everything before it has been dispatched
         sub = hub.subscribe("early")  # the caller subscribed only after POST /prompt
         assert isinstance(await sub.get(timeout=1), ev.ExecutionStart)
         assert isinstance(await sub.get(timeout=1), ev.Executing)
+        assert sub.pending() == 0
         now[0] += 11  # the buffer of a prompt nobody claimed expires
         late = hub.subscribe("stale")
         with pytest.raises(TimeoutError):
