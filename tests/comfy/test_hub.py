@@ -419,3 +419,31 @@ async def test_a_socket_that_closes_at_once_backs_off_instead_of_looping(
                 break
             await asyncio.sleep(0.01)
     assert attempts[:4] == [1, 2, 3, 4] and connects >= 4  # growing, capped by reconnect_max
+
+
+async def test_a_silent_dead_socket_is_noticed_by_the_heartbeat_and_replaced(
+    session: aiohttp.ClientSession, serve: Any
+) -> None:
+    connects: list[str] = []
+
+    async def deaf(request: web.Request) -> web.StreamResponse:
+        connects.append(request.query["clientId"])
+        ws = web.WebSocketResponse(autoping=False)  # a hung server or proxy: never answers pings
+        await ws.prepare(request)
+        await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": request.query["clientId"]}})
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", deaf)
+    hub = make_hub(session, await serve(app), heartbeat=0.1)
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    hub.on_reconnect(on_reconnect)
+    async with hub:
+        await asyncio.wait_for(reconnected.wait(), 3)
+    assert connects[:2] == [hub.client_id, hub.client_id]
