@@ -447,3 +447,18 @@ async def test_a_silent_dead_socket_is_noticed_by_the_heartbeat_and_replaced(
     async with hub:
         await asyncio.wait_for(reconnected.wait(), 3)
     assert connects[:2] == [hub.client_id, hub.client_id]
+
+
+async def test_a_preview_bigger_than_aiohttp_default_message_limit_arrives(
+    session: aiohttp.ClientSession, mini: tuple[MiniComfy, str]
+) -> None:
+    fake, url = mini
+    async with make_hub(session, url) as hub:
+        assert await hub.wait_connected(3)
+        sub = hub.subscribe("big")
+        image = PNG + bytes(5 * 1024 * 1024)  # over aiohttp's default max_msg_size of 4 MiB
+        meta = {"prompt_id": "big", "node_id": "3", "image_type": "image/png"}
+        await fake.send_bytes(hub.client_id, ev.encode_preview_with_metadata(image, meta))
+        preview = await sub.get(timeout=3)
+        assert isinstance(preview, ev.PreviewImage) and len(preview.image) == len(image)
+        assert hub.connections == 1
