@@ -171,15 +171,20 @@ class BackendPool:
 
     # ---- choosing and counting
 
-    def choose(self, *, exclude: Collection[str] = ()) -> Backend | None:
+    def choose(
+        self, *, exclude: Collection[str] = (), accept: Callable[[Backend], bool] | None = None
+    ) -> Backend | None:
         """The healthy server with room and the least load, or None if none can take a job.
 
-        ``exclude`` names servers not to use (the one a job just failed on).
+        ``exclude`` names servers not to use (the one a job just failed on); ``accept``, when
+        given, must say yes to the server (e.g. it can run the job's workflow).
         Ties go to the server listed first.
         """
         best: Backend | None = None
         for backend in self:
             if backend.name in exclude or not backend.healthy or not backend.has_room:
+                continue
+            if accept is not None and not accept(backend):
                 continue
             if best is None or backend.load < best.load:
                 best = backend

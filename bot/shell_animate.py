@@ -38,7 +38,8 @@ from bot.media.images import check_declared_size, prepare_image_async, safe_uplo
 from bot.media.video import fit_video_async, sniff_format
 from bot.progress_bar import ProgressBar
 from bot.settings import ServerConfig, Settings
-from bot.workflows import Workflow, load_workflows, resolve_options
+from bot.workflow_support import check_workflows
+from bot.workflows import Workflow, WorkflowRegistry, load_workflows, resolve_options
 from bot.workflows.model import ResolvedOptions
 
 log = logging.getLogger(__name__)
@@ -89,17 +90,44 @@ def parse_options(pairs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def pick_workflow(settings: Settings, name: str | None) -> Workflow:
+def load_registry(settings: Settings) -> WorkflowRegistry:
     loaded = load_workflows(settings.workflows_dir)
     for error in loaded.errors:
         log.warning("workflow not loaded: %s", error)
     if not len(loaded.registry):
         reasons = "; ".join(str(e) for e in loaded.errors) or "no workflow files"
         raise ShellError(f"no workflow could be loaded from {settings.workflows_dir}: {reasons}")
-    workflow = loaded.registry.get(name)
+    return loaded.registry
+
+
+def pick_workflow(registry: WorkflowRegistry, name: str | None) -> Workflow:
+    workflow = registry.get(name)
     if workflow is None:
-        raise ShellError(f"unknown workflow {name!r} (available: {', '.join(loaded.registry.names())})", EXIT_USAGE)
+        raise ShellError(f"unknown workflow {name!r} (available: {', '.join(registry.names())})", EXIT_USAGE)
     return workflow
+
+
+async def runnable_workflow(
+    client: ComfyClient, registry: WorkflowRegistry, workflow: Workflow, *, explicit: bool, bar: ProgressBar
+) -> Workflow:
+    """``workflow`` if the server can run it. Without ``--workflow``, another one the server can
+    run (a server without VideoHelperSuite gets the core-nodes workflow); otherwise a one-line
+    error with what the server lacks, before anything is uploaded."""
+    try:
+        problems = await check_workflows(client, list(registry))
+    except (ComfyError, TimeoutError) as exc:
+        log.info("could not check the workflows on %s (%s); trying anyway", client.name, type(exc).__name__)
+        return workflow
+    if not problems.get(workflow.name):
+        return workflow
+    if not explicit:
+        for other in registry:
+            if other.name != workflow.name and not problems.get(other.name):
+                bar.update(f"{workflow.name} cannot run on {client.name}; using {other.name}")
+                log.warning("workflow %s cannot run on %s: %s", workflow.name, client.name,
+                            "; ".join(problems[workflow.name]))
+                return other
+    raise ShellError(f"workflow {workflow.name} cannot run on {client.name}: {'; '.join(problems[workflow.name])}")
 
 
 def format_for_suffix(workflow: Workflow, options: Mapping[str, Any], out: Path) -> dict[str, Any]:
@@ -312,7 +340,9 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
         raise ShellError(f"the folder of --out ({out.parent}) does not exist", EXIT_USAGE)
     if getattr(args, "server", None) is not None:
         find_server(settings, args.server)  # a typo is a usage error before any work
-    workflow = await asyncio.to_thread(pick_workflow, settings, getattr(args, "workflow", None))
+    registry = await asyncio.to_thread(load_registry, settings)
+    explicit = getattr(args, "workflow", None)
+    workflow = pick_workflow(registry, explicit)
     resolved = resolve(workflow, format_for_suffix(workflow, options, out))
     prepared = await read_and_prepare(settings, Path(args.image), str(resolved.get("fit") or "crop"))
     bar = ProgressBar(err_stream)
@@ -320,6 +350,11 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
                f"-> {prepared.width}x{prepared.height}")
     async with aiohttp.ClientSession() as session:
         server = await pick_server(session, settings, getattr(args, "server", None))
+        checker = _client(session, settings, server, timeout=min(settings.comfyui_timeout, PROBE_TIMEOUT))
+        runnable = await runnable_workflow(checker, registry, workflow, explicit=explicit is not None, bar=bar)
+        if runnable is not workflow:
+            workflow = runnable
+            resolved = resolve(workflow, format_for_suffix(workflow, options, out))
         result = await run_job(
             session, settings, server, workflow, resolved, prepared, out, max_bytes=max_bytes, bar=bar
         )

@@ -166,10 +166,8 @@ class Animate(commands.Cog):
             raise InvalidInput(f"That file is not an image. Please send a {ACCEPTED_TEXT} image.",
                                detail=f"content type {image.content_type!r}")
         check_declared_size(image.size, self.settings.max_input_bytes)
-        chosen = self.jobs.workflows.get(workflow)
-        if chosen is None:
-            names = ", ".join(self.jobs.workflows.names()) or "none"
-            raise InvalidInput(f"There is no workflow called {workflow!r}. Available: {names}.")
+        chosen = self.jobs.workflow_for(workflow)
+        self.jobs.require_runnable(chosen)
         options = {k: v for k, v in options.items() if v is not None}
         resolve_options(chosen, options)  # range and type check again before accepting
         admission = await self._admit(requester, others_image=others_image)

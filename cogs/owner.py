@@ -81,7 +81,7 @@ class Owner(commands.Cog):
         before = options_signature(self.jobs.workflows.default)
         lines: list[str] = []
         if len(result.registry):
-            self.jobs.workflows = result.registry
+            self.jobs.replace_workflows(result.registry)
             default = result.registry.default
             names = ", ".join(f"**{n}**" for n in result.registry.names())
             lines.append(f"Loaded {len(result.registry)} workflow(s): {names} (default: {default.name if default else '—'}).")
@@ -120,6 +120,11 @@ class Owner(commands.Cog):
             error = getattr(backend, "last_error", None)
             if error and not status.healthy:
                 line += f" · last error: {scrub(str(error), limit=150)}"
+            for workflow in self.jobs.workflows:
+                problems = self.jobs.support.problems(status.name, workflow.name)
+                if problems:
+                    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+                    line += f"\n  ⚠️ can't run **{workflow.name}**: {scrub(problems[0], limit=200)}{more}"
             lines.append(line)
         waiting = len(self.jobs.waiting_order())
         running = len(await self.jobs.running_jobs())

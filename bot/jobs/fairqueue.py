@@ -136,6 +136,24 @@ class FairQueue:
         self._running_member[job_id] = member
         return QueueEntry(job_id, member)
 
+    def heads(self) -> list[QueueEntry]:
+        """The first waiting job of each member, in rotation order (the candidates of the next round)."""
+        return [QueueEntry(line[0], member) for member, line in self._lines.items()]
+
+    def take(self, job_id: str) -> QueueEntry:
+        """Take a particular waiting job (one :meth:`next` would skip because no server can run
+        it yet) and count it as in flight; its member goes to the back of the rotation.
+
+        ``KeyError`` if it is not waiting.
+        """
+        member = self._member_of[job_id]
+        self.remove(job_id)
+        if member in self._lines:
+            self._lines.move_to_end(member)
+        self._running.setdefault(member, set()).add(job_id)
+        self._running_member[job_id] = member
+        return QueueEntry(job_id, member)
+
     def remove(self, job_id: str) -> bool:
         """Drop a waiting job (cancelled). False if it was not waiting."""
         member = self._member_of.pop(job_id, None)

@@ -55,7 +55,8 @@ from bot.jobs.pipeline import (
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
 from bot.media.images import prepare_image_async
 from bot.store import JobStore, remove_files
-from bot.workflows import WorkflowRegistry, resolve_options
+from bot.workflow_support import WorkflowSupport, unrunnable_message
+from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class JobService:
         self.pool = pool
         self.hubs = dict(hubs)
         self.workflows = workflows
+        self.support = WorkflowSupport()
         self.limits = limits or ServiceLimits()
         self.clock: Clock = clock or SystemClock()
         self.delivery = delivery
@@ -171,6 +173,7 @@ class JobService:
         self._cancel_requested: dict[str, int] = {}  # job id -> who asked
         self._timed_out: set[str] = set()
         self._published_positions: dict[str, int] = {}
+        self._workflow_of: dict[str, str] = {}  # waiting job -> its workflow (which servers may take it)
         self._abandoned: dict[str, set[str]] = {}  # server -> prompt ids to remove when it is back
         self._listeners: list[JobListener] = []
         self._wake = asyncio.Event()
@@ -184,10 +187,12 @@ class JobService:
         await asyncio.to_thread(self._make_dirs)
         for name, hub in self.hubs.items():
             hub.on_status(self._status_listener(name))
+            hub.on_reconnect(self._reconnect_listener(name))
             if self._owns_hubs:
                 await hub.start()
         self.pool.add_listener(self._on_health)
         await self.pool.check_all()
+        await self.check_workflow_support()
         await self._recover()
         self._background = [
             asyncio.create_task(self._dispatch_loop(), name="jobs-dispatch"),
@@ -215,15 +220,65 @@ class JobService:
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
+    # ------------------------------------------------------------------ workflows
+
+    def workflow_for(self, name: str | None) -> Workflow:
+        """The workflow a member asked for, or for ``None`` the default one if a server can run
+        it, else the first other workflow that can run (a server without VideoHelperSuite still
+        animates with the core-nodes workflow). Raises :class:`InvalidInput` for an unknown name.
+        """
+        if name is not None:
+            workflow = self.workflows.get(name)
+            if workflow is None:
+                names = ", ".join(self.workflows.names()) or "none"
+                raise InvalidInput(f"There is no workflow called {name!r}. Available: {names}.")
+            return workflow
+        default = self.workflows.default
+        if default is None:
+            raise BackendUnavailable("No workflow is set up on this bot yet. An admin has been told.",
+                                     detail="no workflow loaded")
+        if self._runnable_now(default.name):
+            return default
+        for other in self.workflows:
+            if other.name != default.name and self._runnable_now(other.name):
+                log.info("Workflow %s cannot run on any answering server; using %s", default.name, other.name)
+                return other
+        return default
+
+    def replace_workflows(self, registry: WorkflowRegistry) -> None:
+        """Use newly loaded workflows and learn again which server can run which."""
+        self.workflows = registry
+        self._spawn(self.check_workflow_support())
+
+    async def check_workflow_support(self, names: list[str] | None = None) -> None:
+        """Ask the servers (all, or those named) which workflows they can run; see
+        :mod:`bot.workflow_support`. A server that does not answer stays as it was."""
+        workflows = list(self.workflows)
+        if not workflows:
+            return
+        backends = [b for b in self.pool if names is None or b.name in names]
+        await asyncio.gather(*(self.support.check(b.name, b.client, workflows) for b in backends
+                               if b.healthy and hasattr(b.client, "object_info")))
+        self._wake.set()
+
+    def _runnable_now(self, workflow: str) -> bool:
+        """Whether an answering server can (or may: not checked yet) run ``workflow``."""
+        return self.support.runnable_on(workflow, [b.name for b in self.pool if b.healthy])
+
+    def require_runnable(self, workflow: Workflow) -> None:
+        """Refuse (:class:`BackendUnavailable`) a workflow no answering server can run."""
+        if not self._runnable_now(workflow.name):
+            others = [w.name for w in self.workflows if self._runnable_now(w.name)]
+            raise BackendUnavailable(unrunnable_message(workflow.name, others),
+                                     detail=f"workflow {workflow.name} cannot run on any answering server")
+
     # ------------------------------------------------------------------ public API
 
     async def submit(self, request: JobRequest) -> Job:
         """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
-        workflow = self.workflows.get(request.workflow)
-        if workflow is None:
-            names = ", ".join(self.workflows.names()) or "none"
-            raise InvalidInput(f"There is no workflow called {request.workflow!r}. Available: {names}.")
+        workflow = self.workflow_for(request.workflow)
         self._require_a_server()
+        self.require_runnable(workflow)
         limit = self.limits.max_in_flight if request.max_in_flight == DEFAULT_LIMIT else request.max_in_flight
         self._check_limits(request.user_id, limit)
         resolved = resolve_options(workflow, request.options, self._rng)
@@ -278,6 +333,7 @@ class JobService:
         if workflow is None:
             raise InvalidInput("The workflow of that job is no longer available; start a new /animate.")
         self._require_a_server()
+        self.require_runnable(workflow)
         limit = self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight
         self._check_limits(user_id, limit)
         member_names = {o.name for o in workflow.member_options}
@@ -427,6 +483,7 @@ class JobService:
         self._check_limits(job.user_id, limit)
         await self.store.add_job(job)
         self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
+        self._workflow_of[job.id] = job.workflow
         log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
         self._publish_positions()
         self._wake.set()
@@ -440,16 +497,33 @@ class JobService:
             self._dispatch()
 
     def _dispatch(self) -> None:
-        while len(self.queue) and not self._closing:
-            backend = self.pool.choose()
-            if backend is None:
-                break
-            entry = self.queue.next()
-            if entry is None:
-                break
-            self.pool.reserve(backend)
-            self._start_task(entry.job_id, self._run_new(entry.job_id, backend))
+        """Hand waiting jobs to servers: members in turn, each job to a server that can run its
+        workflow. A member whose next job no free server can run waits without holding up others."""
+        while len(self.queue) and not self._closing and self.pool.choose() is not None:
+            for entry in self.queue.heads():
+                workflow = self._workflow_of.get(entry.job_id)
+                backend = self.pool.choose(accept=self._can_take(workflow))
+                if backend is not None:
+                    self.queue.take(entry.job_id)
+                    self._workflow_of.pop(entry.job_id, None)
+                    self.pool.reserve(backend)
+                    self._start_task(entry.job_id, self._run_new(entry.job_id, backend))
+                    break
+                if workflow is not None and not self.support.runnable_on(workflow, [b.name for b in self.pool]):
+                    self.queue.remove(entry.job_id)
+                    self._workflow_of.pop(entry.job_id, None)
+                    others = [w.name for w in self.workflows if self._runnable_now(w.name)]
+                    self._spawn(self._finish(entry.job_id, JobState.FAILED, unrunnable_message(workflow, others),
+                                             f"no server can run workflow {workflow}"))
+                    break
+            else:
+                break  # no waiting job fits a free server
         self._publish_positions()
+
+    def _can_take(self, workflow: str | None) -> Callable[[Backend], bool] | None:
+        if workflow is None:
+            return None
+        return lambda backend: self.support.can_run(backend.name, workflow)
 
     def _start_task(self, job_id: str, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -480,11 +554,21 @@ class JobService:
 
         return on_status
 
+    def _reconnect_listener(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def on_reconnect() -> None:
+            # the server may have restarted with other node packs or models
+            if self._started and not self._closing:
+                self._spawn(self.check_workflow_support([name]))
+
+        return on_reconnect
+
     def _on_health(self, backend: Backend, healthy: bool) -> None:
         if healthy:
             abandoned = self._abandoned.pop(backend.name, set())
             if abandoned:
                 self._spawn(self._remove_abandoned(backend, abandoned))
+            if self._started and not self._closing:
+                self._spawn(self.check_workflow_support([backend.name]))
             self._wake.set()
             return
         self._spawn(self._evacuate(backend))
@@ -817,6 +901,7 @@ class JobService:
         log.warning("job %s goes back to the queue: %s", job.id, reason)
         self.queue.mark_done(job.id)
         self.queue.push_front(job.id, job.user_id)
+        self._workflow_of[job.id] = job.workflow
         self._publish_positions()
         self._wake.set()
 
@@ -865,6 +950,7 @@ class JobService:
             log.debug("job %s already ended; not moving it to %s", job_id, state.value)
             return
         self.queue.mark_done(job_id)
+        self._workflow_of.pop(job_id, None)
         actor = self._cancel_requested.pop(job_id, None)
         self._timed_out.discard(job_id)
         log.info("job %s %s%s", job_id, state.value, f": {error}" if error else "")
@@ -905,6 +991,7 @@ class JobService:
         for job in jobs:
             if job.state is JobState.WAITING:
                 self.queue.push(job.id, job.user_id, enforce_limits=False)
+                self._workflow_of[job.id] = job.workflow
             else:
                 self.queue.mark_running(job.id, job.user_id)
                 self._start_task(job.id, self._resume(job))
@@ -928,6 +1015,7 @@ class JobService:
             await self._set_state(job.id, JobState.WAITING, server=None, prompt_id=None)
             self.queue.mark_done(job.id)
             self.queue.push_front(job.id, job.user_id)
+            self._workflow_of[job.id] = job.workflow
             self._wake.set()
             return
         self.pool.reserve(backend)
@@ -971,11 +1059,13 @@ class JobService:
                 _log_failure(logging.ERROR, "housekeeping failed")
 
     async def _time_out_waiting(self) -> None:
-        """Waiting jobs time out only while no server is up: a long line behind busy servers is fine."""
-        if any(b.healthy for b in self.pool):
-            return
+        """Waiting jobs time out only while no answering server can run them: a long line behind
+        busy servers is fine."""
         now = self.clock.now()
         for job_id in list(self.queue.positions()):
+            workflow = self._workflow_of.get(job_id)
+            if self._runnable_now(workflow) if workflow is not None else any(b.healthy for b in self.pool):
+                continue
             job = await self.store.get_job(job_id)
             if job is not None and job.state is JobState.WAITING and now - job.created_at > self.limits.job_timeout:
                 self.queue.remove(job_id)

@@ -28,6 +28,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--basic-auth", default=None, help="USER:PASSWORD")
     parser.add_argument("--prefix", default="")
     parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--without-node", action="append", dest="without_nodes", default=[],
+                        help="a node class the server lacks (as if its pack were not installed)")
     return parser.parse_args(argv)
 
 
@@ -41,6 +43,7 @@ async def _serve(args: argparse.Namespace) -> None:
         basic_auth=basic,  # type: ignore[arg-type]
         path_prefix=args.prefix,
         full_size=args.full_size,
+        without_nodes=tuple(args.without_nodes),
     )
     await server.start(args.port)
     sys.stdout.write(f"URL {server.url}\n")

@@ -108,6 +108,7 @@ class ComfyTestServer:
         basic_auth: tuple[str, str] | None = None,
         path_prefix: str = "",
         full_size: bool = False,
+        without_nodes: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.root = Path(root)
         self.step_time = step_time
@@ -123,6 +124,9 @@ class ComfyTestServer:
         self.requests: list[tuple[str, str]] = []
         self.port: int | None = None
         self._definitions = load_node_definitions()
+        for class_type in without_nodes:  # as if its node pack were not installed
+            self._definitions.pop(class_type, None)
+        self._uninstalled: set[str] = set()
         self._validator = Validator(self._current_definitions, self._image_exists)
         self._runner: web.AppRunner | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -280,8 +284,16 @@ class ComfyTestServer:
     def _input_files(self) -> list[str]:
         return sorted(p.name for p in self.input_dir.iterdir() if p.is_file())
 
+    def uninstall(self, class_type: str) -> None:
+        """New prompts and ``/object_info`` no longer see this node class (its pack was
+        removed); prompts already accepted still run."""
+        self._uninstalled.add(class_type)
+
     def _current_definitions(self) -> dict[str, dict[str, Any]]:
-        return with_dynamic_lists(self._definitions, self._input_files(), self.checkpoints)
+        defs = with_dynamic_lists(self._definitions, self._input_files(), self.checkpoints)
+        for class_type in self._uninstalled:
+            defs.pop(class_type, None)
+        return defs
 
     def _image_exists(self, name: str) -> bool:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from bot.comfy.client import ComfyClient
+from bot.errors import BackendUnavailable
 from bot.jobs.factory import open_job_service
 from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobRequest, JobService
@@ -167,15 +169,14 @@ async def test_fifty_jobs_ten_members_three_servers(
     try:
         jobs: list[Job] = []
         order: list[int] = []
-        original = service.queue.next
+        original = service.queue.take
 
-        def spy() -> Any:
-            entry = original()
-            if entry is not None:
-                order.append(int(entry.member))  # type: ignore[call-overload]
+        def spy(job_id: str) -> Any:
+            entry = original(job_id)
+            order.append(int(entry.member))  # type: ignore[call-overload]
             return entry
 
-        service.queue.next = spy  # type: ignore[method-assign]
+        service.queue.take = spy  # type: ignore[method-assign]
         for server in servers:
             server.step_time = 0.05
         for member in range(10):
@@ -287,12 +288,31 @@ async def test_failure_inside_comfyui_gives_a_reason(
         await service.close()
 
 
-async def test_missing_checkpoint_fails_with_admin_hint(
-    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]], make_service: ServiceFactory
+async def test_missing_checkpoint_is_refused_at_once_and_the_admin_log_names_it(
+    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]],
+    make_service: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = await comfy_server_factory(checkpoints=[])
     service = await make_service([server])
     try:
+        with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
+            with pytest.raises(BackendUnavailable) as refused:
+                await service.submit(request(1))
+        assert "can't run the **svd_img2vid** workflow" in refused.value.user_message
+        assert "ckpt_name" in caplog.text and "no checkpoints installed" in caplog.text
+        assert not [p for p in server.requests if p[1].endswith("/prompt") and p[0] == "POST"]
+    finally:
+        await service.close()
+
+
+async def test_checkpoint_removed_after_the_check_fails_the_job_with_admin_hint(
+    comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]], make_service: ServiceFactory
+) -> None:
+    server = await comfy_server_factory()
+    service = await make_service([server])
+    try:
+        server.checkpoints = []  # the server changed after the bot checked it
         job = await service.submit(request(1))
         await wait_for(lambda: all_ended(service, [job.id]))
         ended = await service.get(job.id)

@@ -88,7 +88,7 @@ async def test_server_without_vhs_or_checkpoint_reports_both_at_once(comfy_serve
     install and the missing checkpoint together; the core-nodes workflow's line names only the
     checkpoint."""
     server = await comfy_server_factory(checkpoints=[])
-    del server._definitions["VHS_VideoCombine"]  # as if the node pack were not installed
+    server.uninstall("VHS_VideoCombine")  # as if the node pack were not installed
     code, out = await doctor(settings_for(tmp_path, [("gpu-box", server.url)]))
     assert code == 1
     vhs = next(line for line in lines_with(out, "FAIL") if line.startswith("FAIL  workflow svd_img2vid on gpu-box"))

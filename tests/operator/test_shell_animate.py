@@ -153,8 +153,31 @@ async def test_refused_workflow_names_the_missing_checkpoint(comfy_server_factor
     code = await asyncio.to_thread(run_animate, settings, namespace(tmp_path / "img.png", tmp_path / "o.gif"), out=out, err=err)
     assert code == 1
     last = err.getvalue().strip().splitlines()[-1]
-    assert last.startswith("error:") and "model is missing" in last and "svd_xt_1_1.safetensors" in last
+    assert last.startswith("error: workflow svd_img2vid cannot run on gpu-box:")
+    assert "svd_xt_1_1.safetensors" in last and "it has: other.safetensors" in last  # what to change, and to what
     assert server.url not in err.getvalue()
+    assert not [p for m, p in server.requests if m == "POST"]  # refused before uploading anything
+
+
+async def test_without_videohelpersuite_it_falls_back_to_the_core_workflow(
+    comfy_server_factory: Factory, tmp_path: Path
+) -> None:
+    server = await comfy_server_factory(without_nodes=["VHS_VideoCombine"])
+    make_image(tmp_path / "img.png")
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", server.url)])
+    args = namespace(tmp_path / "img.png", tmp_path / "o.mp4", "steps=2", "frames=4")
+    code = await asyncio.to_thread(run_animate, settings, args, out=out, err=err)
+    assert code == 0, err.getvalue()
+    assert "svd_img2vid cannot run on gpu-box; using svd_img2vid_core" in err.getvalue()
+    assert "mp4" in out.getvalue() and "workflow svd_img2vid_core on gpu-box" in out.getvalue()
+    assert (tmp_path / "o.mp4").read_bytes()[4:8] == b"ftyp"
+    # naming the VHS workflow is refused with what to install
+    err = io.StringIO()
+    args = namespace(tmp_path / "img.png", tmp_path / "p.mp4", workflow="svd_img2vid")
+    code = await asyncio.to_thread(run_animate, settings, args, out=io.StringIO(), err=err)
+    last = err.getvalue().strip().splitlines()[-1]
+    assert code == 1 and "VHS_VideoCombine" in last and "ComfyUI-VideoHelperSuite" in last
 
 
 async def test_execution_error_exit_1_names_the_node(comfy_server_factory: Factory, tmp_path: Path) -> None:

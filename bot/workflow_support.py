@@ -1,0 +1,109 @@
+"""Which workflows each ComfyUI server can run, learned from its ``/object_info``.
+
+A server without VideoHelperSuite cannot run the VHS workflow, and one without the checkpoint
+cannot run any SVD workflow. The job service checks every server when it starts, when a
+server comes back or its websocket reconnects (it may have restarted with other node packs),
+and when the workflows are reloaded. Jobs then go only to servers that can run their
+workflow, and a workflow that no answering server can run is refused at once instead of
+failing later inside ComfyUI.
+
+Not checked yet, or the check failed: "can run". ``POST /prompt`` still validates, and its
+refusal fails the job with a reason. Only the node classes the workflows use are fetched
+(``/object_info/{class}``), not the server's full 1-2 MB node list. No discord import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from bot.workflows import Workflow, validate_against
+from bot.workflows.validate import merge_object_info
+
+__all__ = ["NodeInfoClient", "WorkflowSupport", "check_workflows", "unrunnable_message"]
+
+log = logging.getLogger(__name__)
+
+
+class NodeInfoClient(Protocol):
+    """What a support check needs from a ComfyUI client."""
+
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]: ...
+
+
+async def check_workflows(client: NodeInfoClient, workflows: Sequence[Workflow]) -> dict[str, tuple[str, ...]]:
+    """Each workflow's problems on the server behind ``client`` (empty: it runs there).
+
+    Raises whatever the client raises when the server does not answer.
+    """
+    classes = sorted({str(node["class_type"]) for w in workflows for node in w.template.values()})
+    parts = await asyncio.gather(*(client.object_info(c) for c in classes))
+    info = merge_object_info(parts)
+
+    def validate() -> dict[str, tuple[str, ...]]:
+        return {w.name: tuple(p.message for p in validate_against(w, info)) for w in workflows}
+
+    return await asyncio.to_thread(validate)
+
+
+def unrunnable_message(workflow: str, alternatives: Iterable[str] = ()) -> str:
+    """What a member reads when no image server can run ``workflow`` right now."""
+    others = [name for name in alternatives if name != workflow]
+    text = (f"The image servers can't run the **{workflow}** workflow right now "
+            "(something it needs is not installed). An admin has been told.")
+    if others:
+        text += " Try workflow " + " or ".join(f"**{name}**" for name in others) + "."
+    return text
+
+
+class WorkflowSupport:
+    """Per server, the workflows it cannot run and why (see the module docstring)."""
+
+    def __init__(self, *, timeout: float = 15.0) -> None:
+        self.timeout = timeout
+        self._problems: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    async def check(self, server: str, client: NodeInfoClient, workflows: Sequence[Workflow]) -> bool:
+        """Ask ``server`` which of ``workflows`` it can run; False if it did not answer.
+
+        A server that does not answer keeps what was known before (or stays unknown).
+        """
+        try:
+            found = await asyncio.wait_for(check_workflows(client, workflows), self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure means "not known"; logged without detail
+            log.warning("Could not check which workflows %s can run (%s)", server, type(exc).__name__)
+            return False
+        before = self._problems.get(server, {})
+        for name, problems in found.items():
+            if problems and before.get(name) != problems:
+                log.warning("Workflow %s cannot run on %s: %s", name, server, "; ".join(problems))
+            elif not problems and before.get(name):
+                log.info("Workflow %s can run on %s again", name, server)
+        self._problems[server] = found
+        return True
+
+    def forget(self, server: str) -> None:
+        """Nothing is known about ``server`` any more (treated as able to run everything)."""
+        self._problems.pop(server, None)
+
+    def known(self, server: str) -> bool:
+        return server in self._problems
+
+    def can_run(self, server: str, workflow: str) -> bool:
+        """False only when ``server`` was checked and ``workflow`` has problems there."""
+        return not self._problems.get(server, {}).get(workflow)
+
+    def problems(self, server: str, workflow: str) -> tuple[str, ...]:
+        return self._problems.get(server, {}).get(workflow, ())
+
+    def runnable_on(self, workflow: str, servers: Iterable[str]) -> bool:
+        """Whether any of ``servers`` can (or may) run ``workflow``."""
+        return any(self.can_run(server, workflow) for server in servers)
+
+    def snapshot(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+        """Server -> workflow -> problems, for operator commands."""
+        return {server: dict(found) for server, found in self._problems.items()}
