@@ -136,3 +136,20 @@ def test_duplicate_push_refused() -> None:
     q.push("a0", "A")
     with pytest.raises(ValueError):
         q.push("a0", "B")
+
+
+def test_taking_a_later_member_s_job_keeps_the_rotation_fair() -> None:
+    """When no free server can run A's next job, B's is taken; A stays first for the next server."""
+    q = FairQueue()
+    for i in range(3):
+        q.push(f"a{i}", "A")
+        q.push(f"b{i}", "B")
+    q.push("c0", "C")
+    assert [e.job_id for e in q.heads()] == ["a0", "b0", "c0"]
+    assert q.take("b0").member == "B"
+    assert q.in_flight("B") == 3 and q.position("b0") is None
+    # B went to the back; A (skipped, not served) is still at the head
+    assert [e.job_id for e in q.heads()] == ["a0", "c0", "b1"]
+    assert drain(q) == ["a0", "c0", "b1", "a1", "b2", "a2"]
+    with pytest.raises(KeyError):
+        q.take("nope")
