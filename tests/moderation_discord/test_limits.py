@@ -96,3 +96,34 @@ async def test_a_hundred_animates_in_ten_seconds_from_one_member(animate_bot: An
     for job in jobs:
         await wait_job(env.service, job.id, "delivered", timeout=30)
     assert not stand_in.violations  # no late ack, no second ack, nothing over Discord's limits
+
+
+async def test_the_server_daily_cap_counts_every_member_and_holds_even_for_an_exempt_role(
+    animate_bot: AnimateFactory,
+) -> None:
+    env = await animate_bot(step_time=0.01)
+    stand_in = env.stand_in
+    vip = add_role(stand_in, "vip")
+    admin = member_with(stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    members = [member_with(stand_in, f"member{i}") for i in range(3)]
+    star = member_with(stand_in, "star", roles=[vip])
+    await mod(env, admin, "limits", server_daily_cap=2)
+    await mod(env, admin, "exempt", role1=vip)
+
+    for member in members[:2]:  # two members use the server's two generations
+        record = await animate(env, member, steps=2)
+        await record.wait_ack()
+        assert accepted(record)
+        await delivered(record)
+    over = await refusal(await animate(env, members[2]))  # a third member who has not animated today
+    assert "This server has used all 2 generations it allows per day; they reset at 00:00 UTC (in " in over
+    # the cap is the server's budget: exempt roles skip the per-member limits only (README)
+    assert "This server has used all 2 generations" in await refusal(await animate(env, star))
+
+    await mod(env, admin, "limits", clear="server daily cap")  # lifting the cap lets them in
+    for member in (members[2], star):
+        lifted = await animate(env, member, steps=2)
+        await lifted.wait_ack()
+        assert accepted(lifted)
+        await delivered(lifted)
+    assert await env.service.store.usage_today(stand_in.guild.id, members[2].id) == 1  # the refusal was not counted
