@@ -158,6 +158,7 @@ class DiscordStandIn:
         self.attachments: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
+        self.dm_channels: dict[int, Channel] = {}  # user id -> the bot's DM channel with them
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []  # (guild id or None, payload)
         self.identifies = 0
         self.resumes = 0
@@ -392,11 +393,30 @@ class DiscordStandIn:
 
     # ------------------------------------------------------------------ driving the bot
 
-    def _interaction_base(self, itype: int, guild: Guild | None, channel: Channel | None, user: Member | None,
-                          app_permissions: int | None) -> dict[str, Any]:
-        guild = guild if guild is not None else self.guild
-        channel = channel or self.channel
+    def dm_channel(self, user: Member | None = None) -> Channel:
+        """The bot's direct-message channel with ``user`` (created on first use)."""
         user = user or self.user
+        channel = self.dm_channels.get(user.id)
+        if channel is None:
+            channel = self.dm_channels[user.id] = Channel(id=self.snowflake(), guild_id=None, name="", type=1)
+        return channel
+
+    def known_channel(self, channel_id: str | int) -> Channel | None:
+        """A guild channel or a DM channel the stand-in serves."""
+        for channel in [*(c for g in self.guilds for c in g.channels), *self.dm_channels.values()]:
+            if str(channel.id) == str(channel_id):
+                return channel
+        return None
+
+    def _interaction_base(self, itype: int, guild: Guild | None, channel: Channel | None, user: Member | None,
+                          app_permissions: int | None, *, dm: bool = False) -> dict[str, Any]:
+        user = user or self.user
+        if dm:  # in a direct message with the bot: no guild, no member, the user's DM channel
+            guild = None
+            channel = self.dm_channel(user)
+        else:
+            guild = guild if guild is not None else self.guild
+            channel = channel or self.channel
         interaction_id = self.snowflake()
         token = f"aW50ZXJhY3Rpb24{secrets.token_urlsafe(48)}"
         data: dict[str, Any] = {
@@ -409,7 +429,9 @@ class DiscordStandIn:
             "attachment_size_limit": self.upload_limit,
             "app_permissions": str(DEFAULT_APP_PERMISSIONS if app_permissions is None else app_permissions),
             "channel_id": str(channel.id),
-            "channel": channel.payload(),
+            "channel": channel.payload() if guild else {"id": str(channel.id), "type": 1, "flags": 0,
+                                                          "last_message_id": None,
+                                                          "recipients": [user.user_payload()]},
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild.id)} if guild else {"1": str(user.id)},
             "context": 0 if guild else 1,
@@ -439,8 +461,10 @@ class DiscordStandIn:
     async def slash(self, guild: Guild | None, channel: Channel | None, user: Member | None, name: str, *,
                     options: Mapping[str, Any] | None = None,
                     attachments: Mapping[str, tuple[str, bytes, str] | dict[str, Any]] | None = None,
-                    app_permissions: int | None = None, focused: str | None = None) -> InteractionRecord:
-        """Dispatch a slash command as ``user``; ``name`` may be ``"group sub"``.
+                    app_permissions: int | None = None, focused: str | None = None,
+                    dm: bool = False) -> InteractionRecord:
+        """Dispatch a slash command as ``user``; ``name`` may be ``"group sub"``. ``dm``: in the
+        user's direct messages with the bot (only global commands exist there).
 
         With ``focused`` (an option name) it is an autocomplete interaction instead (type 4)
         for that option, whose current text is its value in ``options``; the bot's answer is
@@ -450,7 +474,7 @@ class DiscordStandIn:
         ``(filename, bytes, content_type)`` (registered on the CDN) or an attachment payload
         from :meth:`add_attachment`. ``None`` for guild/channel/user means the defaults.
         """
-        guild = self.guild if guild is None else guild
+        guild = None if dm else (self.guild if guild is None else guild)
         parts = name.split()
         command = self.find_command(parts[0], guild)
         target_options = command.get("options", [])
@@ -475,7 +499,7 @@ class DiscordStandIn:
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         itype = 4 if focused is not None else 2
-        payload = self._interaction_base(itype, guild, channel, user, app_permissions) | {"data": data}
+        payload = self._interaction_base(itype, guild, channel, user, app_permissions, dm=dm) | {"data": data}
         return await self._send_interaction(payload)
 
     async def context_menu_message(self, guild: Guild | None, channel: Channel | None, user: Member | None,
@@ -816,7 +840,7 @@ class DiscordStandIn:
 
     def _channel_message_create(self, request: web.Request, channel_id: str, body: Any,
                                 files: list[tuple[str, str, bytes]]) -> web.Response:
-        if not any(str(c.id) == channel_id for g in self.guilds for c in g.channels):
+        if self.known_channel(channel_id) is None:
             return error_response(404, 10003, "Unknown Channel")
         data = body or {}
         problem = self._check_message(request, data, files, creating=True)
@@ -893,7 +917,7 @@ class DiscordStandIn:
         for field_name, filename, blob in files:
             suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
             ctype = content_types.get(suffix, "application/octet-stream")
-            channel = next((c for g in self.guilds for c in g.channels if str(c.id) == channel_id), self.channel)
+            channel = self.known_channel(channel_id) or self.channel
             att = self.add_attachment(filename, blob, ctype, channel=channel)
             att["field"] = field_name
             out.append(att)
