@@ -210,8 +210,21 @@ class ComfyClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _json(self, method: str, path: str, *, retry: bool, **kwargs: Any) -> Any:
-        async with self._open(method, path, retry=retry, **kwargs) as resp:
-            body = await resp.read()
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            reading = False
+            try:
+                async with self._open(method, path, retry=retry, **kwargs) as resp:
+                    reading = True
+                    body = await resp.read()
+                break
+            except (ComfyTimeout, ComfyUnreachable) as exc:
+                # the answer broke off while being read: a retryable GET is asked again
+                if not (reading and attempt < attempts - 1):
+                    raise
+                delay = self._delay(attempt)
+                log.debug("%s %s on %s: %s; retry %d in %.2fs", method, path, self.name, exc.message, attempt + 1, delay)
+                await asyncio.sleep(delay)
         try:
             return json.loads(body)
         except ValueError:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bot.comfy import events as ev
 from bot.comfy.client import ComfyClient
-from bot.comfy.errors import ComfyAuthError, ComfyServerError, ComfyTimeout, ComfyValidationError
+from bot.comfy.errors import ComfyAuthError, ComfyServerError, ComfyTimeout, ComfyUnreachable, ComfyValidationError
 from bot.comfy.hub import ComfyHub, Subscription, load_or_create_client_id
 from bot.comfy.models import FileRef, HistoryEntry
 from bot.settings import ServerConfig
@@ -177,6 +177,24 @@ async def test_faults_500_retry_and_timeout(session: aiohttp.ClientSession, comf
     with pytest.raises(ComfyTimeout) as info:
         await client.system_stats()
     assert "127.0.0.1" not in str(info.value)
+
+
+async def test_a_get_whose_answer_breaks_off_is_asked_again(session: aiohttp.ClientSession, comfy_server: Any) -> None:
+    client = client_for(session, comfy_server.url, retries=2, timeout=2.0)
+    comfy_server.http_faults["/queue"] = "cut-once"
+    state = await client.get_queue()  # the first answer stops half-way; the retry gets it all
+    assert state.running == [] and state.pending == []
+    assert comfy_server.requests.count(("GET", "/queue")) == 2
+    comfy_server.http_faults["/object_info/KSampler"] = "cut-once"
+    assert "KSampler" in await client.object_info("KSampler")
+    # POST /prompt is never asked again, even when its answer breaks off
+    ref = await client.upload_image(png_bytes(), "cut.png")
+    comfy_server.http_faults["/prompt"] = "cut-once"
+    with pytest.raises(ComfyUnreachable):
+        await client.queue_prompt(gif_graph(ref.filename), client_id="c", prompt_id="cut-prompt")
+    assert comfy_server.requests.count(("POST", "/prompt")) == 1
+    # the prompt was queued all the same: that is why the bot looks it up instead of posting again
+    assert (await client.get_queue()).contains("cut-prompt") or await client.get_history_entry("cut-prompt")
 
 
 async def test_prefix_api_routes_and_auth(session: aiohttp.ClientSession, comfy_server_factory: Any) -> None:

@@ -8,7 +8,8 @@ Knobs (plain attributes, change them at any time):
 - ``fail_at``: a class_type or node id; that node fails with ``execution_error``.
 - ``drop_ws_after_steps``: close every websocket after this many progress steps of a job.
 - ``http_faults``: {route path (without prefix, e.g. "/prompt" or "/api/prompt"): status int
-  or "slow"}; "slow" sleeps ``slow_seconds`` before answering normally.
+  or "slow" or "cut-once"}; "slow" sleeps ``slow_seconds`` before answering normally;
+  "cut-once" sends the headers and half the body, then drops the connection, once.
 - ``checkpoints``: checkpoint names ImageOnlyCheckpointLoader accepts.
 - ``full_size``: render frames at the requested size instead of at most 128 px.
 - ``requests``: list of (method, path) seen, path without the prefix.
@@ -265,6 +266,9 @@ class ComfyTestServer:
         fault = self.http_faults.get(path)
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
+        elif fault == "cut-once":
+            del self.http_faults[path]
+            return await self._cut_answer(request, await handler(request))
         elif isinstance(fault, int):
             return web.Response(status=fault, text=f"{fault}: injected fault")
         if isinstance(request.match_info.http_exception, web.HTTPNotFound):
@@ -278,6 +282,18 @@ class ComfyTestServer:
         except Exception:  # noqa: BLE001 - a real aiohttp server answers a bare 500 page
             logger.exception("handler failed for %s %s", request.method, path)
             return web.Response(status=500, text=INTERNAL_ERROR)
+
+    @staticmethod
+    async def _cut_answer(request: web.Request, answer: web.StreamResponse) -> web.StreamResponse:
+        """Send ``answer``'s headers and half its body, then drop the connection."""
+        body = answer.body if isinstance(answer, web.Response) and isinstance(answer.body, bytes) else b"{}" * 64
+        cut = web.StreamResponse(status=answer.status, headers={"Content-Type": answer.content_type})
+        cut.content_length = len(body)
+        await cut.prepare(request)
+        await cut.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return cut
 
     # ------------------------------------------------------------------ helpers
 
