@@ -132,8 +132,7 @@ class FairQueue:
             self._lines.move_to_end(member)
         else:
             del self._lines[member]
-        self._running.setdefault(member, set()).add(job_id)
-        self._running_member[job_id] = member
+        self._add_running(job_id, member)
         return QueueEntry(job_id, member)
 
     def heads(self) -> list[QueueEntry]:
@@ -150,8 +149,7 @@ class FairQueue:
         self.remove(job_id)
         if member in self._lines:
             self._lines.move_to_end(member)
-        self._running.setdefault(member, set()).add(job_id)
-        self._running_member[job_id] = member
+        self._add_running(job_id, member)
         return QueueEntry(job_id, member)
 
     def remove(self, job_id: str) -> bool:
@@ -169,14 +167,17 @@ class FairQueue:
         """Count a job as in flight for its member (restored after a restart)."""
         if job_id in self._member_of:
             self.remove(job_id)
-        self._running.setdefault(member, set()).add(job_id)
-        self._running_member[job_id] = member
+        self._add_running(job_id, member)
 
     def mark_done(self, job_id: str) -> bool:
         """The job ended (or was dropped): it stops counting. False if it was not known."""
         if self.remove(job_id):
             return True
         return self._discard_running(job_id)
+
+    def _add_running(self, job_id: str, member: Hashable) -> None:
+        self._running.setdefault(member, set()).add(job_id)
+        self._running_member[job_id] = member
 
     def _discard_running(self, job_id: str) -> bool:
         member = self._running_member.pop(job_id, None)
