@@ -38,7 +38,7 @@ from bot.media.images import check_declared_size, prepare_image_async, safe_uplo
 from bot.media.video import fit_video_async, sniff_format
 from bot.progress_bar import ProgressBar
 from bot.settings import ServerConfig, Settings
-from bot.workflow_support import check_workflows
+from bot.workflow_support import blocking, check_workflows
 from bot.workflows import Workflow, WorkflowRegistry, load_workflows, resolve_options
 from bot.workflows.model import ResolvedOptions
 
@@ -114,10 +114,11 @@ async def runnable_workflow(
     run (a server without VideoHelperSuite gets the core-nodes workflow); otherwise a one-line
     error with what the server lacks, before anything is uploaded."""
     try:
-        problems = await check_workflows(client, list(registry))
+        found = await check_workflows(client, list(registry))
     except (ComfyError, TimeoutError) as exc:
         log.info("could not check the workflows on %s (%s); trying anyway", client.name, type(exc).__name__)
         return workflow
+    problems = {name: blocking(found_problems) for name, found_problems in found.items()}
     if not problems.get(workflow.name):
         return workflow
     if not explicit:

@@ -1,7 +1,10 @@
 """Which workflows each ComfyUI server can run, learned from its ``/object_info``.
 
 A server without VideoHelperSuite cannot run the VHS workflow, and one without the checkpoint
-cannot run any SVD workflow. The job service checks every server when it starts, when a
+cannot run any SVD workflow. Only problems that stop every job count (a missing node, or a
+problem with the default options, see :attr:`bot.workflows.validate.Problem.blocking`); one that
+stops only some option values (a format the server's VHS lacks) is logged for the admin, and
+those jobs are refused by ``POST /prompt`` with a reason. The job service checks every server when it starts, when a
 server comes back or its websocket reconnects (it may have restarted with other node packs),
 and when the workflows are reloaded. Jobs then go only to servers that can run their
 workflow, and a workflow that no answering server can run is refused at once instead of
@@ -19,10 +22,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from bot.workflows import Workflow, validate_against
+from bot.workflows import Problem, Workflow, validate_against
 from bot.workflows.validate import merge_object_info
 
-__all__ = ["NodeInfoClient", "WorkflowSupport", "check_workflows", "unrunnable_message"]
+__all__ = ["NodeInfoClient", "WorkflowSupport", "blocking", "check_workflows", "unrunnable_message"]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,8 @@ class NodeInfoClient(Protocol):
     async def object_info(self, node_class: str | None = None) -> dict[str, Any]: ...
 
 
-async def check_workflows(client: NodeInfoClient, workflows: Sequence[Workflow]) -> dict[str, tuple[str, ...]]:
-    """Each workflow's problems on the server behind ``client`` (empty: it runs there).
+async def check_workflows(client: NodeInfoClient, workflows: Sequence[Workflow]) -> dict[str, tuple[Problem, ...]]:
+    """Each workflow's problems on the server behind ``client`` (none blocking: it runs there).
 
     Raises whatever the client raises when the server does not answer.
     """
@@ -42,10 +45,15 @@ async def check_workflows(client: NodeInfoClient, workflows: Sequence[Workflow])
     parts = await asyncio.gather(*(client.object_info(c) for c in classes))
     info = merge_object_info(parts)
 
-    def validate() -> dict[str, tuple[str, ...]]:
-        return {w.name: tuple(p.message for p in validate_against(w, info)) for w in workflows}
+    def validate() -> dict[str, tuple[Problem, ...]]:
+        return {w.name: tuple(validate_against(w, info)) for w in workflows}
 
     return await asyncio.to_thread(validate)
+
+
+def blocking(problems: Sequence[Problem]) -> tuple[str, ...]:
+    """The messages of the problems that stop every job."""
+    return tuple(p.message for p in problems if p.blocking)
 
 
 def unrunnable_message(workflow: str, alternatives: Iterable[str] = ()) -> str:
@@ -63,7 +71,7 @@ class WorkflowSupport:
 
     def __init__(self, *, timeout: float = 15.0) -> None:
         self.timeout = timeout
-        self._problems: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._problems: dict[str, dict[str, tuple[Problem, ...]]] = {}
 
     async def check(self, server: str, client: NodeInfoClient, workflows: Sequence[Workflow]) -> bool:
         """Ask ``server`` which of ``workflows`` it can run; False if it did not answer.
@@ -79,10 +87,16 @@ class WorkflowSupport:
             return False
         before = self._problems.get(server, {})
         for name, problems in found.items():
-            if problems and before.get(name) != problems:
-                log.warning("Workflow %s cannot run on %s: %s", name, server, "; ".join(problems))
-            elif not problems and before.get(name):
+            if problems == before.get(name, ()):
+                continue
+            stopping = blocking(problems)
+            if stopping:
+                log.warning("Workflow %s cannot run on %s: %s", name, server, "; ".join(stopping))
+            elif blocking(before.get(name, ())):
                 log.info("Workflow %s can run on %s again", name, server)
+            partial = [p.message for p in problems if not p.blocking]
+            if partial:
+                log.warning("Workflow %s on %s: some option values will be refused: %s", name, server, "; ".join(partial))
         self._problems[server] = found
         return True
 
@@ -94,16 +108,22 @@ class WorkflowSupport:
         return server in self._problems
 
     def can_run(self, server: str, workflow: str) -> bool:
-        """False only when ``server`` was checked and ``workflow`` has problems there."""
-        return not self._problems.get(server, {}).get(workflow)
+        """False only when ``server`` was checked and ``workflow`` has a blocking problem there."""
+        return not self.problems(server, workflow)
 
     def problems(self, server: str, workflow: str) -> tuple[str, ...]:
-        return self._problems.get(server, {}).get(workflow, ())
+        """Why ``workflow`` cannot run on ``server`` at all (empty: it can, or not checked)."""
+        return blocking(self._problems.get(server, {}).get(workflow, ()))
+
+    def partial_problems(self, server: str, workflow: str) -> tuple[str, ...]:
+        """Option values of ``workflow`` that ``server`` would refuse (the workflow still runs)."""
+        return tuple(p.message for p in self._problems.get(server, {}).get(workflow, ()) if not p.blocking)
 
     def runnable_on(self, workflow: str, servers: Iterable[str]) -> bool:
         """Whether any of ``servers`` can (or may) run ``workflow``."""
         return any(self.can_run(server, workflow) for server in servers)
 
     def snapshot(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
-        """Server -> workflow -> problems, for operator commands."""
-        return {server: dict(found) for server, found in self._problems.items()}
+        """Server -> workflow -> blocking problems, for operator commands."""
+        return {server: {name: blocking(found) for name, found in by_workflow.items()}
+                for server, by_workflow in self._problems.items()}

@@ -122,9 +122,13 @@ class Owner(commands.Cog):
                 line += f" · last error: {scrub(str(error), limit=150)}"
             for workflow in self.jobs.workflows:
                 problems = self.jobs.support.problems(status.name, workflow.name)
+                partial = self.jobs.support.partial_problems(status.name, workflow.name)
                 if problems:
                     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-                    line += f"\n  ⚠️ can't run **{workflow.name}**: {scrub(problems[0], limit=200)}{more}"
+                    line += f"\n  ⛔ can't run **{workflow.name}**: {scrub(problems[0], limit=200)}{more}"
+                elif partial:
+                    more = f" (+{len(partial) - 1} more)" if len(partial) > 1 else ""
+                    line += f"\n  ⚠️ **{workflow.name}** runs, but refuses: {scrub(partial[0], limit=200)}{more}"
             lines.append(line)
         waiting = len(self.jobs.waiting_order())
         running = len(await self.jobs.running_jobs())

@@ -12,7 +12,7 @@ chosen format (``pix_fmt``, ``crf``... for ``video/h264-mp4``). Pure: the caller
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from bot.workflows.inject import inject
@@ -41,6 +41,9 @@ class Problem:
     node_id: str | None = None
     class_type: str | None = None
     input: str | None = None
+    #: True when every job would be refused (a missing node, or a problem of the default graph);
+    #: False when only some option values would be (e.g. one format, or a number at its max).
+    blocking: bool = True
 
     def __str__(self) -> str:
         return self.message
@@ -126,6 +129,7 @@ def validate_against(workflow: Workflow, object_info: Mapping[str, Any]) -> list
                 f"{target.class_type} on the server has no input {target.input!r} (bound as {target.node_alias}.{target.input}); "
                 "update the node or fix the manifest",
                 node_id=target.node_id, class_type=target.class_type, input=target.input,
+                blocking=False,  # the option has no effect there, but jobs still run
             ))
 
     # The graphs jobs can send: the default one, each choice of each member choice option
@@ -133,12 +137,17 @@ def validate_against(workflow: Workflow, object_info: Mapping[str, Any]) -> list
     # at its max. Each is checked with the rules the server applies to POST /prompt.
     reported: set[tuple[str, str | None, str | None, str]] = set()
     skip = {(t.node_id, t.input) for t in workflow.derived.get("image", ())}
-    for graph in _job_graphs(workflow):
+    for index, graph in enumerate(_job_graphs(workflow)):
         for problem, key in _graph_problems(graph, object_info, missing, skip):
             if key not in reported:
                 reported.add(key)
-                problems.append(problem)
+                problems.append(problem if index < DEFAULT_GRAPHS else replace(problem, blocking=False))
     return problems
+
+
+#: The first graphs of :func:`_job_graphs`: default options at each aspect. A problem there
+#: stops every job; one found only in later graphs stops only jobs with those option values.
+DEFAULT_GRAPHS = 3
 
 
 def _job_graphs(workflow: Workflow) -> list[dict[str, Any]]:
@@ -147,7 +156,7 @@ def _job_graphs(workflow: Workflow) -> list[dict[str, Any]]:
     def build(options: Mapping[str, Any], width: int = 1024, height: int = 576) -> dict[str, Any]:
         return inject(workflow, options, image_name="", width=width, height=height, filename_prefix="check", rng=_Zero())
 
-    graphs = [build({}), build({}, 576, 1024), build({}, 768, 768)]
+    graphs = [build({}), build({}, 576, 1024), build({}, 768, 768)]  # the DEFAULT_GRAPHS
     numbers = [s for s in workflow.member_options if s.type in ("int", "float")]
     for bound in ("min", "max"):
         values = {s.name: getattr(s, bound) for s in numbers if getattr(s, bound) is not None}

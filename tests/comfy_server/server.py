@@ -300,6 +300,11 @@ class ComfyTestServer:
     def _input_files(self) -> list[str]:
         return sorted(p.name for p in self.input_dir.iterdir() if p.is_file())
 
+    def offer_only(self, class_type: str, input_name: str, values: list[str]) -> None:
+        """A choice input of a node offers only ``values`` (an older node pack, say)."""
+        spec = self._definitions[class_type]["input"]["required"][input_name]
+        spec[0] = list(values)
+
     def uninstall(self, class_type: str) -> None:
         """New prompts and ``/object_info`` no longer see this node class (its pack was
         removed); prompts already accepted still run."""

@@ -145,3 +145,24 @@ def _can_run(service: object, server: str, workflow: str) -> Callable[[], Awaita
         return service.support.can_run(server, workflow)  # type: ignore[attr-defined]
 
     return check
+
+
+async def test_a_format_the_server_lacks_refuses_only_those_jobs(
+    comfy_server_factory: ServerFactory, make_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await comfy_server_factory()
+    server.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # no image/webp
+    with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
+        service = await make_service([server])
+    try:
+        assert service.support.can_run("gpu1", "svd_img2vid")  # the workflow still runs there
+        assert "some option values will be refused" in caplog.text and "image/webp" in caplog.text
+        gif = await service.submit(request(1))
+        webp = await service.submit(request(2, format="webp"))
+        await wait_for(lambda: all_ended(service, [gif.id, webp.id]))
+        done, refused = await service.get(gif.id), await service.get(webp.id)
+        assert done is not None and done.state is JobState.DELIVERED
+        assert refused is not None and refused.state is JobState.FAILED
+        assert "refused this job's settings" in (refused.error or "")
+    finally:
+        await service.close()

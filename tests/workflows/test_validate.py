@@ -56,6 +56,23 @@ def test_missing_bound_input_and_unknown_format_value(object_info) -> None:
     assert any("'image/webp'" in m and "video/h264-mp4" in m for m in messages)
 
 
+def test_only_problems_that_stop_every_job_are_blocking(object_info) -> None:
+    """A missing pack or checkpoint stops every job; a format the server lacks, or a member
+    maximum above the server's, stops only jobs that choose it (routing keeps the workflow)."""
+    info = _with_checkpoints(object_info, INSTALLED)
+    fmt = info["VHS_VideoCombine"]["input"]["required"]["format"]
+    fmt[0] = [f for f in fmt[0] if f != "image/webp"]
+    info["SVD_img2vid_Conditioning"]["input"]["required"]["video_frames"][1]["max"] = 16
+    problems = validate_against(load_workflow(WORKFLOWS / "svd_img2vid.json"), info)
+    assert len(problems) == 2 and not any(p.blocking for p in problems)
+    assert {p.input for p in problems} == {"format", "video_frames"}
+    info = _with_checkpoints(object_info, ["other.safetensors"])
+    problems = validate_against(load_workflow(WORKFLOWS / "svd_img2vid.json"), info)
+    assert [p.blocking for p in problems] == [True]
+    del info["VHS_VideoCombine"]
+    assert all(p.blocking for p in validate_against(load_workflow(WORKFLOWS / "svd_img2vid.json"), info))
+
+
 def test_core_workflow_needs_no_node_pack(object_info) -> None:
     info = _with_checkpoints(object_info, INSTALLED)
     del info["VHS_VideoCombine"]
