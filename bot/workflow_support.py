@@ -25,7 +25,14 @@ from typing import Any, Protocol
 from bot.workflows import Problem, Workflow, validate_against
 from bot.workflows.validate import merge_object_info
 
-__all__ = ["NodeInfoClient", "WorkflowSupport", "blocking", "check_workflows", "unrunnable_message"]
+__all__ = [
+    "NodeInfoClient",
+    "WorkflowSupport",
+    "blocking",
+    "check_workflows",
+    "unavailable_choice_message",
+    "unrunnable_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,11 @@ def unrunnable_message(workflow: str, alternatives: Iterable[str] = ()) -> str:
     if others:
         text += " Try workflow " + " or ".join(f"**{name}**" for name in others) + "."
     return text
+
+
+def unavailable_choice_message(option: str, value: Any) -> str:
+    """What a member reads when no image server offers the option value they chose."""
+    return f"The {option} **{value}** isn't available on the image servers right now. Please choose another {option}."
 
 
 class WorkflowSupport:
@@ -107,9 +119,19 @@ class WorkflowSupport:
     def known(self, server: str) -> bool:
         return server in self._problems
 
-    def can_run(self, server: str, workflow: str) -> bool:
-        """False only when ``server`` was checked and ``workflow`` has a blocking problem there."""
-        return not self.problems(server, workflow)
+    def can_run(self, server: str, workflow: str, options: Mapping[str, Any] | None = None) -> bool:
+        """False only when ``server`` was checked and ``workflow`` has a blocking problem there,
+        or (given a job's ``options``) a problem with one of the values it chose."""
+        return not self.problems(server, workflow) and not self.refused_choices(server, workflow, options)
+
+    def refused_choices(
+        self, server: str, workflow: str, options: Mapping[str, Any] | None
+    ) -> list[tuple[str, Any]]:
+        """The ``(option, value)`` choices in ``options`` that ``server`` would refuse."""
+        if not options:
+            return []
+        found = self._problems.get(server, {}).get(workflow, ())
+        return [p.choice for p in found if p.choice is not None and options.get(p.choice[0]) == p.choice[1]]
 
     def problems(self, server: str, workflow: str) -> tuple[str, ...]:
         """Why ``workflow`` cannot run on ``server`` at all (empty: it can, or not checked)."""
@@ -119,9 +141,9 @@ class WorkflowSupport:
         """Option values of ``workflow`` that ``server`` would refuse (the workflow still runs)."""
         return tuple(p.message for p in self._problems.get(server, {}).get(workflow, ()) if not p.blocking)
 
-    def runnable_on(self, workflow: str, servers: Iterable[str]) -> bool:
-        """Whether any of ``servers`` can (or may) run ``workflow``."""
-        return any(self.can_run(server, workflow) for server in servers)
+    def runnable_on(self, workflow: str, servers: Iterable[str], options: Mapping[str, Any] | None = None) -> bool:
+        """Whether any of ``servers`` can (or may) run ``workflow`` (with ``options``)."""
+        return any(self.can_run(server, workflow, options) for server in servers)
 
     def snapshot(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
         """Server -> workflow -> blocking problems, for operator commands."""

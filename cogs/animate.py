@@ -167,9 +167,9 @@ class Animate(commands.Cog):
                                detail=f"content type {image.content_type!r}")
         check_declared_size(image.size, self.settings.max_input_bytes)
         chosen = self.jobs.workflow_for(workflow)
-        self.jobs.require_runnable(chosen)
         options = {k: v for k, v in options.items() if v is not None}
         resolve_options(chosen, options)  # range and type check again before accepting
+        self.jobs.require_runnable(chosen, options)
         admission = await self._admit(requester, others_image=others_image)
         status_id = await self._defer_admitted(interaction, admission)
         try:

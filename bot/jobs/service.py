@@ -55,7 +55,7 @@ from bot.jobs.pipeline import (
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
 from bot.media.images import prepare_image_async
 from bot.store import JobStore, remove_files
-from bot.workflow_support import WorkflowSupport, unrunnable_message
+from bot.workflow_support import WorkflowSupport, unavailable_choice_message, unrunnable_message
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class JobService:
         self._cancel_requested: dict[str, int] = {}  # job id -> who asked
         self._timed_out: set[str] = set()
         self._published_positions: dict[str, int] = {}
-        self._workflow_of: dict[str, str] = {}  # waiting job -> its workflow (which servers may take it)
+        self._needs: dict[str, tuple[str, Mapping[str, Any]]] = {}  # waiting job -> (workflow, options)
         self._abandoned: dict[str, set[str]] = {}  # server -> prompt ids to remove when it is back
         self._listeners: list[JobListener] = []
         self._wake = asyncio.Event()
@@ -261,16 +261,22 @@ class JobService:
                                if b.healthy and hasattr(b.client, "object_info")))
         self._wake.set()
 
-    def _runnable_now(self, workflow: str) -> bool:
-        """Whether an answering server can (or may: not checked yet) run ``workflow``."""
-        return self.support.runnable_on(workflow, [b.name for b in self.pool if b.healthy])
+    def _runnable_now(self, workflow: str, options: Mapping[str, Any] | None = None) -> bool:
+        """Whether an answering server can (or may: not checked yet) run ``workflow`` (with ``options``)."""
+        return self.support.runnable_on(workflow, [b.name for b in self.pool if b.healthy], options)
 
-    def require_runnable(self, workflow: Workflow) -> None:
-        """Refuse (:class:`BackendUnavailable`) a workflow no answering server can run."""
+    def require_runnable(self, workflow: Workflow, options: Mapping[str, Any] | None = None) -> None:
+        """Refuse (:class:`BackendUnavailable`) a workflow, or a choice of its options, that no
+        answering server can run."""
         if not self._runnable_now(workflow.name):
             others = [w.name for w in self.workflows if self._runnable_now(w.name)]
             raise BackendUnavailable(unrunnable_message(workflow.name, others),
                                      detail=f"workflow {workflow.name} cannot run on any answering server")
+        if options and not self._runnable_now(workflow.name, options):
+            healthy = [b.name for b in self.pool if b.healthy]
+            option, value = next(iter(self.support.refused_choices(healthy[0], workflow.name, options)), ("option", "?"))
+            raise BackendUnavailable(unavailable_choice_message(option, value),
+                                     detail=f"no answering server offers {option}={value} for {workflow.name}")
 
     # ------------------------------------------------------------------ public API
 
@@ -278,7 +284,7 @@ class JobService:
         """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
         workflow = self.workflow_for(request.workflow)
         self._require_a_server()
-        self.require_runnable(workflow)
+        self.require_runnable(workflow, request.options)
         limit = self.limits.max_in_flight if request.max_in_flight == DEFAULT_LIMIT else request.max_in_flight
         self._check_limits(request.user_id, limit)
         resolved = resolve_options(workflow, request.options, self._rng)
@@ -342,6 +348,7 @@ class JobService:
             options.pop("seed", None)
         options.update({k: v for k, v in (overrides or {}).items() if v is not None})
         resolved = resolve_options(workflow, options, self._rng)
+        self.require_runnable(workflow, resolved.as_dict())
         meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
         job = Job.new(
             user_id=user_id,
@@ -483,7 +490,7 @@ class JobService:
         self._check_limits(job.user_id, limit)
         await self.store.add_job(job)
         self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
-        self._workflow_of[job.id] = job.workflow
+        self._needs[job.id] = (job.workflow, job.options)
         log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
         self._publish_positions()
         self._wake.set()
@@ -501,29 +508,39 @@ class JobService:
         workflow. A member whose next job no free server can run waits without holding up others."""
         while len(self.queue) and not self._closing and self.pool.choose() is not None:
             for entry in self.queue.heads():
-                workflow = self._workflow_of.get(entry.job_id)
-                backend = self.pool.choose(accept=self._can_take(workflow))
+                needs = self._needs.get(entry.job_id)
+                backend = self.pool.choose(accept=self._can_take(needs))
                 if backend is not None:
                     self.queue.take(entry.job_id)
-                    self._workflow_of.pop(entry.job_id, None)
+                    self._needs.pop(entry.job_id, None)
                     self.pool.reserve(backend)
                     self._start_task(entry.job_id, self._run_new(entry.job_id, backend))
                     break
-                if workflow is not None and not self.support.runnable_on(workflow, [b.name for b in self.pool]):
+                if needs is not None and not self.support.runnable_on(*self._all_servers(needs)):
                     self.queue.remove(entry.job_id)
-                    self._workflow_of.pop(entry.job_id, None)
-                    others = [w.name for w in self.workflows if self._runnable_now(w.name)]
-                    self._spawn(self._finish(entry.job_id, JobState.FAILED, unrunnable_message(workflow, others),
-                                             f"no server can run workflow {workflow}"))
+                    self._needs.pop(entry.job_id, None)
+                    self._spawn(self._finish(entry.job_id, JobState.FAILED, self._unrunnable_reason(*needs),
+                                             f"no server can run workflow {needs[0]} with these options"))
                     break
             else:
                 break  # no waiting job fits a free server
         self._publish_positions()
 
-    def _can_take(self, workflow: str | None) -> Callable[[Backend], bool] | None:
-        if workflow is None:
+    def _can_take(self, needs: tuple[str, Mapping[str, Any]] | None) -> Callable[[Backend], bool] | None:
+        if needs is None:
             return None
-        return lambda backend: self.support.can_run(backend.name, workflow)
+        workflow, options = needs
+        return lambda backend: self.support.can_run(backend.name, workflow, options)
+
+    def _all_servers(self, needs: tuple[str, Mapping[str, Any]]) -> tuple[str, list[str], Mapping[str, Any]]:
+        return needs[0], [b.name for b in self.pool], needs[1]
+
+    def _unrunnable_reason(self, workflow: str, options: Mapping[str, Any]) -> str:
+        if not self.support.runnable_on(workflow, [b.name for b in self.pool]):
+            return unrunnable_message(workflow, [w.name for w in self.workflows if self._runnable_now(w.name)])
+        refused = [c for b in self.pool for c in self.support.refused_choices(b.name, workflow, options)]
+        option, value = refused[0] if refused else ("option", "?")
+        return unavailable_choice_message(option, value)
 
     def _start_task(self, job_id: str, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -901,7 +918,7 @@ class JobService:
         log.warning("job %s goes back to the queue: %s", job.id, reason)
         self.queue.mark_done(job.id)
         self.queue.push_front(job.id, job.user_id)
-        self._workflow_of[job.id] = job.workflow
+        self._needs[job.id] = (job.workflow, job.options)
         self._publish_positions()
         self._wake.set()
 
@@ -950,7 +967,7 @@ class JobService:
             log.debug("job %s already ended; not moving it to %s", job_id, state.value)
             return
         self.queue.mark_done(job_id)
-        self._workflow_of.pop(job_id, None)
+        self._needs.pop(job_id, None)
         actor = self._cancel_requested.pop(job_id, None)
         self._timed_out.discard(job_id)
         log.info("job %s %s%s", job_id, state.value, f": {error}" if error else "")
@@ -991,7 +1008,7 @@ class JobService:
         for job in jobs:
             if job.state is JobState.WAITING:
                 self.queue.push(job.id, job.user_id, enforce_limits=False)
-                self._workflow_of[job.id] = job.workflow
+                self._needs[job.id] = (job.workflow, job.options)
             else:
                 self.queue.mark_running(job.id, job.user_id)
                 self._start_task(job.id, self._resume(job))
@@ -1015,7 +1032,7 @@ class JobService:
             await self._set_state(job.id, JobState.WAITING, server=None, prompt_id=None)
             self.queue.mark_done(job.id)
             self.queue.push_front(job.id, job.user_id)
-            self._workflow_of[job.id] = job.workflow
+            self._needs[job.id] = (job.workflow, job.options)
             self._wake.set()
             return
         self.pool.reserve(backend)
@@ -1063,8 +1080,8 @@ class JobService:
         busy servers is fine."""
         now = self.clock.now()
         for job_id in list(self.queue.positions()):
-            workflow = self._workflow_of.get(job_id)
-            if self._runnable_now(workflow) if workflow is not None else any(b.healthy for b in self.pool):
+            needs = self._needs.get(job_id)
+            if self._runnable_now(*needs) if needs is not None else any(b.healthy for b in self.pool):
                 continue
             job = await self.store.get_job(job_id)
             if job is not None and job.state is JobState.WAITING and now - job.created_at > self.limits.job_timeout:

@@ -44,6 +44,9 @@ class Problem:
     #: True when every job would be refused (a missing node, or a problem of the default graph);
     #: False when only some option values would be (e.g. one format, or a number at its max).
     blocking: bool = True
+    #: For a problem only one value of a member choice option has: ``(option, value)``, e.g.
+    #: ``("format", "webp")``: jobs choosing it are refused, the others run.
+    choice: tuple[str, Any] | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -137,11 +140,11 @@ def validate_against(workflow: Workflow, object_info: Mapping[str, Any]) -> list
     # at its max. Each is checked with the rules the server applies to POST /prompt.
     reported: set[tuple[str, str | None, str | None, str]] = set()
     skip = {(t.node_id, t.input) for t in workflow.derived.get("image", ())}
-    for index, graph in enumerate(_job_graphs(workflow)):
+    for index, (graph, choice) in enumerate(_job_graphs(workflow)):
         for problem, key in _graph_problems(graph, object_info, missing, skip):
             if key not in reported:
                 reported.add(key)
-                problems.append(problem if index < DEFAULT_GRAPHS else replace(problem, blocking=False))
+                problems.append(problem if index < DEFAULT_GRAPHS else replace(problem, blocking=False, choice=choice))
     return problems
 
 
@@ -150,21 +153,24 @@ def validate_against(workflow: Workflow, object_info: Mapping[str, Any]) -> list
 DEFAULT_GRAPHS = 3
 
 
-def _job_graphs(workflow: Workflow) -> list[dict[str, Any]]:
-    """Graphs a job of ``workflow`` can produce (one per choice value, plus numbers at min / max)."""
+def _job_graphs(workflow: Workflow) -> list[tuple[dict[str, Any], tuple[str, Any] | None]]:
+    """Graphs a job of ``workflow`` can produce (one per choice value, plus numbers at min / max),
+    each with the ``(option, value)`` choice it was built for (None for the others)."""
 
     def build(options: Mapping[str, Any], width: int = 1024, height: int = 576) -> dict[str, Any]:
         return inject(workflow, options, image_name="", width=width, height=height, filename_prefix="check", rng=_Zero())
 
-    graphs = [build({}), build({}, 576, 1024), build({}, 768, 768)]  # the DEFAULT_GRAPHS
+    graphs: list[tuple[dict[str, Any], tuple[str, Any] | None]] = [
+        (build({}), None), (build({}, 576, 1024), None), (build({}, 768, 768), None),  # the DEFAULT_GRAPHS
+    ]
     numbers = [s for s in workflow.member_options if s.type in ("int", "float")]
     for bound in ("min", "max"):
         values = {s.name: getattr(s, bound) for s in numbers if getattr(s, bound) is not None}
         if values:
-            graphs.append(build(values))
+            graphs.append((build(values), None))
     for spec in workflow.member_options:
         if spec.type == "choice":
-            graphs.extend(build({spec.name: choice}) for choice in spec.choices)
+            graphs.extend((build({spec.name: choice}), (spec.name, choice)) for choice in spec.choices)
     return graphs
 
 

@@ -38,6 +38,11 @@ async def test_animate_without_vhs_uses_the_core_workflow_and_explains_the_rest(
     assert "can't run the **svd_img2vid** workflow" in text and "Try workflow **svd_img2vid_core**" in text
     assert "VHS" not in text and "http" not in text  # the details are for the admin
 
+    # GIF needs VideoHelperSuite: the member is told which formats the server can make
+    gif = await stand_in.slash(None, None, None, "animate", options={"format": "gif"}, attachments=image)
+    text = await reply(gif)
+    assert gif.ephemeral and text == "format must be one of mp4, webp"
+
     owner = stand_in.guild.members[0]  # the stand-in's application owner
     servers = await reply(await slash_with(stand_in, owner, "owner servers"))
     assert "can't run **svd_img2vid**" in servers and "ComfyUI-VideoHelperSuite" in servers

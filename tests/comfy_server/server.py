@@ -300,6 +300,10 @@ class ComfyTestServer:
     def _input_files(self) -> list[str]:
         return sorted(p.name for p in self.input_dir.iterdir() if p.is_file())
 
+    def pending_items(self) -> list[QueueItem]:
+        """The prompts waiting in the server's queue (not the running one)."""
+        return list(self._queue)
+
     def offer_only(self, class_type: str, input_name: str, values: list[str]) -> None:
         """A choice input of a node offers only ``values`` (an older node pack, say)."""
         spec = self._definitions[class_type]["input"]["required"][input_name]

@@ -95,25 +95,27 @@ async def test_a_waiting_job_fails_with_a_reason_when_its_server_loses_the_node_
         waiting = await service.submit(request(2))
         extra = await service.submit(request(3))
         await wait_state(service, running.id, JobState.RUNNING)
-        server.uninstall("VHS_VideoCombine")  # an admin removed the pack while jobs waited
+        await wait_state(service, waiting.id, JobState.SUBMITTED)
+
+        async def accepted() -> bool:  # in ComfyUI's queue (it holds one pending prompt of ours)
+            job = await service.get(waiting.id)
+            return job is not None and job.prompt_id is not None and any(
+                item.prompt_id == job.prompt_id for item in server.pending_items())
+
+        await wait_for(accepted)
+        server.uninstall("VHS_VideoCombine")  # an admin removed the pack while `extra` waited in the bot's line
         with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
             await service.check_workflow_support()
         assert "ComfyUI-VideoHelperSuite" in caplog.text  # the admin is told what to install
         server.step_time = 0.0
         await wait_for(lambda: all_ended(service, [running.id, waiting.id, extra.id]))
-        failed = 0
-        for job_id in (waiting.id, extra.id):
-            ended = await service.get(job_id)
-            assert ended is not None
-            if ended.prompt_id is None:  # still in the bot's line: never sent to a server that would refuse it
-                assert ended.state is JobState.FAILED
-                assert "can't run the **svd_img2vid** workflow" in (ended.error or "")
-                failed += 1
-            else:  # already accepted by ComfyUI before the change: it ran
-                assert ended.state is JobState.DELIVERED
-        assert failed >= 1
-        first = await service.get(running.id)
-        assert first is not None and first.state is JobState.DELIVERED  # already running: it finished
+        ended = await service.get(extra.id)
+        assert ended is not None and ended.state is JobState.FAILED
+        assert "can't run the **svd_img2vid** workflow" in (ended.error or "")
+        assert ended.prompt_id is None  # never sent to a server that would refuse it
+        for job_id in (running.id, waiting.id):  # already accepted by ComfyUI before the change: they ran
+            done = await service.get(job_id)
+            assert done is not None and done.state is JobState.DELIVERED
     finally:
         await service.close()
 
@@ -147,7 +149,7 @@ def _can_run(service: object, server: str, workflow: str) -> Callable[[], Awaita
     return check
 
 
-async def test_a_format_the_server_lacks_refuses_only_those_jobs(
+async def test_a_format_the_server_lacks_is_refused_at_once_and_other_jobs_run(
     comfy_server_factory: ServerFactory, make_service: ServiceFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await comfy_server_factory()
@@ -157,12 +159,34 @@ async def test_a_format_the_server_lacks_refuses_only_those_jobs(
     try:
         assert service.support.can_run("gpu1", "svd_img2vid")  # the workflow still runs there
         assert "some option values will be refused" in caplog.text and "image/webp" in caplog.text
+        # a member choosing webp is told at once; the server is never asked
+        with pytest.raises(BackendUnavailable) as refused:
+            await service.submit(request(2, format="webp"))
+        assert refused.value.user_message == (
+            "The format **webp** isn't available on the image servers right now. Please choose another format.")
         gif = await service.submit(request(1))
-        webp = await service.submit(request(2, format="webp"))
-        await wait_for(lambda: all_ended(service, [gif.id, webp.id]))
-        done, refused = await service.get(gif.id), await service.get(webp.id)
+        await wait_for(lambda: all_ended(service, [gif.id]))
+        done = await service.get(gif.id)
         assert done is not None and done.state is JobState.DELIVERED
-        assert refused is not None and refused.state is JobState.FAILED
-        assert "refused this job's settings" in (refused.error or "")
+        assert prompts_posted(server) == 1
+    finally:
+        await service.close()
+
+
+async def test_a_job_choosing_a_format_goes_to_the_server_that_offers_it(
+    comfy_server_factory: ServerFactory, make_service: ServiceFactory
+) -> None:
+    old = await comfy_server_factory()
+    old.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # no image/webp
+    new = await comfy_server_factory()
+    service = await make_service([old, new], max_jobs_per_member=10)  # gpu1 = old, gpu2 = new
+    try:
+        webp = [await service.submit(request(u, format="webp")) for u in range(3)]
+        gif = [await service.submit(request(10 + u)) for u in range(3)]
+        await wait_for(lambda: all_ended(service, [j.id for j in webp + gif]), timeout=60)
+        for job in webp:
+            done = await service.get(job.id)
+            assert done is not None and done.state is JobState.DELIVERED and done.server == "gpu2"
+        assert {(await service.get(j.id)).state for j in gif} == {JobState.DELIVERED}  # type: ignore[union-attr]
     finally:
         await service.close()
