@@ -244,8 +244,11 @@ def workflow_checks(loaded: LoadResult, reports: Sequence[ServerReport]) -> list
                 checks.append(Check("WARN", name, "not checked: the server did not answer (see above)"))
                 continue
             problems = validate_against(workflow, report.object_info)
-            if problems:
+            if any(p.blocking for p in problems):
                 checks.append(Check("FAIL", name, "; ".join(p.message for p in problems)))
+            elif problems:  # it runs; jobs choosing these values are refused
+                checks.append(Check("WARN", name, "runs, but the server refuses some option values: "
+                                    + "; ".join(p.message for p in problems)))
             else:
                 checks.append(Check("PASS", name, "every node, input and value is on the server"))
     return checks

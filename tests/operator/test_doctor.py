@@ -99,6 +99,18 @@ async def test_server_without_vhs_or_checkpoint_reports_both_at_once(comfy_serve
     assert len(out.splitlines()) == len(set(out.splitlines()))  # one line per check
 
 
+async def test_a_format_the_server_lacks_is_a_warning_the_workflow_still_runs(
+    comfy_server_factory: Factory, tmp_path: Path
+) -> None:
+    server = await comfy_server_factory()
+    server.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # an older VHS
+    code, out = await doctor(settings_for(tmp_path, [("gpu-box", server.url)]))
+    line = next(line for line in out.splitlines() if line.split("  ", 1)[-1].startswith("workflow svd_img2vid on gpu-box"))
+    assert line.startswith("WARN") and "runs, but the server refuses some option values" in line
+    assert "'image/webp'" in line
+    assert code == 0 and not lines_with(out, "FAIL"), out  # a warning: every job with another format runs
+
+
 async def test_server_without_any_checkpoint_says_so(comfy_server_factory: Factory, tmp_path: Path) -> None:
     server = await comfy_server_factory(checkpoints=[])
     code, out = await doctor(settings_for(tmp_path, [("gpu-box", server.url)]))
