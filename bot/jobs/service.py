@@ -266,8 +266,9 @@ class JobService:
         return self.support.runnable_on(workflow, [b.name for b in self.pool if b.healthy], options)
 
     def require_runnable(self, workflow: Workflow, options: Mapping[str, Any] | None = None) -> None:
-        """Refuse (:class:`BackendUnavailable`) a workflow, or a choice of its options, that no
-        answering server can run."""
+        """Refuse (:class:`BackendUnavailable`) when no server answers, or a workflow, or a
+        choice of its options, that no answering server can run."""
+        self._require_a_server()
         if not self._runnable_now(workflow.name):
             others = [w.name for w in self.workflows if self._runnable_now(w.name)]
             raise BackendUnavailable(unrunnable_message(workflow.name, others),

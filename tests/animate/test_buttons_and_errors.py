@@ -148,6 +148,12 @@ async def test_servers_down_is_refused_and_nothing_is_left_waiting(animate_bot: 
     assert "offline" in message_text(private[-1]), private
     assert not env.service.waiting_order()
     assert not await env.service.recent_jobs(env.stand_in.user.id, env.stand_in.guild.id)
+    # later, once the health checks gave up on the server, it is still "offline" (not "missing")
+    while any(b.healthy for b in env.service.pool):
+        await asyncio.sleep(0.1)
+    again = await animate(env)
+    text = await ephemeral_text(again)
+    assert "offline" in text and "installed" not in text
 
 
 async def test_failure_inside_comfyui_edits_the_status_and_explains_privately(animate_bot: AnimateFactory) -> None:
