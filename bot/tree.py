@@ -127,5 +127,7 @@ class BotView(discord.ui.View):
 class BotModal(discord.ui.Modal):
     """Base for the bot's modals: errors in ``on_submit`` go to :func:`report_error`."""
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+    async def on_error(  # type: ignore[override]  # discord.ui.Modal narrows BaseView's signature
+        self, interaction: discord.Interaction[Any], error: Exception
+    ) -> None:
         await report_error(interaction, error, where=type(self).__name__)

@@ -67,7 +67,7 @@ def _annotation(spec: OptionSpec) -> Any:
         hi_f = float(spec.max) if spec.max is not None else None
         return app_commands.Range[float, lo_f, hi_f] if lo_f is not None or hi_f is not None else float
     if spec.type == "choice":
-        return Literal[tuple(spec.choices)]  # type: ignore[valid-type]
+        return Literal[tuple(spec.choices)]
     if spec.type == "bool":
         return bool
     return str
@@ -106,7 +106,9 @@ def build_animate_command(workflow: Workflow, *, with_workflow: bool,
     animate.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     animate.__qualname__ = "animate"
     animate.__discord_app_commands_param_description__ = descriptions  # type: ignore[attr-defined]
-    command = app_commands.Command(name="animate", description=COMMAND_DESCRIPTION, callback=animate)
+    command: app_commands.Command[Any, ..., Any] = app_commands.Command(
+        name="animate", description=COMMAND_DESCRIPTION, callback=animate
+    )
     command.guild_only = guild_only
     if with_workflow:
         command.autocomplete("workflow")(handler.workflow_autocomplete)

@@ -16,10 +16,10 @@ import logging
 import mimetypes
 import os
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -40,6 +40,8 @@ from bot.comfy.models import FileRef, HistoryEntry, QueuedPrompt, QueueState, Sy
 from bot.settings import ServerConfig
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: HTTP status -> exception class. 400 is special-cased: with ``error``/``node_errors`` in the
 #: body it is a :class:`ComfyValidationError`. Any other 4xx is :class:`ComfyBadRequest`, any
@@ -147,7 +149,7 @@ class ComfyClient:
         return f"{base}/ws?clientId={quote(client_id, safe='')}"
 
     def _delay(self, attempt: int) -> float:
-        return self.backoff * (2**attempt) * (0.8 + 0.4 * random.random())
+        return self.backoff * float(2**attempt) * (0.8 + 0.4 * random.random())
 
     @asynccontextmanager
     async def _open(
@@ -234,7 +236,7 @@ class ComfyClient:
         async with self._open(method, path, retry=retry, **kwargs) as resp:
             await resp.read()
 
-    def _parse(self, what: str, fn: Any, *args: Any) -> Any:
+    def _parse(self, what: str, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             return fn(*args)
         except (ValueError, TypeError, KeyError, IndexError) as exc:

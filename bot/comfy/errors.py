@@ -113,7 +113,7 @@ def summarize_validation(error: dict[str, Any], node_errors: dict[str, Any], *, 
                     continue
                 message = str(err.get("message") or err.get("type") or "invalid")
                 details = str(err.get("details") or "")
-                extra = err.get("extra_info") if isinstance(err.get("extra_info"), dict) else {}
+                extra = err["extra_info"] if isinstance(err.get("extra_info"), dict) else {}
                 input_name = extra.get("input_name") if isinstance(extra.get("input_name"), str) else None
                 text = f"{class_type} #{node_id}: "
                 if input_name:

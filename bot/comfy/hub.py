@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -121,7 +121,7 @@ class Subscription:
         if item is _CLOSED:
             self._queue.put_nowait(_CLOSED)  # stay ended for later calls
             raise StopAsyncIteration
-        return item
+        return cast(Event, item)
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -278,7 +278,7 @@ class ComfyHub:
     # ------------------------------------------------------------ the reader
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.reconnect_max, self.reconnect_min * (2 ** min(attempt, 30)))
+        delay = min(self.reconnect_max, self.reconnect_min * float(2 ** min(attempt, 30)))
         return delay * (0.5 + random.random() / 2)
 
     async def _run(self) -> None:

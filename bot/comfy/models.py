@@ -142,12 +142,12 @@ class HistoryEntry:
     def from_json(cls, prompt_id: str, body: Any) -> HistoryEntry:
         if not isinstance(body, dict):
             raise ValueError("history entry is not an object")
-        status = body.get("status") if isinstance(body.get("status"), dict) else {}
+        status = _object(body.get("status"))
         messages: list[tuple[str, dict[str, Any]]] = []
         for item in status.get("messages") or []:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
                 messages.append((item[0], item[1] if isinstance(item[1], dict) else {}))
-        outputs = body.get("outputs") if isinstance(body.get("outputs"), dict) else {}
+        outputs = _object(body.get("outputs"))
         return cls(
             prompt_id=prompt_id,
             status_str=status.get("status_str") if isinstance(status.get("status_str"), str) else None,
@@ -220,13 +220,13 @@ class HistoryEntry:
                 for index, item in enumerate(items):
                     if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
                         continue
-                    fmt = item.get("format") if isinstance(item.get("format"), str) else _guess_format(item["filename"])
+                    fmt = item["format"] if isinstance(item.get("format"), str) else _guess_format(item["filename"])
                     if index < len(flags):
                         animated = bool(flags[index])
                     elif len(flags) == 1:
                         animated = bool(flags[0])
                     else:
-                        animated = bool(fmt) and (fmt == "image/gif" or fmt.startswith("video/"))
+                        animated = fmt is not None and (fmt == "image/gif" or fmt.startswith("video/"))
                     files.append(
                         OutputFile(
                             node_id=str(node_id),
@@ -279,3 +279,8 @@ class SystemStats:
             devices=devices,
             raw=body,
         )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 __all__ = [
     "JobState",
@@ -154,6 +154,14 @@ def new_prompt_id() -> str:
     return uuid.uuid4().hex
 
 
+class Row(Protocol):
+    """A database row: ``sqlite3.Row`` or a mapping (column names by ``keys()``)."""
+
+    def keys(self) -> Any: ...
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
 @dataclass
 class Job:
     """One request to animate an image, as stored in the job store.
@@ -253,7 +261,7 @@ class Job:
         return row
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Row) -> Job:
         """Build a job from a database row (unknown columns are ignored, missing ones default)."""
         kwargs = {name: decode_field(name, row[name]) for name in JOB_COLUMNS if name in row.keys()}
         return cls(**kwargs)
@@ -262,7 +270,8 @@ class Job:
         """A JSON-friendly view for logs and audit records, without the interaction token."""
         data = {name: getattr(self, name) for name in JOB_COLUMNS if name != "interaction_token"}
         data["state"] = self.state.value
-        return json.loads(json.dumps(data, default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return plain
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Job))

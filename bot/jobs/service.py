@@ -25,10 +25,11 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bot.backends import Backend, BackendPool
 from bot.clock import Clock, SystemClock
+from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.events import (
     Event,
@@ -257,7 +258,7 @@ class JobService:
         if not workflows:
             return
         backends = [b for b in self.pool if names is None or b.name in names]
-        await asyncio.gather(*(self.support.check(b.name, b.client, workflows) for b in backends
+        await asyncio.gather(*(self.support.check(b.name, _comfy(b), workflows) for b in backends
                                if b.healthy and hasattr(b.client, "object_info")))
         self._wake.set()
 
@@ -796,7 +797,8 @@ class JobService:
         deadline = (job.submitted_at or self.clock.now()) + self.limits.job_timeout
         watchdog = asyncio.ensure_future(self._watchdog(job.id, control, prompt_id, deadline))
         try:
-            done, _ = await asyncio.wait({follower, watchdog, control.abort}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {follower, watchdog, control.abort}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if follower in done:
                 return follower.result()
             reason = control.abort.result() if control.abort.done() else "timeout"
@@ -827,7 +829,7 @@ class JobService:
             workflow = self.workflows.get(job.workflow)
             assert workflow is not None
             found = result_file(outcome, workflow)
-            path = await download_result(control.backend.client, found, self.results_dir, job.id)
+            path = await download_result(_comfy(control.backend), found, self.results_dir, job.id)
             size = await asyncio.to_thread(lambda: path.stat().st_size)
             meta = dict(job.result_meta)
             meta.update({"format": found.format, "size": size, "filename": found.filename})
@@ -873,7 +875,7 @@ class JobService:
             except UserFacingError as exc:
                 await self._finish(job.id, JobState.FAILED, exc.user_message, exc.detail)
                 return
-            except Exception as exc:
+            except Exception:
                 _log_failure(logging.WARNING, "job %s: delivery attempt %d failed", job.id, attempt)
                 await self.clock.sleep(delay)
                 delay = min(delay * 4, 120.0)
@@ -891,7 +893,7 @@ class JobService:
             return
         try:
             backend = self.pool.get(job.server)
-            await backend.client.delete_history([job.prompt_id])
+            await _comfy(backend).delete_history([job.prompt_id])
         except (KeyError, ComfyError) as exc:
             log.debug("job %s: could not delete its history entry: %s", job.id, exc)
 
@@ -931,16 +933,19 @@ class JobService:
 
     async def _stop_on_server(self, backend: Backend, prompt_id: str) -> None:
         """Delete a prompt from the server's queue and interrupt it if it runs (never a bare interrupt)."""
-        client = backend.client
-        for call in (lambda: client.delete_queued([prompt_id]), lambda: client.interrupt(prompt_id)):
-            try:
-                await call()
-            except ComfyError as exc:
-                log.debug("stopping prompt %s on %s: %s", prompt_id, backend.name, exc)
+        client = _comfy(backend)
+        try:
+            await client.delete_queued([prompt_id])
+        except ComfyError as exc:
+            log.debug("removing prompt %s from %s's queue: %s", prompt_id, backend.name, exc)
+        try:
+            await client.interrupt(prompt_id)
+        except ComfyError as exc:
+            log.debug("interrupting prompt %s on %s: %s", prompt_id, backend.name, exc)
 
     async def _server_knows(self, backend: Backend, prompt_id: str, *, running_only: bool) -> bool:
         """Whether the server has the prompt in its queue or history (False if it cannot be asked)."""
-        client = backend.client
+        client = _comfy(backend)
         try:
             queue = await client.get_queue()
             if queue.contains(prompt_id):
@@ -1021,7 +1026,8 @@ class JobService:
 
     async def _resume(self, job: Job) -> None:
         if job.state is JobState.DELIVERING:
-            if job.result_path and await asyncio.to_thread(Path(job.result_path).exists):
+            stored = Path(job.result_path) if job.result_path else None
+            if stored is not None and await asyncio.to_thread(_exists, stored):
                 await self._deliver(job)
             else:
                 await self._finish(job.id, JobState.FAILED, "The finished video was lost before it could be posted.")
@@ -1097,6 +1103,15 @@ class JobService:
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed
+
+
+def _comfy(backend: Backend) -> ComfyClient:
+    """The ComfyUI client of a backend (the pool only needs a narrow protocol of it)."""
+    return cast(ComfyClient, backend.client)
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
 
 
 def _log_failure(level: int, message: str, *args: Any) -> None:

@@ -263,7 +263,7 @@ def poster_frame(source: Path | bytes) -> bytes:
                 im.seek(0)
                 first = im.convert("RGB")
         else:
-            with av.open(opener if isinstance(opener, io.BytesIO) else str(opener)) as container:
+            with av.open(opener if isinstance(opener, io.BytesIO) else str(opener), mode="r") as container:
                 first = next(container.decode(video=0)).to_image()
     except (av.FFmpegError, OSError, ValueError, StopIteration, EOFError) as exc:
         raise JobFailed("The result file could not be read.", detail=f"poster frame failed: {exc!r}") from exc

@@ -25,6 +25,7 @@ token, so they work for any job the store knows, not only the interaction object
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -108,7 +109,10 @@ class DiscordDelivery:
             return
         task = asyncio.create_task(self._follow(job), name=f"status-{job.id}")
         self._followers[job.id] = task
-        task.add_done_callback(lambda t, job_id=job.id: self._followers.pop(job_id, None))
+        task.add_done_callback(functools.partial(self._forget_follower, job.id))
+
+    def _forget_follower(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._followers.pop(job_id, None)
 
     async def _follow(self, job: Job) -> None:
         assert self.service is not None
@@ -249,9 +253,9 @@ class DiscordDelivery:
 
         try:
             if self._can_edit(job) and job.status_message_id is not None:
-                message = await self._webhook(job).fetch_message(job.status_message_id)
-                if carries(message):
-                    return message.id
+                status: discord.Message = await self._webhook(job).fetch_message(job.status_message_id)
+                if carries(status):
+                    return status.id
             channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             me = self.client.user
             async for message in channel.history(limit=50):
@@ -301,13 +305,12 @@ class DiscordDelivery:
 
     async def _channel_send(self, job: Job, content: str, **fields: Any) -> discord.Message:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        reference = None
         if job.status_message_id is not None and job.id not in self._gone:
-            reference = discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
-                                                 guild_id=job.guild_id, fail_if_not_exists=False)
+            fields["reference"] = discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
+                                                           guild_id=job.guild_id, fail_if_not_exists=False)
         mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
                                            users=[discord.Object(id=job.user_id)])
-        return await channel.send(content, reference=reference, allowed_mentions=mentions, **fields)
+        return await channel.send(content, allowed_mentions=mentions, **fields)
 
 
 def _consume(future: asyncio.Future[None]) -> None:

@@ -16,7 +16,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from bot.workflows.model import (
     DERIVED_NAMES,
@@ -79,8 +79,8 @@ class WorkflowRegistry:
     def __len__(self) -> int:
         return len(self._workflows)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._workflows[n] for n in self.names())
+    def __iter__(self) -> Iterator[Workflow]:
+        return iter([self._workflows[n] for n in self.names()])
 
     def __contains__(self, name: object) -> bool:
         return name in self._workflows

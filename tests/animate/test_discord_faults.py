@@ -59,7 +59,7 @@ async def test_deleted_status_message_and_a_failure_tells_only_the_member(animat
 async def test_a_channel_that_is_gone_ends_the_delivery_without_retrying(animate_bot: AnimateFactory) -> None:
     env = await animate_bot(step_time=0.05)
     stand_in = env.stand_in
-    record = await animate(env, steps=8)
+    await animate(env, steps=8)
     jobs: list[Any] = []
 
     async def submitted() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.comfy_server import ComfyTestServer
 
-from .helpers import assert_same_shape, load, png_bytes, upload
+from .helpers import assert_same_shape, load, png_bytes
 
 BROKEN = b"this is not a png at al"  # 23 bytes, like the recording
 

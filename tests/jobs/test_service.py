@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,122 +13,19 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.comfy.client import ComfyClient
 from bot.errors import BackendUnavailable
-from bot.jobs.factory import open_job_service
 from bot.jobs.models import Job, JobState
-from bot.jobs.service import JobRequest, JobService
-from bot.settings import ServerConfig, Settings
 from tests.comfy_server import ComfyTestServer
-
-ROOT = Path(__file__).resolve().parents[2]
-FAST = {"frames": 4, "steps": 3}
+from tests.jobs.helpers import (
+    RecordingDelivery,
+    ServiceFactory,
+    all_ended,
+    request,
+    wait_for,
+    wait_state,
+)
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (320, 180)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
-
-
-@dataclass
-class RecordingDelivery:
-    """Stands in for the Discord layer: records what would be posted."""
-
-    delivered: list[tuple[str, Path]] = field(default_factory=list)
-    ended: list[Job] = field(default_factory=list)
-    followed: list[str] = field(default_factory=list)
-    fail_times: int = 0
-    gate: asyncio.Event | None = None
-
-    async def deliver(self, job: Job, result: Path) -> int | None:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("Discord is down")
-        assert result.exists()
-        self.delivered.append((job.id, result))
-        return 1000 + len(self.delivered)
-
-    async def job_ended(self, job: Job) -> None:
-        self.ended.append(job)
-
-    def follow(self, job: Job) -> None:
-        self.followed.append(job.id)
-
-
-ServiceFactory = Callable[..., Awaitable[JobService]]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def make_service(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncIterator[ServiceFactory]:
-    services: list[JobService] = []
-
-    async def factory(
-        servers: list[ComfyTestServer], *, delivery: RecordingDelivery | None = None, start: bool = True, **settings: Any
-    ) -> JobService:
-        configs = tuple(ServerConfig(name=f"gpu{i + 1}", url=s.url) for i, s in enumerate(servers))
-        base = Settings(
-            comfyui_servers=configs,
-            workflows_dir=ROOT / "workflows",
-            data_dir=tmp_path / "data",
-            max_jobs_per_member=settings.pop("max_jobs_per_member", 2),
-            max_waiting_jobs=settings.pop("max_waiting_jobs", 100),
-            job_timeout=settings.pop("job_timeout", 120.0),
-        )
-        clients = {c.name: ComfyClient(session, c, timeout=5.0, retries=1, backoff=0.05) for c in configs}
-        service = await open_job_service(
-            base, session, clients, delivery=delivery or RecordingDelivery(), health_interval=0.5, **settings
-        )
-        for hub in service.hubs.values():
-            hub.reconnect_min, hub.reconnect_max = 0.05, 0.2
-        if start:
-            await service.start()
-        services.append(service)
-        return service
-
-    yield factory
-    for service in services:
-        if not service._closing:
-            await service.close()
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def all_ended(service: JobService, job_ids: list[str]) -> bool:
-    for job_id in job_ids:
-        job = await service.get(job_id)
-        if job is None or not job.is_terminal:
-            return False
-    return True
-
-
-async def wait_state(service: JobService, job_id: str, state: JobState, timeout: float = 30.0) -> None:
-    async def reached() -> bool:
-        job = await service.get(job_id)
-        return job is not None and job.state is state
-
-    await wait_for(reached, timeout)
-
-
-def request(user: int, **options: Any) -> JobRequest:
-    return JobRequest(user_id=user, channel_id=1, guild_id=2, image=png_bytes(), options={**FAST, **options})
 
 
 async def test_one_job_is_delivered_with_a_video_of_the_input(

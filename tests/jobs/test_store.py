@@ -121,7 +121,7 @@ async def test_racing_finishers_only_one_wins(store: JobStore, clock: FakeClock)
 
 async def test_queries(store: JobStore, clock: FakeClock) -> None:
     jobs = []
-    for i, (user, guild) in enumerate([(1, 100), (2, 100), (1, 200), (1, 100), (3, None)]):
+    for user, guild in [(1, 100), (2, 100), (1, 200), (1, 100), (3, None)]:
         job = make_job(clock, user=user, guild=guild)
         jobs.append(job)
         await store.add_job(job)

@@ -11,15 +11,13 @@ from bot.errors import BackendUnavailable
 from bot.jobs.models import JobState
 from bot.jobs.service import JobRequest
 from tests.comfy_server import ComfyTestServer
-from tests.jobs.test_service import (  # noqa: F401 - fixtures used by name
+from tests.jobs.helpers import (
     FAST,
     RecordingDelivery,
     ServiceFactory,
     all_ended,
-    make_service,
     png_bytes,
     request,
-    session,
     wait_for,
     wait_state,
 )
