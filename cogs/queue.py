@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidInput, UserFacingError
-from bot.jobs.models import Job
+from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobService
 from bot.ui.requester import job_moderation
 from bot.ui.status import QueueLine, ServerLoad, history_text, queue_text
@@ -45,7 +45,8 @@ class Queue(commands.Cog):
         for job in await self.jobs.running_jobs():
             latest = self.jobs.latest_progress(job.id)
             running.append(QueueLine(job_id=job.id, user_id=job.user_id, position=None, server=job.server,
-                                     step=latest.step if latest else None, steps=latest.steps if latest else None))
+                                     step=latest.step if latest else None, steps=latest.steps if latest else None,
+                                     started=job.state is not JobState.SUBMITTED))
         servers = [ServerLoad(name=s.name, healthy=s.healthy, in_flight=s.in_flight, capacity=s.capacity,
                               queue_remaining=s.queue_remaining) for s in self.jobs.pool.statuses()]
         text = queue_text(running, waiting, servers, interaction.user.id)

@@ -23,8 +23,10 @@ __all__ = ["Phase", "PHASES", "ProgressUpdate", "ProgressStream", "ProgressStrea
 
 log = logging.getLogger(__name__)
 
-Phase = Literal["waiting", "starting", "running", "encoding", "delivering", "finished"]
-PHASES: tuple[str, ...] = ("waiting", "starting", "running", "encoding", "delivering", "finished")
+#: waiting (the bot's line) -> queued (in the ComfyUI server's queue) -> starting -> running
+#: (step k of n) -> encoding -> delivering -> finished.
+Phase = Literal["waiting", "queued", "starting", "running", "encoding", "delivering", "finished"]
+PHASES: tuple[str, ...] = ("waiting", "queued", "starting", "running", "encoding", "delivering", "finished")
 
 
 @dataclass(frozen=True)

@@ -719,7 +719,8 @@ class JobService:
                 self.pool.mark_down(control.backend, f"POST /prompt failed: {type(exc).__name__}")
                 raise _Requeue(f"POST /prompt failed: {exc}") from exc
         log.info("job %s posted to %s as prompt %s", job.id, control.backend.name, prompt_id)
-        self.streams.publish(ProgressUpdate(job_id=job.id, phase="starting", message="Sent to the image server"))
+        if not control.started:  # its events may already have started it
+            self.streams.publish(ProgressUpdate(job_id=job.id, phase="queued", message="In the image server's queue"))
         return job, sub
 
     async def _follow(

@@ -129,7 +129,7 @@ class DiscordDelivery:
                     continue
                 last = shown
                 view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
-                self._post_edit(job, waiting=update.phase == "waiting", final=False,
+                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False,
                                 content=status.content, view=view, embeds=[], attachments=[])
         except asyncio.CancelledError:
             raise

@@ -67,6 +67,8 @@ def render_update(update: ProgressUpdate) -> StatusText:
     phase = update.phase
     if phase == "waiting":
         return StatusText(position_text(update.position), cancellable=True)
+    if phase == "queued":
+        return StatusText("📥 Queued on the image server…", cancellable=True)
     if phase == "starting":
         return StatusText("🚀 Starting on the image server…", cancellable=True)
     if phase == "running":
@@ -159,10 +161,11 @@ class QueueLine:
 
     job_id: str
     user_id: int
-    position: int | None  # None: running
+    position: int | None  # None: on a server
     server: str | None = None
     step: int | None = None
     steps: int | None = None
+    started: bool = True  # False: still in the server's own queue
 
 
 @dataclass(frozen=True)
@@ -181,11 +184,12 @@ def queue_text(running: Sequence[QueueLine], waiting: Sequence[QueueLine], serve
     """``/queue``: running jobs, the line with positions (the viewer's own in bold), each server's load."""
     lines: list[str] = []
     if running:
-        lines.append(f"**Running ({len(running)})**")
+        lines.append(f"**On the servers ({len(running)})**")
         for item in running[:limit]:
             progress = f" · step {item.step}/{item.steps}" if item.step is not None and item.steps else ""
             where = f" on {item.server}" if item.server else ""
-            lines.append(_mark(f"▶️ <@{item.user_id}>{where}{progress}", item.user_id == viewer_id))
+            head = "▶️" if item.started else "📥 queued"
+            lines.append(_mark(f"{head} <@{item.user_id}>{where}{progress}", item.user_id == viewer_id))
     if waiting:
         lines.append(f"**Waiting ({len(waiting)})**")
         for item in waiting[:limit]:

@@ -62,7 +62,7 @@ async def test_queue_shows_the_line_with_my_jobs_and_server_load(animate_bot: An
     await mine.wait_for(lambda r: any("in line" in str(e.get("content")) for e in r.edits), timeout=5)
     record = await env.stand_in.slash(None, None, None, "queue")
     text = await ephemeral_text(record)
-    assert f"<@{bob.id}>" in text and "Running (1)" in text
+    assert f"▶️ <@{bob.id}> on gpu-1 · step" in text and "On the servers (1)" in text
     assert f"**#1 <@{env.stand_in.user.id}> ← you**" in text and "You are #1 in line" in text
     assert "gpu-1: 1/1 busy" in text and "http" not in text
 
@@ -129,3 +129,20 @@ async def test_cancel_picks_my_latest_job_autocomplete_lists_mine_and_cancel_wor
     await wait_job(env.service, button.split(":")[-1], "cancelled")
     await third.wait_for(lambda r: "Cancelled" in str((r.original or {}).get("content")), timeout=5)
     assert env.comfy[0].requests.count(("POST", "/prompt")) == prompts_before  # it never reached the server
+
+
+async def test_a_job_in_the_server_s_own_queue_says_so(animate_bot: AnimateFactory) -> None:
+    """With COMFYUI_MAX_PENDING=1 a second job waits in ComfyUI's queue: its status and /queue
+    say "queued", not "starting" or "running", until the server starts it."""
+    env = await animate_bot(step_time=0.2)
+    bob = env.stand_in.add_member("bob")
+    first = await animate(env, user=bob, steps=20)
+    await first.wait_for(lambda r: any("step" in str(e.get("content")) for e in r.edits), timeout=10)
+    second = await animate(env, steps=2)
+    await second.wait_for(lambda r: any("Queued on the image server" in str(e.get("content")) for e in r.edits),
+                          timeout=5)
+    assert not any("step" in str(e.get("content")) for e in second.edits)
+    text = await ephemeral_text(await env.stand_in.slash(None, None, None, "queue"))
+    assert f"▶️ <@{bob.id}> on gpu-1 · step" in text
+    assert f"**📥 queued <@{env.stand_in.user.id}> on gpu-1 ← you**" in text
+    await finished(second, timeout=30)  # and then it runs and delivers
