@@ -168,8 +168,8 @@ class Animate(commands.Cog):
             raise InvalidInput(f"That file is not an image. Please send a {ACCEPTED_TEXT} image.",
                                detail=f"content type {image.content_type!r}")
         check_declared_size(image.size, self.settings.max_input_bytes)
-        chosen = self.jobs.workflow_for(workflow)
         options = {k: v for k, v in options.items() if v is not None}
+        chosen = self.jobs.workflow_for(workflow, options)
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
         admission = await self._admit(requester, others_image=others_image)

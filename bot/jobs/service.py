@@ -223,10 +223,11 @@ class JobService:
 
     # ------------------------------------------------------------------ workflows
 
-    def workflow_for(self, name: str | None) -> Workflow:
+    def workflow_for(self, name: str | None, options: Mapping[str, Any] | None = None) -> Workflow:
         """The workflow a member asked for, or for ``None`` the default one if a server can run
-        it, else the first other workflow that can run (a server without VideoHelperSuite still
-        animates with the core-nodes workflow). Raises :class:`InvalidInput` for an unknown name.
+        it (with ``options``), else the first other workflow that can (a server without
+        VideoHelperSuite still animates with the core-nodes workflow). Raises
+        :class:`InvalidInput` for an unknown name.
         """
         if name is not None:
             workflow = self.workflows.get(name)
@@ -238,13 +239,16 @@ class JobService:
         if default is None:
             raise BackendUnavailable("No workflow is set up on this bot yet. An admin has been told.",
                                      detail="no workflow loaded")
-        if self._runnable_now(default.name):
-            return default
-        for other in self.workflows:
-            if other.name != default.name and self._runnable_now(other.name):
-                log.info("Workflow %s cannot run on any answering server; using %s", default.name, other.name)
-                return other
-        return default
+        candidates = [default, *(w for w in self.workflows if w.name != default.name)]
+        runnable = [w for w in candidates if self._runnable_now(w.name)]
+        for workflow in runnable:
+            if self._runnable_now(workflow.name, options) and _accepts(workflow, options):
+                if workflow is not default:
+                    log.info("Workflow %s cannot run these options on any answering server; using %s",
+                             default.name, workflow.name)
+                return workflow
+        # none takes these options: the first that runs explains why (or the default, when none runs)
+        return runnable[0] if runnable else default
 
     def replace_workflows(self, registry: WorkflowRegistry) -> None:
         """Use newly loaded workflows and learn again which server can run which."""
@@ -284,7 +288,7 @@ class JobService:
 
     async def submit(self, request: JobRequest) -> Job:
         """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
-        workflow = self.workflow_for(request.workflow)
+        workflow = self.workflow_for(request.workflow, request.options)
         self._require_a_server()
         self.require_runnable(workflow, request.options)
         limit = self.limits.max_in_flight if request.max_in_flight == DEFAULT_LIMIT else request.max_in_flight
@@ -1104,6 +1108,15 @@ class JobService:
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed
+
+
+def _accepts(workflow: Workflow, options: Mapping[str, Any] | None) -> bool:
+    """Whether ``options`` are valid for ``workflow`` (names, types, ranges, choices)."""
+    try:
+        resolve_options(workflow, options or {})
+    except InvalidInput:
+        return False
+    return True
 
 
 def _comfy(backend: Backend) -> ComfyClient:

@@ -66,7 +66,8 @@ def check_value(spec: OptionSpec, value: Any) -> Any:
             lowered = value.strip().lower()
             value = next((c for c in spec.choices if c.lower() == lowered), value)
         if value not in spec.choices:
-            raise InvalidInput(f"{spec.name} must be one of {', '.join(spec.choices)}")
+            shown = value if isinstance(value, str) and len(value) <= 20 and value.isprintable() else "that"
+            raise InvalidInput(f"{spec.name} must be one of {', '.join(spec.choices)} ({shown} isn't available)")
         return value
     elif spec.type == "bool":
         if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):

@@ -41,7 +41,7 @@ async def test_animate_without_vhs_uses_the_core_workflow_and_explains_the_rest(
     # GIF needs VideoHelperSuite: the member is told which formats the server can make
     gif = await stand_in.slash(None, None, None, "animate", options={"format": "gif"}, attachments=image)
     text = await reply(gif)
-    assert gif.ephemeral and text == "format must be one of mp4, webp"
+    assert gif.ephemeral and text == "format must be one of mp4, webp (gif isn't available)"
 
     owner = stand_in.guild.members[0]  # the stand-in's application owner
     servers = await reply(await slash_with(stand_in, owner, "owner servers"))

@@ -147,26 +147,32 @@ def _can_run(service: object, server: str, workflow: str) -> Callable[[], Awaita
     return check
 
 
-async def test_a_format_the_server_lacks_is_refused_at_once_and_other_jobs_run(
+async def test_a_format_the_server_lacks_is_made_by_the_core_workflow_or_refused_at_once(
     comfy_server_factory: ServerFactory, make_service: ServiceFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await comfy_server_factory()
     server.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # no image/webp
+    delivery = RecordingDelivery()
     with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
-        service = await make_service([server])
+        service = await make_service([server], delivery=delivery)
     try:
         assert service.support.can_run("gpu1", "svd_img2vid")  # the workflow still runs there
         assert "some option values will be refused" in caplog.text and "image/webp" in caplog.text
-        # a member choosing webp is told at once; the server is never asked
+        # naming the VHS workflow with webp: told at once, the server is never asked
         with pytest.raises(BackendUnavailable) as refused:
-            await service.submit(request(2, format="webp"))
+            await service.submit(JobRequest(user_id=2, channel_id=1, guild_id=2, image=png_bytes(),
+                                            workflow="svd_img2vid", options={**FAST, "format": "webp"}))
         assert refused.value.user_message == (
             "The format **webp** isn't available on the image servers right now. Please choose another format.")
+        assert prompts_posted(server) == 0
+        # without a workflow named, webp comes from the core-nodes workflow; gif from the default
+        webp = await service.submit(request(2, format="webp"))
         gif = await service.submit(request(1))
-        await wait_for(lambda: all_ended(service, [gif.id]))
-        done = await service.get(gif.id)
-        assert done is not None and done.state is JobState.DELIVERED
-        assert prompts_posted(server) == 1
+        assert (webp.workflow, gif.workflow) == ("svd_img2vid_core", "svd_img2vid")
+        await wait_for(lambda: all_ended(service, [gif.id, webp.id]))
+        assert {(await service.get(j.id)).state for j in (gif, webp)} == {JobState.DELIVERED}  # type: ignore[union-attr]
+        suffixes = {job_id: path.suffix for job_id, path in delivery.delivered}
+        assert (suffixes[webp.id], suffixes[gif.id]) == (".webp", ".gif")
     finally:
         await service.close()
 

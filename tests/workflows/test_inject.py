@@ -81,7 +81,7 @@ def test_core_workflow_keeps_only_the_chosen_output_node(core) -> None:
         ({"motion": "lots"}, "motion must be a whole number"),
         ({"motion": 2.5}, "motion must be a whole number"),
         ({"cfg": float("nan")}, "cfg must be a number"),
-        ({"format": "avi"}, "format must be one of gif, mp4, webp"),
+        ({"format": "avi"}, "format must be one of gif, mp4, webp (avi isn't available)"),
         ({"seed": 2**53}, "seed must be between 0 and 9007199254740991"),
         ({"seed": -1}, "seed must be between 0 and"),
         ({"checkpoint": "evil.ckpt"}, "unknown option 'checkpoint'"),
