@@ -34,7 +34,7 @@ from bot.comfy.follow import Outcome
 from bot.comfy.hub import ComfyHub, load_or_create_client_id
 from bot.errors import InvalidInput, UserFacingError
 from bot.jobs import pipeline
-from bot.media.images import check_declared_size, prepare_image_async, safe_upload_name
+from bot.media.images import check_declared_size, content_upload_name, prepare_image_async
 from bot.media.video import fit_video_async, sniff_format
 from bot.progress_bar import ProgressBar
 from bot.settings import ServerConfig, Settings
@@ -271,7 +271,7 @@ async def run_job(
         if not await hub.wait_connected(min(settings.comfyui_timeout, 15.0)):
             raise ShellError(f"server {server.name}: websocket not reachable ({hub.last_error or 'no answer'})")
         bar.update("uploading the image")
-        image_name = await pipeline.upload_input(client, prepared.png, safe_upload_name(job_id))
+        image_name = await pipeline.upload_input(client, prepared.png, content_upload_name(prepared.png))
         graph = pipeline.build_graph(
             workflow, resolved, image_name=image_name, width=prepared.width, height=prepared.height, job_id=job_id
         )

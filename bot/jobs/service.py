@@ -54,7 +54,7 @@ from bot.jobs.pipeline import (
     upload_input,
 )
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
-from bot.media.images import prepare_image_async
+from bot.media.images import content_upload_name, prepare_image_async
 from bot.store import JobStore, remove_files
 from bot.workflow_support import WorkflowSupport, unavailable_choice_message, unrunnable_message
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
@@ -686,12 +686,12 @@ class JobService:
         (handed to the follower, so an event that comes before the POST's answer is kept)."""
         client = hub.client
         try:
-            png = await asyncio.to_thread(Path(job.input_path or "").read_bytes)
+            png, upload_name = await asyncio.to_thread(_read_input, Path(job.input_path or ""))
         except OSError as exc:
             raise JobFailed("This job's image is no longer kept.", detail=str(exc)) from exc
         width, height = _png_size(png)
         try:
-            image_name = await upload_input(client, png, f"animate_{job.id}.png")
+            image_name = await upload_input(client, png, upload_name)
         except ComfyError as exc:
             self.pool.mark_down(control.backend, f"upload failed: {type(exc).__name__}")
             raise _Requeue(f"upload failed: {exc}") from exc
@@ -1122,6 +1122,13 @@ def _accepts(workflow: Workflow, options: Mapping[str, Any] | None) -> bool:
 def _comfy(backend: Backend) -> ComfyClient:
     """The ComfyUI client of a backend (the pool only needs a narrow protocol of it)."""
     return cast(ComfyClient, backend.client)
+
+
+def _read_input(path: Path) -> tuple[bytes, str]:
+    """A job's prepared PNG and the name to upload it under (from its content, see
+    :func:`bot.media.images.content_upload_name`)."""
+    png = path.read_bytes()
+    return png, content_upload_name(png)
 
 
 def _exists(path: Path) -> bool:

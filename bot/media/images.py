@@ -21,12 +21,11 @@ Choices made here:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import math
-import re
 import struct
-import uuid
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -94,10 +93,10 @@ def check_declared_size(size: int | None, limit: int) -> None:
         )
 
 
-def safe_upload_name(job_id: object) -> str:
-    """A unique, safe file name for the upload, built from the job id (never the member's name)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_-]", "", str(job_id))[:48]
-    return f"animate_{cleaned or 'job'}_{uuid.uuid4().hex[:8]}.png"
+def content_upload_name(png: bytes) -> str:
+    """A safe upload name from the prepared image's bytes: a re-roll or a variation of the same
+    input reuses the file ComfyUI already has instead of adding a copy to its input folder."""
+    return f"animate_{hashlib.sha256(png).hexdigest()[:32]}.png"
 
 
 def choose_target(width: int, height: int, targets: Sequence[tuple[int, int]] = DEFAULT_TARGETS) -> tuple[int, int]:

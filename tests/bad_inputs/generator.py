@@ -8,8 +8,8 @@
   zip, SVG, empty), zero bytes, random bytes, and a few unusual but valid images;
 - options (``kind="option"``): values at and past every bound of every member option of every
   workflow, plus ``None``, bools, NaN/inf, huge and negative numbers, junk strings, unknown names;
-- names (``kind="name"``): hostile job ids / file names (path separators, ``..``, unicode,
-  control characters) fed to ``safe_upload_name``.
+- names (``kind="name"``): hostile file names (path separators, ``..``, unicode, control
+  characters) as the bytes fed to ``content_upload_name``.
 
 ``expect`` is ``"accept"``, ``"refuse"`` (must raise ``InvalidInput``) or ``"either"``.
 """

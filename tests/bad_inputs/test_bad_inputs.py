@@ -2,7 +2,7 @@
 
 Image cases go through ``prepare_image`` (as a member's attachment would), option cases through
 ``resolve_options`` (as a member's slash-command values would), name cases through
-``safe_upload_name``. Refused means :class:`bot.errors.InvalidInput` with a short message that
+``content_upload_name`` (the upload name comes from the bytes only, whatever they hold). Refused means :class:`bot.errors.InvalidInput` with a short message that
 shows no traceback or path; handled means a sane result (a metadata-free RGB PNG of a target
 size; option values inside their bounds). Any other exception is a crash. The whole run must
 keep the process's memory flat.
@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 
 from bot.errors import InvalidInput
-from bot.media.images import DEFAULT_TARGETS, prepare_image, safe_upload_name
+from bot.media.images import DEFAULT_TARGETS, content_upload_name, prepare_image
 from bot.shell_animate import run_animate
 from bot.workflows import Workflow, load_workflows, resolve_options
 from tests.comfy_server.server import ComfyTestServer
@@ -49,7 +49,7 @@ WORKFLOWS: dict[str, Workflow] = {w.name: w for w in load_workflows(WORKFLOWS_DI
 KNOWN_BUGS: dict[str, str] = {}
 
 _FORBIDDEN_IN_MESSAGE = re.compile(r"Traceback|File \"|site-packages|/tmp|/work|/home|/usr|\\\\|\.py\b|0x[0-9a-f]{6,}")
-_UPLOAD_NAME = re.compile(r"animate_[A-Za-z0-9_-]{0,48}_[0-9a-f]{8}\.png")
+_UPLOAD_NAME = re.compile(r"animate_[0-9a-f]{32}\.png")
 
 
 def message_problem(exc: InvalidInput) -> str | None:
@@ -134,7 +134,8 @@ def check_option(case: Case) -> str | None:
 
 def check_name(case: Case) -> str | None:
     try:
-        first, second = safe_upload_name(case.name), safe_upload_name(case.name)
+        raw = case.name.encode("utf-8", "surrogatepass")
+        first, second = content_upload_name(raw), content_upload_name(raw + b"\x00")
     except Exception as exc:  # noqa: BLE001
         return f"crashed with {type(exc).__name__}: {exc}"
     for name in (first, second):
@@ -143,7 +144,9 @@ def check_name(case: Case) -> str | None:
         if ".." in name or "/" in name or "\\" in name:
             return f"upload name {name!r} has a path part"
     if first == second:
-        return "two uploads got the same name"
+        return "two different images got the same upload name"
+    if content_upload_name(raw) != first:
+        return "the same image got two upload names (ComfyUI would keep a copy of each)"
     return None
 
 

@@ -335,6 +335,8 @@ async def test_reroll_reuses_the_input_with_a_new_seed(
         assert done.state is JobState.DELIVERED and done.parent_job_id == first.id  # type: ignore[union-attr]
         assert done.options["motion"] == 80 and done.options["seed"] != 5  # type: ignore[union-attr]
         assert done.input_path == (await service.get(first.id)).input_path  # type: ignore[union-attr]
+        # ComfyUI keeps one copy of the image: the re-roll used the file the first job uploaded
+        assert len([p for p in comfy_server.input_dir.iterdir() if p.name.startswith("animate_")]) == 1
     finally:
         await service.close()
 

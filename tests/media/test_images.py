@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from bot.errors import InvalidInput
-from bot.media.images import check_declared_size, choose_target, prepare_image, prepare_image_async, safe_upload_name
+from bot.media.images import (
+    check_declared_size,
+    choose_target,
+    content_upload_name,
+    prepare_image,
+    prepare_image_async,
+)
 
 from .conftest import encode, photo
 
@@ -189,10 +195,13 @@ def test_declared_size_check() -> None:
     assert "30.0 MB; the limit is 25.0 MB" in caught.value.user_message
 
 
-def test_safe_upload_name_ignores_member_names() -> None:
-    a, b = safe_upload_name("../../etc/passwd"), safe_upload_name("../../etc/passwd")
-    assert a != b and a.endswith(".png") and "/" not in a and ".." not in a
-    assert safe_upload_name(42).startswith("animate_42_")
+def test_upload_name_comes_from_the_prepared_image_only() -> None:
+    """A re-roll of the same input reuses ComfyUI's copy; another image gets another name."""
+    first = prepare_image(encode(photo((640, 360)), "PNG")).png
+    other = prepare_image(encode(photo((640, 361)), "PNG")).png
+    name = content_upload_name(first)
+    assert name == content_upload_name(first) != content_upload_name(other)
+    assert name.startswith("animate_") and name.endswith(".png") and len(name) == len("animate_.png") + 32
 
 
 async def test_async_wrapper_runs_in_a_thread() -> None:
