@@ -248,8 +248,12 @@ def fit_video(
         )
 
 
-def poster_frame(source: Path | bytes) -> bytes:
-    """The first frame as PNG bytes (for an embed's image)."""
+POSTER_MAX_SIDE = 640  # Discord shows an embed image at most about 400 px wide
+
+
+def poster_frame(source: Path | bytes, *, max_side: int = POSTER_MAX_SIDE) -> bytes:
+    """The first frame as PNG bytes (for an embed's image), at most ``max_side`` px, so it takes
+    little of the upload limit (a full 1024x576 PNG can weigh more than a megabyte)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(source[:16])
     else:
@@ -267,8 +271,10 @@ def poster_frame(source: Path | bytes) -> bytes:
                 first = next(container.decode(video=0)).to_image()
     except (av.FFmpegError, OSError, ValueError, StopIteration, EOFError) as exc:
         raise JobFailed("The result file could not be read.", detail=f"poster frame failed: {exc!r}") from exc
+    if max(first.size) > max_side:
+        first.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    first.save(buf, format="PNG", compress_level=1)
+    first.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 

@@ -41,7 +41,7 @@ from bot.jobs.progress import ProgressStream
 from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
 from bot.media.video import fit_video_async, poster_frame_async, upload_limit
 from bot.ui.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
-from bot.ui.status import ended_details, ended_notice, render_update, result_embed
+from bot.ui.status import ended_details, ended_notice, file_note, render_update, result_embed
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
 UNKNOWN_MESSAGE = 10008
 # Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
-POSTER_MARGIN = 64 * 1024  # room left for the poster frame and the form overhead
+POSTER_MARGIN = 64 * 1024  # room left for the form overhead
+POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
+MIN_VIDEO_BUDGET = 256 * 1024
 
 #: Key under which the cog stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
 UPLOAD_LIMIT_KEY = "upload_limit"
@@ -208,19 +210,44 @@ class DiscordDelivery:
                 log.info("job %s: its result was already posted (message %s); not posting it again", job.id, posted)
                 return posted
         limit = upload_limit_for(job)
-        poster = await poster_frame_async(result)
-        fitted = await fit_video_async(result, max(1024 * 1024, limit - len(poster) - POSTER_MARGIN))
+        poster: bytes | None = await poster_frame_async(result)
+        if poster is not None and len(poster) > limit // POSTER_SHARE:
+            poster = None  # it would crowd out the video: the embed goes without it
+        budget = limit - (len(poster) if poster else 0) - POSTER_MARGIN
+        try:
+            return await self._post_result(job, result, limit, budget, poster)
+        except discord.HTTPException as exc:
+            if exc.status != 413:
+                raise
+        # Discord counted more than we did (form overhead, a limit lower than announced): smaller, once
+        log.warning("job %s: Discord refused the upload as too large (limit %d bytes); trying a smaller file",
+                    job.id, limit)
+        try:
+            return await self._post_result(job, result, limit, int(budget * 0.7), None)
+        except discord.HTTPException as exc:
+            if exc.status == 413:
+                raise JobFailed("The video was made but is too big to post in this channel.",
+                                detail=f"HTTP 413 with a {limit}-byte limit") from None
+            raise
+
+    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None) -> int | None:
+        """Fit the video to ``budget`` bytes and post it (editing the status message while the
+        interaction lives, else as a channel message); a 413 is raised as is."""
+        fitted = await fit_video_async(result, max(MIN_VIDEO_BUDGET, budget))
         video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
         video_name = f"animation_{job.id}.{fitted.format}"
-        poster_name = f"poster_{job.id}.png"
+        poster_name = f"poster_{job.id}.png" if poster is not None else None
         embed = discord.Embed.from_dict(
-            result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name)
+            result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name,
+                         note=file_note(fitted, limit))
         )
         view = job_view(job.id, RESULT_ACTIONS)
 
         def files() -> list[discord.File]:
-            return [discord.File(io.BytesIO(video), filename=video_name),
-                    discord.File(io.BytesIO(poster), filename=poster_name)]
+            attached = [discord.File(io.BytesIO(video), filename=video_name)]
+            if poster is not None and poster_name is not None:
+                attached.append(discord.File(io.BytesIO(poster), filename=poster_name))
+            return attached
 
         if self._can_edit(job):
             try:
@@ -238,7 +265,7 @@ class DiscordDelivery:
             message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
                                                embed=embed, files=files(), view=view)
         except discord.HTTPException as exc:
-            if exc.code in HOPELESS_POST_CODES or exc.status == 413:
+            if exc.code in HOPELESS_POST_CODES:
                 raise JobFailed("The video was made but I can't post it in that channel any more.",
                                 detail=f"HTTP {exc.status}, code {exc.code}") from None
             raise

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
+from bot.media.video import FittedVideo
 
 BAR_WIDTH = 20
 BAR_FULL, BAR_EMPTY = "█", "░"
@@ -143,6 +144,21 @@ def result_embed(job: Job, *, member_options: Iterable[str] | None = None, poste
     if poster_name:
         embed["image"] = {"url": f"attachment://{poster_name}"}
     return embed
+
+
+def file_note(fitted: FittedVideo, limit: int) -> str:
+    """``GIF · 14 frames · 1024x576 · 2.3 MB``, and why it was re-encoded when it was."""
+    text = f"{fitted.format.upper()} · {fitted.frames} frames · {fitted.width}x{fitted.height} · {human_size(fitted.size)}"
+    if fitted.reencoded:
+        text += f" (re-encoded to fit this channel's {human_size(limit)} upload limit)"
+    return text
+
+
+def human_size(n: int) -> str:
+    """``2.3 MB``, ``850 KB`` (MiB / KiB, as Discord counts its limits)."""
+    if n >= 1024 * 1024:
+        return f"{n / 1024 / 1024:.1f} MB"
+    return f"{max(1, round(n / 1024))} KB"
 
 
 def clamp_motion(current: int, delta: int, low: int | float | None, high: int | float | None) -> int:

@@ -1,0 +1,75 @@
+"""A result bigger than the channel's upload limit is re-encoded to an MP4 that fits, and the
+result says so (format, frames, size and why)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Awaitable, Callable
+
+import av
+import pytest
+from PIL import Image
+
+from tests.animate.conftest import AnimateFactory
+from tests.animate.test_animate_flow import attachment_bytes, result_message
+from tests.comfy_server import ComfyTestServer
+
+pytestmark = pytest.mark.timeout(90)
+
+LIMIT = 1536 * 1024  # a channel whose uploads stop at 1.5 MB
+
+
+def noisy_png(width: int = 1024, height: int = 576) -> bytes:
+    """Random pixels: a GIF of them compresses badly, so the full-size result is several MB."""
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def test_a_result_over_the_upload_limit_arrives_as_an_mp4_that_fits(
+    animate_bot: AnimateFactory, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]]
+) -> None:
+    full = await comfy_server_factory(step_time=0.0, full_size=True)
+    env = await animate_bot(comfy=[full])
+    stand_in = env.stand_in
+    stand_in.upload_limit = LIMIT  # sent to the bot as the interaction's attachment_size_limit
+    record = await stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 8, "format": "gif"},
+                                  attachments={"image": ("noise.png", noisy_png(), "image/png")})
+    await record.wait_for(lambda r: result_message(r) is not None, timeout=60)
+    message = result_message(record)
+    assert message is not None
+    original = max((p for p in full.output_dir.rglob("*.gif")), key=lambda p: p.stat().st_size)
+    assert original.stat().st_size > LIMIT  # what ComfyUI made would not fit
+    video = next(a for a in message["attachments"] if a["filename"].startswith("animation_"))
+    assert video["filename"].endswith(".mp4")
+    data = attachment_bytes(stand_in, video)
+    total = sum(len(attachment_bytes(stand_in, a)) for a in message["attachments"])
+    assert total <= LIMIT
+    with av.open(io.BytesIO(data)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 8
+    note = message["embeds"][0]["description"]
+    assert "MP4 · 8 frames" in note and "re-encoded to fit this channel's 1.5 MB upload limit" in note
+    # a poster of random pixels would take a large share of the limit: the embed goes without it
+    assert [a["filename"] for a in message["attachments"]] == [video["filename"]]
+    assert "image" not in message["embeds"][0]
+
+
+async def test_a_channel_that_takes_less_than_announced_gets_a_smaller_file(
+    animate_bot: AnimateFactory, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]]
+) -> None:
+    full = await comfy_server_factory(step_time=0.0, full_size=True)
+    env = await animate_bot(comfy=[full])
+    stand_in = env.stand_in
+    stand_in.upload_limit = LIMIT
+    stand_in.allowed_violations.add("upload_too_large")  # the 413 is the point of this test
+    record = await stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 8, "format": "gif"},
+                                  attachments={"image": ("noise.png", noisy_png(), "image/png")})
+    await record.wait_ack()
+    stand_in.upload_limit = 1200 * 1024  # Discord takes less than the interaction announced
+    await record.wait_for(lambda r: result_message(r) is not None, timeout=60)
+    message = result_message(record)
+    assert message is not None
+    assert sum(len(attachment_bytes(stand_in, a)) for a in message["attachments"]) <= 1200 * 1024
+    refused = [v for v in stand_in.violations if v.kind == "upload_too_large"]
+    assert len(refused) == 1  # one 413, then the smaller file went through
