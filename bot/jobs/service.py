@@ -54,9 +54,10 @@ from bot.jobs.pipeline import (
     upload_input,
 )
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
+from bot.jobs.routing import Needs, WorkflowRouter
 from bot.media.images import content_upload_name, prepare_image_async
 from bot.store import JobStore, remove_files
-from bot.workflow_support import WorkflowSupport, unavailable_choice_message, unrunnable_message
+from bot.workflow_support import WorkflowSupport
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class JobService:
         self.hubs = dict(hubs)
         self.workflows = workflows
         self.support = WorkflowSupport()
+        self.router = WorkflowRouter(pool, self.support, lambda: self.workflows)
         self.limits = limits or ServiceLimits()
         self.clock: Clock = clock or SystemClock()
         self.delivery = delivery
@@ -174,7 +176,7 @@ class JobService:
         self._cancel_requested: dict[str, int] = {}  # job id -> who asked
         self._timed_out: set[str] = set()
         self._published_positions: dict[str, int] = {}
-        self._needs: dict[str, tuple[str, Mapping[str, Any]]] = {}  # waiting job -> (workflow, options)
+        self._needs: dict[str, Needs] = {}  # waiting job -> what a server must run for it
         self._abandoned: dict[str, set[str]] = {}  # server -> prompt ids to remove when it is back
         self._listeners: list[JobListener] = []
         self._wake = asyncio.Event()
@@ -224,31 +226,8 @@ class JobService:
     # ------------------------------------------------------------------ workflows
 
     def workflow_for(self, name: str | None, options: Mapping[str, Any] | None = None) -> Workflow:
-        """The workflow a member asked for, or for ``None`` the default one if a server can run
-        it (with ``options``), else the first other workflow that can (a server without
-        VideoHelperSuite still animates with the core-nodes workflow). Raises
-        :class:`InvalidInput` for an unknown name.
-        """
-        if name is not None:
-            workflow = self.workflows.get(name)
-            if workflow is None:
-                names = ", ".join(self.workflows.names()) or "none"
-                raise InvalidInput(f"There is no workflow called {name!r}. Available: {names}.")
-            return workflow
-        default = self.workflows.default
-        if default is None:
-            raise BackendUnavailable("No workflow is set up on this bot yet. An admin has been told.",
-                                     detail="no workflow loaded")
-        candidates = [default, *(w for w in self.workflows if w.name != default.name)]
-        runnable = [w for w in candidates if self._runnable_now(w.name)]
-        for workflow in runnable:
-            if self._runnable_now(workflow.name, options) and _accepts(workflow, options):
-                if workflow is not default:
-                    log.info("Workflow %s cannot run these options on any answering server; using %s",
-                             default.name, workflow.name)
-                return workflow
-        # none takes these options: the first that runs explains why (or the default, when none runs)
-        return runnable[0] if runnable else default
+        """The workflow a new job runs; see :meth:`bot.jobs.routing.WorkflowRouter.workflow_for`."""
+        return self.router.workflow_for(name, options)
 
     def replace_workflows(self, registry: WorkflowRegistry) -> None:
         """Use newly loaded workflows and learn again which server can run which."""
@@ -266,23 +245,11 @@ class JobService:
                                if b.healthy and hasattr(b.client, "object_info")))
         self._wake.set()
 
-    def _runnable_now(self, workflow: str, options: Mapping[str, Any] | None = None) -> bool:
-        """Whether an answering server can (or may: not checked yet) run ``workflow`` (with ``options``)."""
-        return self.support.runnable_on(workflow, [b.name for b in self.pool if b.healthy], options)
-
     def require_runnable(self, workflow: Workflow, options: Mapping[str, Any] | None = None) -> None:
         """Refuse (:class:`BackendUnavailable`) when no server answers, or a workflow, or a
         choice of its options, that no answering server can run."""
         self._require_a_server()
-        if not self._runnable_now(workflow.name):
-            others = [w.name for w in self.workflows if self._runnable_now(w.name)]
-            raise BackendUnavailable(unrunnable_message(workflow.name, others),
-                                     detail=f"workflow {workflow.name} cannot run on any answering server")
-        if options and not self._runnable_now(workflow.name, options):
-            healthy = [b.name for b in self.pool if b.healthy]
-            option, value = next(iter(self.support.refused_choices(healthy[0], workflow.name, options)), ("option", "?"))
-            raise BackendUnavailable(unavailable_choice_message(option, value),
-                                     detail=f"no answering server offers {option}={value} for {workflow.name}")
+        self.router.require_runnable(workflow, options)
 
     # ------------------------------------------------------------------ public API
 
@@ -496,7 +463,7 @@ class JobService:
         self._check_limits(job.user_id, limit)
         await self.store.add_job(job)
         self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
-        self._needs[job.id] = (job.workflow, job.options)
+        self._needs[job.id] = Needs(job.workflow, job.options)
         log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
         self._publish_positions()
         self._wake.set()
@@ -515,38 +482,22 @@ class JobService:
         while len(self.queue) and not self._closing and self.pool.choose() is not None:
             for entry in self.queue.heads():
                 needs = self._needs.get(entry.job_id)
-                backend = self.pool.choose(accept=self._can_take(needs))
+                backend = self.pool.choose(accept=self.router.accepts(needs))
                 if backend is not None:
                     self.queue.take(entry.job_id)
                     self._needs.pop(entry.job_id, None)
                     self.pool.reserve(backend)
                     self._start_task(entry.job_id, self._run_new(entry.job_id, backend))
                     break
-                if needs is not None and not self.support.runnable_on(*self._all_servers(needs)):
+                if needs is not None and not self.router.runnable_anywhere(needs):
                     self.queue.remove(entry.job_id)
                     self._needs.pop(entry.job_id, None)
-                    self._spawn(self._finish(entry.job_id, JobState.FAILED, self._unrunnable_reason(*needs),
-                                             f"no server can run workflow {needs[0]} with these options"))
+                    self._spawn(self._finish(entry.job_id, JobState.FAILED, self.router.unrunnable_reason(needs),
+                                             f"no server can run workflow {needs.workflow} with these options"))
                     break
             else:
                 break  # no waiting job fits a free server
         self._publish_positions()
-
-    def _can_take(self, needs: tuple[str, Mapping[str, Any]] | None) -> Callable[[Backend], bool] | None:
-        if needs is None:
-            return None
-        workflow, options = needs
-        return lambda backend: self.support.can_run(backend.name, workflow, options)
-
-    def _all_servers(self, needs: tuple[str, Mapping[str, Any]]) -> tuple[str, list[str], Mapping[str, Any]]:
-        return needs[0], [b.name for b in self.pool], needs[1]
-
-    def _unrunnable_reason(self, workflow: str, options: Mapping[str, Any]) -> str:
-        if not self.support.runnable_on(workflow, [b.name for b in self.pool]):
-            return unrunnable_message(workflow, [w.name for w in self.workflows if self._runnable_now(w.name)])
-        refused = [c for b in self.pool for c in self.support.refused_choices(b.name, workflow, options)]
-        option, value = refused[0] if refused else ("option", "?")
-        return unavailable_choice_message(option, value)
 
     def _start_task(self, job_id: str, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -926,7 +877,7 @@ class JobService:
         log.warning("job %s goes back to the queue: %s", job.id, reason)
         self.queue.mark_done(job.id)
         self.queue.push_front(job.id, job.user_id)
-        self._needs[job.id] = (job.workflow, job.options)
+        self._needs[job.id] = Needs(job.workflow, job.options)
         self._publish_positions()
         self._wake.set()
 
@@ -1019,7 +970,7 @@ class JobService:
         for job in jobs:
             if job.state is JobState.WAITING:
                 self.queue.push(job.id, job.user_id, enforce_limits=False)
-                self._needs[job.id] = (job.workflow, job.options)
+                self._needs[job.id] = Needs(job.workflow, job.options)
             else:
                 self.queue.mark_running(job.id, job.user_id)
                 self._start_task(job.id, self._resume(job))
@@ -1044,7 +995,7 @@ class JobService:
             await self._set_state(job.id, JobState.WAITING, server=None, prompt_id=None)
             self.queue.mark_done(job.id)
             self.queue.push_front(job.id, job.user_id)
-            self._needs[job.id] = (job.workflow, job.options)
+            self._needs[job.id] = Needs(job.workflow, job.options)
             self._wake.set()
             return
         self.pool.reserve(backend)
@@ -1092,8 +1043,7 @@ class JobService:
         busy servers is fine."""
         now = self.clock.now()
         for job_id in list(self.queue.positions()):
-            needs = self._needs.get(job_id)
-            if self._runnable_now(*needs) if needs is not None else any(b.healthy for b in self.pool):
+            if self.router.waiting_runnable(self._needs.get(job_id)):
                 continue
             job = await self.store.get_job(job_id)
             if job is not None and job.state is JobState.WAITING and now - job.created_at > self.limits.job_timeout:
@@ -1108,15 +1058,6 @@ class JobService:
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed
-
-
-def _accepts(workflow: Workflow, options: Mapping[str, Any] | None) -> bool:
-    """Whether ``options`` are valid for ``workflow`` (names, types, ranges, choices)."""
-    try:
-        resolve_options(workflow, options or {})
-    except InvalidInput:
-        return False
-    return True
 
 
 def _comfy(backend: Backend) -> ComfyClient:

@@ -194,3 +194,20 @@ async def test_a_job_choosing_a_format_goes_to_the_server_that_offers_it(
         assert {(await service.get(j.id)).state for j in gif} == {JobState.DELIVERED}  # type: ignore[union-attr]
     finally:
         await service.close()
+
+
+async def test_the_refusal_names_the_choice_when_each_server_lacks_something_else(
+    comfy_server_factory: ServerFactory, make_service: ServiceFactory
+) -> None:
+    bare = await comfy_server_factory(without_nodes=["VHS_VideoCombine"])  # no VHS at all
+    old = await comfy_server_factory()
+    old.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # VHS without webp
+    service = await make_service([bare, old])
+    try:
+        with pytest.raises(BackendUnavailable) as refused:
+            await service.submit(JobRequest(user_id=1, channel_id=1, guild_id=2, image=png_bytes(),
+                                            workflow="svd_img2vid", options={**FAST, "format": "webp"}))
+        assert refused.value.user_message == (
+            "The format **webp** isn't available on the image servers right now. Please choose another format.")
+    finally:
+        await service.close()
