@@ -92,6 +92,7 @@ class Fault:
     times: int | None  # None: forever
     retry_after: float = 0.05
     body: dict[str, Any] | None = None
+    with_files: bool = False  # only requests that upload files (a result, not a status edit)
     hits: int = 0
 
 

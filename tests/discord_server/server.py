@@ -250,15 +250,16 @@ class DiscordStandIn:
         return payload
 
     def add_fault(self, method: str, pattern: str, status: int, *, times: int | None = 1,
-                  retry_after: float = 0.05, body: dict[str, Any] | None = None) -> Fault:
+                  retry_after: float = 0.05, body: dict[str, Any] | None = None, with_files: bool = False) -> Fault:
         """Answer ``status`` to REST requests matching ``method`` ("*" = any) and the fnmatch ``pattern``.
 
         ``pattern`` is matched against the path under ``/api/v10``, e.g. ``/channels/*/messages``
         or ``/interactions/*/callback``. A 429 carries ``Via`` and ``retry_after`` (global false)
-        so discord.py retries it. ``times=None`` keeps the fault forever.
+        so discord.py retries it. ``times=None`` keeps the fault forever. ``with_files``: only
+        requests that upload files (e.g. a 413 for the result, not for status edits).
         """
         fault = Fault(method=method.upper(), pattern=pattern, status=status, times=times,
-                      retry_after=retry_after, body=body)
+                      retry_after=retry_after, body=body, with_files=with_files)
         self.faults.append(fault)
         return fault
 
@@ -567,8 +568,10 @@ class DiscordStandIn:
             return None, files
         return json.loads(raw), files
 
-    def _fault_for(self, method: str, path: str) -> Fault | None:
+    def _fault_for(self, method: str, path: str, has_files: bool) -> Fault | None:
         for fault in self.faults:
+            if fault.with_files and not has_files:
+                continue
             if fault.method in ("*", method) and fnmatch.fnmatchcase(path, fault.pattern):
                 if fault.times is not None and fault.hits >= fault.times:
                     continue
@@ -581,7 +584,7 @@ class DiscordStandIn:
         body, files = await self._read_body(request)
         rec = RecordedRequest(request.method, path, dict(request.query), body, files)
         self.requests.append(rec)
-        fault = self._fault_for(request.method, path)
+        fault = self._fault_for(request.method, path, bool(files))
         if fault is not None:
             rec.route = "fault"
             rec.status = fault.status
