@@ -734,7 +734,9 @@ class JobService:
                 latest = self.streams.get(job.id).latest
                 if latest is not None and latest.phase == "running":
                     self.streams.publish(_with_preview(latest, event.image))
-            elif isinstance(event, Executing) and event.node is not None and event.node == workflow.output_node_id:
+            elif isinstance(event, Executing) and event.node is not None and (
+                event.node == workflow.output_node_id or _past_sampling(self.streams.get(job.id).latest, event.node)
+            ):  # the video node, or any node after the last sampling step (decoding frames counts too)
                 self.streams.publish(
                     ProgressUpdate(job_id=job.id, phase="encoding", node=event.node, elapsed=elapsed, message="encoding")
                 )
@@ -1058,6 +1060,12 @@ class JobService:
         if removed:
             log.info("Retention removed %d old file(s)", removed)
         return removed
+
+
+def _past_sampling(latest: ProgressUpdate | None, node: str) -> bool:
+    """Whether the job's last update was the final sampling step and ``node`` is another node."""
+    return (latest is not None and latest.phase == "running" and latest.step is not None
+            and latest.steps is not None and latest.step >= latest.steps and node != latest.node)
 
 
 def _comfy(backend: Backend) -> ComfyClient:

@@ -403,3 +403,31 @@ async def test_waiting_jobs_time_out_only_while_every_server_is_down(
         assert ended.state is JobState.TIMED_OUT and "No image server" in (ended.error or "")  # type: ignore[union-attr]
     finally:
         await service.close()
+
+
+async def test_progress_reads_encoding_as_soon_as_sampling_is_done(
+    comfy_server: ComfyTestServer, make_service: ServiceFactory
+) -> None:
+    """After the last sampling step the status turns to "encoding" while frames are decoded,
+    instead of sitting at 100% until the video node starts."""
+    service = await make_service([comfy_server])
+    published: list[tuple[str, str | None, int | None]] = []
+    original = service.streams.publish
+
+    def spy(update: Any) -> None:
+        published.append((update.phase, update.node, update.step))
+        original(update)
+
+    service.streams.publish = spy  # type: ignore[method-assign]
+    try:
+        job = await service.submit(request(1, steps=3))
+        await wait_for(lambda: all_ended(service, [job.id]))
+        workflow = service.workflows.get("svd_img2vid")
+        assert workflow is not None
+        decode = next(n for n, node in workflow.template.items() if node["class_type"] == "VAEDecode")
+        phases = [p for p, _, _ in published]
+        last_step = max(i for i, (p, _, step) in enumerate(published) if p == "running" and step == 3)
+        assert ("encoding", decode) == published[last_step + 1][:2]
+        assert "running" not in phases[last_step + 1:]
+    finally:
+        await service.close()
