@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,15 @@ from tests.discord_server import InteractionRecord, message_text
 from tests.discord_server.records import DEFERRED_CHANNEL_MESSAGE
 from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, add_role, animate, member_with, mod, refusal
 from tests.moderation_discord.test_settings import delivered
+
+
+async def admin_and_exempt_member(env: Any) -> tuple[Any, Any]:
+    """An admin (Manage Server) and ``star``, who holds the role the admin made exempt."""
+    vip = add_role(env.stand_in, "vip")
+    admin = member_with(env.stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    star = member_with(env.stand_in, "star", roles=[vip])
+    await mod(env, admin, "exempt", role1=vip)
+    return admin, star
 
 
 def accepted(record: InteractionRecord) -> bool:
@@ -22,12 +32,9 @@ async def test_cooldown_quota_and_in_flight_refuse_with_the_time_to_wait_but_not
 ) -> None:
     env = await animate_bot(step_time=0.2)
     stand_in = env.stand_in
-    vip = add_role(stand_in, "vip")
-    admin = member_with(stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    admin, star = await admin_and_exempt_member(env)
     bob = member_with(stand_in, "bob")
-    star = member_with(stand_in, "star", roles=[vip])
     await mod(env, admin, "limits", cooldown=90.0, daily_quota=2, jobs_in_flight=1)
-    await mod(env, admin, "exempt", role1=vip)
 
     # in flight: one running job, the next is refused until it ends
     first = await animate(env, None, steps=10)
@@ -103,12 +110,9 @@ async def test_the_server_daily_cap_counts_every_member_and_holds_even_for_an_ex
 ) -> None:
     env = await animate_bot(step_time=0.01)
     stand_in = env.stand_in
-    vip = add_role(stand_in, "vip")
-    admin = member_with(stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    admin, star = await admin_and_exempt_member(env)
     members = [member_with(stand_in, f"member{i}") for i in range(3)]
-    star = member_with(stand_in, "star", roles=[vip])
     await mod(env, admin, "limits", server_daily_cap=2)
-    await mod(env, admin, "exempt", role1=vip)
 
     for member in members[:2]:  # two members use the server's two generations
         record = await animate(env, member, steps=2)
