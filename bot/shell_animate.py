@@ -211,6 +211,7 @@ class ProgressReporter:
     def __init__(self, workflow: Workflow, bar: ProgressBar) -> None:
         self.workflow = workflow
         self.bar = bar
+        self.sampled = False  # the last sampling step was seen: later nodes are "encoding"
 
     async def __call__(self, event: Event) -> None:
         if isinstance(event, ExecutionStart):
@@ -221,8 +222,11 @@ class ProgressReporter:
             text = self.workflow.describe_progress(event.node, event.value, event.max)
             sampling = event.node is not None and event.node == self.workflow.progress_node_id
             fraction = event.value / event.max if sampling and event.max else None
+            self.sampled = self.sampled or (sampling and event.max > 0 and event.value >= event.max)
             self.bar.update(text, fraction)
-        elif isinstance(event, Executing) and event.node is not None and event.node == self.workflow.output_node_id:
+        elif isinstance(event, Executing) and event.node is not None and (
+            event.node == self.workflow.output_node_id or (self.sampled and event.node != self.workflow.progress_node_id)
+        ):
             self.bar.update("encoding")
         elif isinstance(event, Reconnected):
             self.bar.update("connection to the server was lost; checking what happened")
