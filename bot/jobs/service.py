@@ -243,6 +243,10 @@ class JobService:
         backends = [b for b in self.pool if names is None or b.name in names]
         await asyncio.gather(*(self.support.check(b.name, _comfy(b), workflows) for b in backends
                                if b.healthy and hasattr(b.client, "object_info")))
+        checked = [b.name for b in self.pool if self.support.known(b.name)]
+        if checked and not any(self.support.can_run(s, w.name) for s in checked for w in workflows):
+            log.error("No checked server can run any workflow (%s): /animate refuses every job until one can; "
+                      "see the warnings above or run python -m bot doctor", ", ".join(checked))
         self._wake.set()
 
     def require_runnable(self, workflow: Workflow, options: Mapping[str, Any] | None = None) -> None:

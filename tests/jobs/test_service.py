@@ -196,6 +196,7 @@ async def test_missing_checkpoint_is_refused_at_once_and_the_admin_log_names_it(
                 await service.submit(request(1))
         assert "can't run the **svd_img2vid** workflow" in refused.value.user_message
         assert "ckpt_name" in caplog.text and "no checkpoints installed" in caplog.text
+        assert "No checked server can run any workflow (gpu1)" in caplog.text  # the operator sees it at start
         assert not [p for p in server.requests if p[1].endswith("/prompt") and p[0] == "POST"]
     finally:
         await service.close()
