@@ -161,6 +161,9 @@ class RecordingDelivery:
         self.ended[job.id] = f"{job.state.value}: {job.error_detail or job.error}"
         self._check()
 
+    def follow(self, job: Job) -> None:
+        """Jobs recovered from an earlier run's store have no status to show here."""
+
     def _check(self) -> None:
         if self.expected and len(self.delivered) + len(self.ended) >= self.expected:
             self.done.set()
@@ -202,7 +205,7 @@ class Marks:
     completed: dict[str, float] = field(default_factory=dict)  # prompt_id -> first completion event read
     prepared: list[float] = field(default_factory=list)  # durations of prepare_image (seconds)
     prepare_end: dict[int, float] = field(default_factory=dict)  # id(bytes) -> end time
-    upload: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (start, end) of the upload
+    upload: dict[str, tuple[float, float]] = field(default_factory=dict)  # upload name -> (start, end) of its last upload
     download: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (start, end) of the download
 
 
@@ -220,7 +223,7 @@ def instrument(marks: Marks) -> Iterator[None]:
     async def upload_image(self: ComfyClient, data: bytes, filename: str, **kwargs: Any) -> Any:
         start = time.perf_counter()
         result = await original_upload(self, data, filename, **kwargs)
-        marks.upload[filename.removeprefix("animate_").removesuffix(".png")] = (start, time.perf_counter())
+        marks.upload[filename] = (start, time.perf_counter())
         return result
 
     async def download(self: ComfyClient, ref: Any, dest: Path, **kwargs: Any) -> int:

@@ -30,6 +30,7 @@ from bench.common import (
     png_about_1mb,
 )
 from bot.jobs.service import JobRequest
+from bot.media.images import content_upload_name
 
 WARMUP = 3
 
@@ -73,7 +74,10 @@ async def _one_input(urls: list[str], data_dir: Path, name: str, image: bytes, j
                     posted = marks.posted[prompt_id]
                     done = marks.completed[prompt_id]
                     handed = delivery.delivered[job.id]
-                    up_start, up_end = marks.upload[job.id]
+                    # uploads are named from the image's bytes; jobs run one at a time, so the
+                    # last upload under that name is this job's
+                    png = await asyncio.to_thread(Path(stored.input_path or "").read_bytes)
+                    up_start, up_end = marks.upload[content_upload_name(png)]
                     down_start, down_end = marks.download[job.id]
                     prepare.append(prep)
                     leg_a.append(posted - start - prep)
