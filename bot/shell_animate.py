@@ -1,7 +1,8 @@
 """``python -m bot animate IMAGE --out FILE``: one generation from the shell, without Discord.
 
 The same steps as ``/animate`` (:mod:`bot.jobs.pipeline`): read and prepare the image, pick the
-workflow and the server (the first one that answers unless ``--server`` is given), upload,
+workflow and the server (the first answering one that can run the workflow, unless ``--server``
+is given; without ``--workflow`` another workflow when none can), upload,
 build the graph, post it with the server's persisted clientId, follow it with a progress bar on
 stderr, download the result, convert or shrink it when asked (``--out x.mp4`` for a GIF/WebP
 result, or ``--max-bytes``), and print the file's size, format and seed.
@@ -107,28 +108,41 @@ def pick_workflow(registry: WorkflowRegistry, name: str | None) -> Workflow:
     return workflow
 
 
-async def runnable_workflow(
-    client: ComfyClient, registry: WorkflowRegistry, workflow: Workflow, *, explicit: bool, bar: ProgressBar
-) -> Workflow:
-    """``workflow`` if the server can run it. Without ``--workflow``, another one the server can
-    run (a server without VideoHelperSuite gets the core-nodes workflow); otherwise a one-line
-    error with what the server lacks, before anything is uploaded."""
-    try:
-        found = await check_workflows(client, list(registry))
-    except (ComfyError, TimeoutError) as exc:
-        log.info("could not check the workflows on %s (%s); trying anyway", client.name, type(exc).__name__)
-        return workflow
-    problems = {name: blocking(found_problems) for name, found_problems in found.items()}
-    if not problems.get(workflow.name):
-        return workflow
+async def choose_server_and_workflow(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    servers: Sequence[ServerConfig],
+    registry: WorkflowRegistry,
+    workflow: Workflow,
+    *,
+    explicit: bool,
+    bar: ProgressBar,
+) -> tuple[ServerConfig, Workflow]:
+    """The first answering server that can run ``workflow``. Without ``--workflow``, failing
+    that, the first server and other workflow that can (a server without VideoHelperSuite gets
+    the core-nodes workflow). Otherwise a one-line error with what the server lacks, before
+    anything is uploaded. A server whose node list cannot be read is tried as it is."""
+    found: list[tuple[ServerConfig, dict[str, tuple[str, ...]]]] = []
+    for server in servers:
+        client = _client(session, settings, server, timeout=min(settings.comfyui_timeout, PROBE_TIMEOUT))
+        try:
+            checked = await check_workflows(client, list(registry))
+        except (ComfyError, TimeoutError) as exc:
+            log.info("could not check the workflows on %s (%s); trying anyway", server.name, type(exc).__name__)
+            return server, workflow
+        problems = {name: blocking(p) for name, p in checked.items()}
+        if not problems.get(workflow.name):
+            return server, workflow
+        log.warning("workflow %s cannot run on %s: %s", workflow.name, server.name, "; ".join(problems[workflow.name]))
+        found.append((server, problems))
     if not explicit:
-        for other in registry:
-            if other.name != workflow.name and not problems.get(other.name):
-                bar.update(f"{workflow.name} cannot run on {client.name}; using {other.name}")
-                log.warning("workflow %s cannot run on %s: %s", workflow.name, client.name,
-                            "; ".join(problems[workflow.name]))
-                return other
-    raise ShellError(f"workflow {workflow.name} cannot run on {client.name}: {'; '.join(problems[workflow.name])}")
+        for server, problems in found:
+            for other in registry:
+                if other.name != workflow.name and not problems.get(other.name):
+                    bar.update(f"{workflow.name} cannot run on {server.name}; using {other.name}")
+                    return server, other
+    server, problems = found[0]
+    raise ShellError(f"workflow {workflow.name} cannot run on {server.name}: {'; '.join(problems[workflow.name])}")
 
 
 def format_for_suffix(workflow: Workflow, options: Mapping[str, Any], out: Path) -> dict[str, Any]:
@@ -179,8 +193,8 @@ def find_server(settings: Settings, name: str) -> ServerConfig:
     return found
 
 
-async def pick_server(session: aiohttp.ClientSession, settings: Settings, name: str | None) -> ServerConfig:
-    """The named server, or the first one (in configuration order) that answers ``GET /prompt``."""
+async def answering_servers(session: aiohttp.ClientSession, settings: Settings, name: str | None) -> list[ServerConfig]:
+    """The named server, or every server that answers ``GET /prompt``, in configuration order."""
     servers = settings.comfyui_servers if name is None else (find_server(settings, name),)
     timeout = min(settings.comfyui_timeout, PROBE_TIMEOUT)
 
@@ -196,9 +210,11 @@ async def pick_server(session: aiohttp.ClientSession, settings: Settings, name: 
 
     problems = await asyncio.gather(*(answers(s) for s in servers))
     for server, problem in zip(servers, problems):
-        if problem is None:
-            return server
-        log.info("server %s skipped: %s", server.name, problem)
+        if problem is not None:
+            log.info("server %s skipped: %s", server.name, problem)
+    up = [server for server, problem in zip(servers, problems) if problem is None]
+    if up:
+        return up
     reasons = "; ".join(f"{s.name}: {p}" for s, p in zip(servers, problems))
     if name is not None:
         raise ShellError(f"ComfyUI server {reasons} (is it running?)")
@@ -354,9 +370,10 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
     bar.update(f"prepared {prepared.source_format} {prepared.source_size[0]}x{prepared.source_size[1]} "
                f"-> {prepared.width}x{prepared.height}")
     async with aiohttp.ClientSession() as session:
-        server = await pick_server(session, settings, getattr(args, "server", None))
-        checker = _client(session, settings, server, timeout=min(settings.comfyui_timeout, PROBE_TIMEOUT))
-        runnable = await runnable_workflow(checker, registry, workflow, explicit=explicit is not None, bar=bar)
+        servers = await answering_servers(session, settings, getattr(args, "server", None))
+        server, runnable = await choose_server_and_workflow(
+            session, settings, servers, registry, workflow, explicit=explicit is not None, bar=bar
+        )
         if runnable is not workflow:
             workflow = runnable
             resolved = resolve(workflow, format_for_suffix(workflow, options, out))

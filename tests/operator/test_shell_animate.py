@@ -271,3 +271,18 @@ def test_progress_bar_writes_plain_lines_when_piped() -> None:
         bar.update(text, 0.5)
     bar.finish("done")
     assert stream.getvalue().splitlines() == ["running", "step 1 of 2", "step 2 of 2", "encoding", "done"]
+
+
+async def test_without_server_the_first_one_that_can_run_the_workflow_is_used(
+    comfy_server_factory: Factory, tmp_path: Path
+) -> None:
+    bare = await comfy_server_factory(without_nodes=["VHS_VideoCombine"])
+    full = await comfy_server_factory()
+    make_image(tmp_path / "img.png")
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_for(tmp_path, [("bare-box", bare.url), ("full-box", full.url)])
+    args = namespace(tmp_path / "img.png", tmp_path / "o.gif", "steps=2", "frames=3")
+    code = await asyncio.to_thread(run_animate, settings, args, out=out, err=err)
+    assert code == 0, err.getvalue()
+    assert "workflow svd_img2vid on full-box" in out.getvalue()  # the VHS workflow, on the server that has VHS
+    assert not [p for m, p in bare.requests if m == "POST"]
