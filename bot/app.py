@@ -24,6 +24,7 @@ import discord
 from discord.ext import commands
 
 from bot.comfy.client import ComfyClient
+from bot.failure_log import log_failure
 from bot.jobs.factory import open_job_service
 from bot.settings import Settings
 from bot.tree import BotTree
@@ -129,7 +130,7 @@ class AnimateBot(commands.Bot):
             try:
                 await closer()
             except Exception:
-                log.exception("Closing service %s failed", name)
+                log_failure(log, logging.ERROR, "Closing service %s failed", name)
         await super().close()
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.clock import Clock, SystemClock
+from bot.failure_log import log_failure
 
 __all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthListener", "call_with_timeout"]
 
@@ -279,4 +280,4 @@ class BackendPool:
             try:
                 listener(backend, healthy)
             except Exception:
-                log.exception("health listener failed for server %s", backend.name)
+                log_failure(log, logging.ERROR, "health listener failed for server %s", backend.name)

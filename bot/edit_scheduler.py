@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
+from bot.failure_log import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class EditScheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("status edit for %s failed", key, exc_info=True)
+            log_failure(log, logging.WARNING, "status edit for %s failed", key)
         finally:
             state.sending = False
             if pending.final and state.pending is None:

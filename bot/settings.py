@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit, unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -31,9 +31,9 @@ import aiosqlite
 
 from bot.clock import Clock, SystemClock
 from bot.jobs.models import (
+    ACTIVE_STATES,
     JOB_COLUMNS,
     TERMINAL_STATES,
-    ACTIVE_STATES,
     InvalidTransition,
     Job,
     JobState,

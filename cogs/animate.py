@@ -34,6 +34,7 @@ from discord.ext import commands
 
 from bot.edit_scheduler import EditScheduler
 from bot.errors import InvalidInput, NotAllowed, UserFacingError
+from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
@@ -236,7 +237,7 @@ class Animate(commands.Cog):
         try:
             await self.jobs.mark_deleted(job.id, by=interaction.user.id)
         except Exception:
-            log.warning("job %s: could not mark it deleted", job.id, exc_info=True)
+            log_failure(log, logging.WARNING, "job %s: could not mark it deleted", job.id)
         await interaction.delete_original_response()
 
     async def _variation(self, interaction: discord.Interaction[Any], job: Job, action: str) -> None:
@@ -301,7 +302,7 @@ class Animate(commands.Cog):
         try:
             await self.policy.refund(admission)
         except Exception:
-            log.warning("could not refund a generation to user %s", admission.user_id, exc_info=True)
+            log_failure(log, logging.WARNING, "could not refund a generation to user %s", admission.user_id)
 
     async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission) -> None:
         """With a daily quota, tell the member privately what is left ("2 of 5 generations left today...")."""

@@ -42,6 +42,7 @@ from bot.comfy.events import (
     parse_binary,
     parse_text,
 )
+from bot.failure_log import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ class ComfyHub:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.info("websocket to %s lost (%s)", self.client.name, type(exc).__name__)
             except Exception:
-                log.exception("websocket reader for %s failed; reconnecting", self.client.name)
+                log_failure(log, logging.ERROR, "websocket reader for %s failed; reconnecting", self.client.name)
             finally:
                 self._connected.clear()
                 self._ws = None
@@ -345,7 +346,7 @@ class ComfyHub:
                 try:
                     await callback()
                 except Exception:
-                    log.exception("on_reconnect callback failed")
+                    log_failure(log, logging.ERROR, "on_reconnect callback failed")
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -373,7 +374,7 @@ class ComfyHub:
                 try:
                     await callback(event)
                 except Exception:
-                    log.exception("on_status callback failed")
+                    log_failure(log, logging.ERROR, "on_status callback failed")
             return
         if isinstance(event, FeatureFlags):
             self.server_features = event.flags

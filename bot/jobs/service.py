@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from bot.comfy.events import (
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub, Subscription
 from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
+from bot.failure_log import log_failure
 from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
 from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
 from bot.jobs.pipeline import (
@@ -1089,14 +1089,7 @@ def _exists(path: Path) -> bool:
 
 
 def _log_failure(level: int, message: str, *args: Any) -> None:
-    """Log the exception being handled: its type at ``level``, the full traceback at DEBUG only.
-
-    Exception texts may carry server addresses or credentials (an aiohttp error names the host),
-    so they stay out of INFO-and-above logs; ``LOG_LEVEL=DEBUG`` shows everything.
-    """
-    exc = sys.exc_info()[1]
-    log.log(level, message + " (%s; details at DEBUG level)", *args, type(exc).__name__ if exc else "error")
-    log.debug(message, *args, exc_info=True)
+    log_failure(log, level, message, *args)
 
 
 def _resolve(future: asyncio.Future[str], reason: str) -> None:

@@ -32,6 +32,7 @@ from typing import Literal, Sequence
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import InvalidInput
+from bot.failure_log import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def prepare_image(
                 detail=f"{exc.__class__.__name__}: {exc}",
             ) from exc
         except Exception as exc:  # noqa: BLE001 - a decoder bug must never crash the bot
-            log.warning("unexpected error preparing an image", exc_info=True)
+            log_failure(log, logging.WARNING, "unexpected error preparing an image")
             raise InvalidInput("I could not read that image. Please try another file.", detail=repr(exc)) from exc
         return PreparedImage(png=buf.getvalue(), width=out.width, height=out.height, source_format=source_format, source_size=oriented)
     finally:

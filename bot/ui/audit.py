@@ -24,6 +24,7 @@ from typing import Any
 
 import discord
 
+from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.moderation.audit_text import JobEvents, job_record, render
 from bot.store import AuditRecord, JobStore
@@ -127,7 +128,7 @@ class AuditLog:
             except discord.HTTPException as exc:
                 log.warning("could not post audit record %s (HTTP %s)", item.record.id, exc.status)
             except Exception:
-                log.exception("could not post audit record %s", item.record.id)
+                log_failure(log, logging.ERROR, "could not post audit record %s", item.record.id)
             finally:
                 self._queue.task_done()
 

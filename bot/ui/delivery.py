@@ -36,6 +36,7 @@ import discord
 
 from bot.edit_scheduler import EditScheduler
 from bot.errors import JobFailed
+from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
@@ -136,7 +137,7 @@ class DiscordDelivery:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job %s: the status follower stopped", job.id)
+            log_failure(log, logging.ERROR, "job %s: the status follower stopped", job.id)
 
     def _stop_following(self, job_id: str) -> None:
         self._ended.add(job_id)
