@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from dotenv import load_dotenv
 
+from bot.failure_log import install_quiet_tracebacks
 from bot.log_redaction import install_redaction
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     configure_logging(settings.log_level)
+    install_quiet_tracebacks(settings.log_level)
     install_redaction(settings)
 
     if command == "run":
