@@ -112,10 +112,6 @@ class WorkflowSupport:
         self._problems[server] = found
         return True
 
-    def forget(self, server: str) -> None:
-        """Nothing is known about ``server`` any more (treated as able to run everything)."""
-        self._problems.pop(server, None)
-
     def known(self, server: str) -> bool:
         return server in self._problems
 
@@ -144,8 +140,3 @@ class WorkflowSupport:
     def runnable_on(self, workflow: str, servers: Iterable[str], options: Mapping[str, Any] | None = None) -> bool:
         """Whether any of ``servers`` can (or may) run ``workflow`` (with ``options``)."""
         return any(self.can_run(server, workflow, options) for server in servers)
-
-    def snapshot(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
-        """Server -> workflow -> blocking problems, for operator commands."""
-        return {server: {name: blocking(found) for name, found in by_workflow.items()}
-                for server, by_workflow in self._problems.items()}

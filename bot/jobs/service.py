@@ -241,8 +241,7 @@ class JobService:
         if not workflows:
             return
         backends = [b for b in self.pool if names is None or b.name in names]
-        await asyncio.gather(*(self.support.check(b.name, _comfy(b), workflows) for b in backends
-                               if b.healthy and hasattr(b.client, "object_info")))
+        await asyncio.gather(*(self.support.check(b.name, _comfy(b), workflows) for b in backends if b.healthy))
         checked = [b.name for b in self.pool if self.support.known(b.name)]
         if checked and not any(self.support.can_run(s, w.name) for s in checked for w in workflows):
             log.error("No checked server can run any workflow (%s): /animate refuses every job until one can; "
@@ -260,7 +259,6 @@ class JobService:
     async def submit(self, request: JobRequest) -> Job:
         """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
         workflow = self.workflow_for(request.workflow, request.options)
-        self._require_a_server()
         self.require_runnable(workflow, request.options)
         limit = self.limits.max_in_flight if request.max_in_flight == DEFAULT_LIMIT else request.max_in_flight
         self._check_limits(request.user_id, limit)
@@ -315,10 +313,6 @@ class JobService:
         workflow = self.workflows.get(parent.workflow)
         if workflow is None:
             raise InvalidInput("The workflow of that job is no longer available; start a new /animate.")
-        self._require_a_server()
-        self.require_runnable(workflow)
-        limit = self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight
-        self._check_limits(user_id, limit)
         member_names = {o.name for o in workflow.member_options}
         options = {k: v for k, v in parent.options.items() if k in member_names}
         if new_seed:
@@ -326,6 +320,8 @@ class JobService:
         options.update({k: v for k, v in (overrides or {}).items() if v is not None})
         resolved = resolve_options(workflow, options, self._rng)
         self.require_runnable(workflow, resolved.as_dict())
+        limit = self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight
+        self._check_limits(user_id, limit)
         meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
         job = Job.new(
             user_id=user_id,
@@ -678,8 +674,8 @@ class JobService:
                 self.pool.mark_down(control.backend, f"POST /prompt failed: {type(exc).__name__}")
                 raise _Requeue(f"POST /prompt failed: {exc}") from exc
         log.info("job %s posted to %s as prompt %s", job.id, control.backend.name, prompt_id)
-        if not control.started:  # its events may already have started it
-            self.streams.publish(ProgressUpdate(job_id=job.id, phase="queued", message="In the image server's queue"))
+        # in the server's queue until its first execution event, which the follower reads next
+        self.streams.publish(ProgressUpdate(job_id=job.id, phase="queued", message="In the image server's queue"))
         return job, sub
 
     async def _follow(
