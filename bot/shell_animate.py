@@ -39,7 +39,7 @@ from bot.media.images import check_declared_size, content_upload_name, prepare_i
 from bot.media.video import fit_video_async, sniff_format
 from bot.progress_bar import ProgressBar
 from bot.settings import ServerConfig, Settings
-from bot.workflow_support import blocking, check_workflows
+from bot.workflow_support import WorkflowSupport
 from bot.workflows import Workflow, WorkflowRegistry, load_workflows, resolve_options
 from bot.workflows.model import ResolvedOptions
 
@@ -122,27 +122,21 @@ async def choose_server_and_workflow(
     that, the first server and other workflow that can (a server without VideoHelperSuite gets
     the core-nodes workflow). Otherwise a one-line error with what the server lacks, before
     anything is uploaded. A server whose node list cannot be read is tried as it is."""
-    found: list[tuple[ServerConfig, dict[str, tuple[str, ...]]]] = []
+    support = WorkflowSupport(timeout=3 * PROBE_TIMEOUT)  # logs what a server lacks (WARNING)
     for server in servers:
         client = _client(session, settings, server, timeout=min(settings.comfyui_timeout, PROBE_TIMEOUT))
-        try:
-            checked = await check_workflows(client, list(registry))
-        except (ComfyError, TimeoutError) as exc:
-            log.info("could not check the workflows on %s (%s); trying anyway", server.name, type(exc).__name__)
+        if not await support.check(server.name, client, list(registry)):
+            return server, workflow  # its node list could not be read: try it as it is
+        if support.can_run(server.name, workflow.name):
             return server, workflow
-        problems = {name: blocking(p) for name, p in checked.items()}
-        if not problems.get(workflow.name):
-            return server, workflow
-        log.warning("workflow %s cannot run on %s: %s", workflow.name, server.name, "; ".join(problems[workflow.name]))
-        found.append((server, problems))
     if not explicit:
-        for server, problems in found:
+        for server in servers:
             for other in registry:
-                if other.name != workflow.name and not problems.get(other.name):
+                if other.name != workflow.name and support.can_run(server.name, other.name):
                     bar.update(f"{workflow.name} cannot run on {server.name}; using {other.name}")
                     return server, other
-    server, problems = found[0]
-    raise ShellError(f"workflow {workflow.name} cannot run on {server.name}: {'; '.join(problems[workflow.name])}")
+    first = servers[0].name
+    raise ShellError(f"workflow {workflow.name} cannot run on {first}: {'; '.join(support.problems(first, workflow.name))}")
 
 
 def format_for_suffix(workflow: Workflow, options: Mapping[str, Any], out: Path) -> dict[str, Any]:
