@@ -33,6 +33,7 @@ from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.models import SystemStats
 from bot.settings import ServerConfig, Settings
+from bot.workflow_support import blocking
 from bot.workflows import Workflow, inject, load_workflows, validate_against
 from bot.workflows.loader import LoadResult
 from bot.workflows.validate import combo_options
@@ -244,7 +245,7 @@ def workflow_checks(loaded: LoadResult, reports: Sequence[ServerReport]) -> list
                 checks.append(Check("WARN", name, "not checked: the server did not answer (see above)"))
                 continue
             problems = validate_against(workflow, report.object_info)
-            if any(p.blocking for p in problems):
+            if blocking(problems):
                 checks.append(Check("FAIL", name, "; ".join(p.message for p in problems)))
             elif problems:  # it runs; jobs choosing these values are refused
                 checks.append(Check("WARN", name, "runs, but the server refuses some option values: "

@@ -3,12 +3,12 @@
 A server without VideoHelperSuite cannot run the VHS workflow, and one without the checkpoint
 cannot run any SVD workflow. Only problems that stop every job count (a missing node, or a
 problem with the default options, see :attr:`bot.workflows.validate.Problem.blocking`); one that
-stops only some option values (a format the server's VHS lacks) is logged for the admin, and
-those jobs are refused by ``POST /prompt`` with a reason. The job service checks every server when it starts, when a
-server comes back or its websocket reconnects (it may have restarted with other node packs),
-and when the workflows are reloaded. Jobs then go only to servers that can run their
-workflow, and a workflow that no answering server can run is refused at once instead of
-failing later inside ComfyUI.
+stops only some option values (a format the server's VHS lacks) is logged for the admin and
+kept per value (:attr:`~bot.workflows.validate.Problem.choice`). The job service checks every
+server when it starts, when a server comes back or its websocket reconnects (it may have
+restarted with other node packs), and when the workflows are reloaded. Jobs then go only to
+servers that can run their workflow with their options (:mod:`bot.jobs.routing`), and what no
+answering server can run is refused at once instead of failing later inside ComfyUI.
 
 Not checked yet, or the check failed: "can run". ``POST /prompt`` still validates, and its
 refusal fails the job with a reason. Only the node classes the workflows use are fetched
