@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: test-server processes, inputs, the service, measurements.
 
 Nothing here is a test. The ComfyUI test servers always run in their own processes
-(``tests.comfy_server.fixtures.start_server_process``), so what a scenario measures in its
+(``standins.comfy_server.fixtures.start_server_process``), so what a scenario measures in its
 own process is the bot's cost. Instrumentation wraps product objects from the outside
 (a recording :class:`~bot.jobs.service.Delivery`, class-level wrappers installed by
 :func:`instrument`); no product file is changed.
@@ -127,7 +127,7 @@ class ServerFarm:
 
     @classmethod
     def start(cls, count: int, root: Path, *, step_time: float = 0.0) -> ServerFarm:
-        from tests.comfy_server.fixtures import start_server_process
+        from standins.comfy_server.fixtures import start_server_process
 
         procs = [start_server_process(root / f"comfy{i}", step_time=step_time) for i in range(count)]
         return cls(urls=[p.url for p in procs], _procs=procs)

@@ -131,7 +131,7 @@ async def run_discord(
     """``rate``: slash commands per second (0 = all at once)."""
     from bot.app import AnimateBot, build_comfy_clients
     from bot.jobs.factory import open_job_service
-    from tests.discord_server import Channel, DiscordStandIn, point_discord_at
+    from standins.discord_server import Channel, DiscordStandIn, point_discord_at
 
     per_member = math.ceil(jobs / members)
     stand_in = DiscordStandIn()

@@ -108,7 +108,7 @@ async def call_with_timeout(make_call: Callable[[], Any], timeout: float, clock:
     """Await ``make_call()`` but give up after ``timeout`` seconds on ``clock``.
 
     Raises ``asyncio.TimeoutError`` on time-out. Uses the injected clock (not the loop's),
-    so a :class:`bot.clock.FakeClock` drives it in tests. Cancelling the caller cancels both.
+    so a fake clock drives it in tests. Cancelling the caller cancels both.
     """
     call = asyncio.ensure_future(make_call())
     timer = asyncio.ensure_future(clock.sleep(timeout))

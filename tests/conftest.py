@@ -8,7 +8,7 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-pytest_plugins = ["tests.comfy_server.fixtures"]
+pytest_plugins = ["standins.comfy_server.fixtures"]
 
 
 @pytest.fixture

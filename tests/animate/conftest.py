@@ -27,9 +27,9 @@ from bot.jobs.factory import open_job_service
 from bot.jobs.service import JobService
 from bot.settings import ServerConfig, Settings
 from bot.ui.delivery import DiscordDelivery
-from tests.comfy_server.server import ComfyTestServer
-from tests.discord_server import DiscordStandIn
-from tests.discord_server.fixtures import discord_stand_in
+from standins.comfy_server.server import ComfyTestServer
+from standins.discord_server import DiscordStandIn
+from standins.discord_server.fixtures import discord_stand_in
 
 __all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.animate.conftest import AnimateFactory, png_bytes, wait_job
-from tests.discord_server import DiscordStandIn, InteractionRecord, message_text
+from standins.discord_server import DiscordStandIn, InteractionRecord, message_text
 
 STEPS = 10
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes, wait_job
 from tests.animate.test_animate_flow import custom_ids, result_message
-from tests.discord_server import DiscordStandIn, InteractionRecord, message_text
+from standins.discord_server import DiscordStandIn, InteractionRecord, message_text
 
 
 def closed_port() -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.animate.conftest import AnimateFactory, wait_job
 from tests.animate.test_buttons_and_errors import animate
-from tests.discord_server import DiscordStandIn, InteractionRecord
+from standins.discord_server import DiscordStandIn, InteractionRecord
 
 
 def running(record: InteractionRecord) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.animate.conftest import AnimateFactory
-from tests.discord_server import message_text
+from standins.discord_server import message_text
 
 
 async def test_help_lists_every_registered_command_within_discords_limits(animate_bot: AnimateFactory) -> None:

@@ -13,7 +13,7 @@ from bot.edit_scheduler import EditPacing
 from tests.animate.conftest import AnimateFactory, wait_job
 from tests.animate.test_animate_flow import result_message
 from tests.animate.test_buttons_and_errors import animate, ephemeral_text, finished, job_id_of
-from tests.discord_server import DiscordStandIn
+from standins.discord_server import DiscordStandIn
 
 # Discord's shape of limits (one edit per message per interval, a budget per channel), scaled down 10x.
 SCALED = EditPacing(running_interval=0.15, waiting_interval=0.6, channel_edits=4, channel_window=0.5)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.animate.conftest import AnimateFactory, png_bytes, wait_job
 from tests.animate.test_animate_flow import attachment_bytes, result_message
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.animate.conftest import AnimateFactory, png_bytes
 from tests.animate.test_animate_flow import attachment_bytes, result_message
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 from tests.moderation_discord.helpers import reply, slash_with
 
 pytestmark = pytest.mark.timeout(60)

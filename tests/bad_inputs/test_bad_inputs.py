@@ -32,7 +32,7 @@ from bot.errors import InvalidInput
 from bot.media.images import DEFAULT_TARGETS, content_upload_name, prepare_image
 from bot.shell_animate import run_animate
 from bot.workflows import Workflow, load_workflows, resolve_options
-from tests.comfy_server.server import ComfyTestServer
+from standins.comfy_server.server import ComfyTestServer
 
 from .generator import TOTAL, WORKFLOWS_DIR, Case, generate_cases
 

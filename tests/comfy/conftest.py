@@ -2,7 +2,7 @@
 
 ``MiniComfy`` is a minimal, fully scripted ComfyUI look-alike (websocket by clientId, a few HTTP
 routes, request log) for fault cases and for driving the hub frame by frame. The full test
-server lives in ``tests/comfy_server`` and is used by the integration tests.
+server lives in ``standins/comfy_server`` and is used by the integration tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ComfyClient and ComfyHub against the ComfyUI test server (tests/comfy_server)."""
+"""ComfyClient and ComfyHub against the ComfyUI test server (standins/comfy_server)."""
 
 from __future__ import annotations
 

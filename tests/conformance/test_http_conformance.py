@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 
 from .helpers import assert_same_shape, load, png_bytes
 

@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 from PIL import Image, ImageStat
 
-from tests.comfy_server import ComfyTestServer
-from tests.comfy_server.nodedefs import is_link
+from standins.comfy_server import ComfyTestServer
+from standins.comfy_server.nodedefs import is_link
 
 from .helpers import WsClient, assert_messages_conform, assert_same_shape, load, png_bytes, recorded_messages, upload
 

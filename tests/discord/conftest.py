@@ -1,5 +1,5 @@
-"""Fixtures for the Discord tests: the stand-in (from tests.discord_server.fixtures)."""
+"""Fixtures for the Discord tests: the stand-in (from standins.discord_server.fixtures)."""
 
-from tests.discord_server.fixtures import discord_stand_in
+from standins.discord_server.fixtures import discord_stand_in
 
 __all__ = ["discord_stand_in"]

@@ -14,8 +14,8 @@ import pytest
 
 from bot.app import COMMAND_HASH_FILE, AnimateBot, build_comfy_clients
 from bot.settings import ServerConfig, Settings
-from tests.comfy_server.server import ComfyTestServer
-from tests.discord_server import (
+from standins.comfy_server.server import ComfyTestServer
+from standins.discord_server import (
     DEFAULT_APP_PERMISSIONS,
     PERM_ATTACH_FILES,
     DiscordStandIn,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.comfy_server.server import ComfyTestServer
-from tests.discord_server import DiscordStandIn, message_text
+from standins.comfy_server.server import ComfyTestServer
+from standins.discord_server import DiscordStandIn, message_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

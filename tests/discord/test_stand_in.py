@@ -10,7 +10,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from tests.discord_server import DiscordStandIn
+from standins.discord_server import DiscordStandIn
 
 
 class _Client(discord.Client):

@@ -14,7 +14,7 @@ from bot.comfy.client import ComfyClient
 from bot.jobs.factory import open_job_service
 from bot.jobs.service import JobService
 from bot.settings import ServerConfig, Settings
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 from tests.jobs.helpers import ROOT, RecordingDelivery, ServiceFactory
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.backends import Backend, BackendPool, call_with_timeout
-from bot.clock import FakeClock, settle_loop
+from standins.fake_clock import FakeClock, settle_loop
 
 
 class FakeClient:

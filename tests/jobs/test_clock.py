@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.clock import Clock, FakeClock, SystemClock, settle_loop
+from bot.clock import Clock, SystemClock
+from standins.fake_clock import FakeClock, settle_loop
 
 
 async def test_fake_clock_wakes_in_deadline_order() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.clock import settle_loop
+from standins.fake_clock import settle_loop
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.errors import BackendUnavailable
 from bot.jobs.models import Job, JobState
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 from tests.jobs.helpers import (
     RecordingDelivery,
     ServiceFactory,
@@ -145,7 +145,7 @@ async def test_cancel_waiting_submitted_and_running(
 async def test_time_limit_interrupts_and_ends_timed_out(
     comfy_server: ComfyTestServer, make_service: ServiceFactory
 ) -> None:
-    from bot.clock import FakeClock
+    from standins.fake_clock import FakeClock
 
     clock = FakeClock()
     comfy_server.step_time = 0.1
@@ -345,7 +345,7 @@ async def test_reroll_reuses_the_input_with_a_new_seed(
 async def test_retention_removes_old_inputs_and_results(
     comfy_server: ComfyTestServer, make_service: ServiceFactory
 ) -> None:
-    from bot.clock import FakeClock
+    from standins.fake_clock import FakeClock
 
     clock = FakeClock()
     delivery = RecordingDelivery()
@@ -371,7 +371,7 @@ async def test_retention_removes_old_inputs_and_results(
 async def test_waiting_jobs_time_out_only_while_every_server_is_down(
     comfy_server: ComfyTestServer, make_service: ServiceFactory
 ) -> None:
-    from bot.clock import FakeClock
+    from standins.fake_clock import FakeClock
 
     clock = FakeClock()
     comfy_server.step_time = 0.2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FakeClock
+from standins.fake_clock import FakeClock
 from bot.jobs.models import InvalidTransition, Job, JobState
 from bot.store import (
     MIGRATIONS,

@@ -10,7 +10,7 @@ import pytest
 from bot.errors import BackendUnavailable
 from bot.jobs.models import JobState
 from bot.jobs.service import JobRequest
-from tests.comfy_server import ComfyTestServer
+from standins.comfy_server import ComfyTestServer
 from tests.jobs.helpers import (
     FAST,
     RecordingDelivery,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FakeClock
+from standins.fake_clock import FakeClock
 from bot.errors import UserFacingError
 from bot.moderation.policy import AdmissionPolicy, Requester
 from bot.store import JobStore, next_utc_midnight

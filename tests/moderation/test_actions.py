@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FakeClock
+from standins.fake_clock import FakeClock
 from bot.errors import InvalidInput, NotAllowed
 from bot.moderation import actions
 from bot.moderation.actions import KEEP, Actions, describe_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.clock import FakeClock
+from standins.fake_clock import FakeClock
 from bot.jobs.models import Job
 from bot.moderation import actions
 from bot.moderation.audit_text import JobEvents, job_record, render

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.clock import FakeClock
+from standins.fake_clock import FakeClock
 from bot.errors import LimitReached, NotAllowed
 from bot.moderation import messages
 from bot.moderation.policy import AdmissionPolicy, can_moderate_job, is_moderator

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tests.animate.conftest import AnimateEnv, png_bytes
-from tests.discord_server import Channel, DiscordStandIn, InteractionRecord, Member, message_text
-from tests.discord_server.records import Role
-from tests.discord_server.server import _option_spec
+from standins.discord_server import Channel, DiscordStandIn, InteractionRecord, Member, message_text
+from standins.discord_server.records import Role
+from standins.discord_server.server import _option_spec
 
 PERM_MANAGE_GUILD = 1 << 5
 PERM_MANAGE_MESSAGES = 1 << 13

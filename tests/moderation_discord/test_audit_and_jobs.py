@@ -8,7 +8,7 @@ from bot.moderation.audit_text import JobEvents
 from tests.animate.conftest import AnimateFactory, wait_job
 from tests.animate.test_animate_flow import custom_ids
 from tests.animate.test_buttons_and_errors import job_id_of
-from tests.discord_server import InteractionRecord, message_text
+from standins.discord_server import InteractionRecord, message_text
 from tests.moderation_discord.helpers import (
     PERM_MANAGE_GUILD,
     add_channel,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.animate.conftest import AnimateFactory, wait_job
-from tests.discord_server import InteractionRecord, message_text
-from tests.discord_server.records import DEFERRED_CHANNEL_MESSAGE
+from standins.discord_server import InteractionRecord, message_text
+from standins.discord_server.records import DEFERRED_CHANNEL_MESSAGE
 from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, add_role, animate, member_with, mod, refusal
 from tests.moderation_discord.test_settings import delivered
 

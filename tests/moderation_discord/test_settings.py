@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.animate.conftest import AnimateFactory, png_bytes
 from tests.animate.test_animate_flow import result_message
-from tests.discord_server import InteractionRecord, message_text
+from standins.discord_server import InteractionRecord, message_text
 from tests.moderation_discord.helpers import (
     PERM_MANAGE_GUILD,
     add_channel,

@@ -13,7 +13,7 @@ import pytest
 
 from bot.doctor import run_doctor, token_problem
 from bot.settings import Settings
-from tests.comfy_server.server import ComfyTestServer
+from standins.comfy_server.server import ComfyTestServer
 
 from .helpers import (
     COMFY_TOKEN,

@@ -18,8 +18,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from bot.progress_bar import ProgressBar
 from bot.shell_animate import ShellError, format_for_suffix, parse_options, run_animate
 from bot.workflows import load_workflows
-from tests.comfy_server.fixtures import ServerProcess
-from tests.comfy_server.server import ComfyTestServer
+from standins.comfy_server.fixtures import ServerProcess
+from standins.comfy_server.server import ComfyTestServer
 
 from .helpers import WORKFLOWS, bot_command, env_for, free_port, process_env, settings_for
 

@@ -15,13 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tests.animate.conftest import animate_bot, discord_stand_in
-from tests.discord_server import DiscordStandIn
+from standins.discord_server import DiscordStandIn
 
 __all__ = ["animate_bot", "discord_stand_in", "Secret", "discord_payloads", "find_secrets", "log_texts"]
 
 # Loggers of the test doubles (ComfyUI test server, Discord stand-in, their aiohttp servers):
 # they are not the bot, and they legitimately print their own URLs.
-FOREIGN_LOGGERS = ("tests.", "aiohttp.server", "aiohttp.access", "aiohttp.web")
+FOREIGN_LOGGERS = ("tests.", "standins.", "aiohttp.server", "aiohttp.access", "aiohttp.web")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes
-from tests.discord_server import DiscordStandIn, InteractionRecord, Member
+from standins.discord_server import DiscordStandIn, InteractionRecord, Member
 
 MEMBERS = 8
 WAVE_1 = 3  # jobs per member before the bot restart

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from tests.animate.conftest import AnimateFactory, png_bytes, wait_job
-from tests.discord_server import DiscordStandIn
+from standins.discord_server import DiscordStandIn
 
 
 @pytest.mark.timeout(40)

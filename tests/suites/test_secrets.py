@@ -23,8 +23,8 @@ import bot.jobs.service as service_module
 from bot.jobs.models import JobState
 from bot.settings import load_settings
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes
-from tests.comfy_server.server import ComfyTestServer
-from tests.discord_server import DiscordStandIn, InteractionRecord, Member
+from standins.comfy_server.server import ComfyTestServer
+from standins.discord_server import DiscordStandIn, InteractionRecord, Member
 from tests.suites.conftest import Secret, discord_payloads, find_secrets, log_texts
 
 COMFY_TOKEN = "comfy-tok-5e1d7a9b3c"

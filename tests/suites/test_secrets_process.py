@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.animate.conftest import png_bytes
-from tests.discord_server import DiscordStandIn
+from standins.discord_server import DiscordStandIn
 from tests.suites.conftest import Secret, discord_payloads, find_secrets
 from tests.suites.test_secrets import COMFY_TOKEN, PASSWORD, USER, closed_port
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from bot.workflows import Workflow, inject, load_workflows, validate_against
 from bot.workflows.validate import combo_options
-from tests.comfy_server.nodedefs import Validator, load_node_definitions, with_dynamic_lists
+from standins.comfy_server.nodedefs import Validator, load_node_definitions, with_dynamic_lists
 
 from .conftest import WORKFLOWS
 

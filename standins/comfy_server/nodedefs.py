@@ -15,7 +15,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "comfyui"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "comfyui"
 
 _TRACEBACK_838 = '  File "execution.py", line 838, in validate_inputs\n    <source line omitted>\n'
 

@@ -1,6 +1,6 @@
 """Run the ComfyUI test server in its own process.
 
-``python -m tests.comfy_server --port N --root DIR [--step-time S] [--checkpoint NAME ...]
+``python -m standins.comfy_server --port N --root DIR [--step-time S] [--checkpoint NAME ...]
 [--token T] [--basic-auth USER:PASS] [--prefix /comfy] [--full-size]``
 
 Prints ``URL <url>`` on one line once listening, then serves until SIGINT/SIGTERM.
@@ -19,7 +19,7 @@ from .server import ComfyTestServer
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.comfy_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m standins.comfy_server", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--step-time", type=float, default=0.0)

@@ -3,7 +3,7 @@
 - ``comfy_server``: one started ``ComfyTestServer`` rooted in ``tmp_path / "comfy"``.
 - ``comfy_server_factory``: ``await factory(**kwargs)`` starts another server (its own root
   under tmp_path unless ``root=`` is given); every one is stopped at teardown.
-- ``start_server_process(root, ...)``: run ``python -m tests.comfy_server`` in a subprocess
+- ``start_server_process(root, ...)``: run ``python -m standins.comfy_server`` in a subprocess
   and wait for its URL (returns a ``ServerProcess``; call ``stop()``). Also as the fixture
   ``comfy_server_process_factory``.
 """
@@ -53,8 +53,8 @@ def start_server_process(
     extra_args: tuple[str, ...] = (),
     timeout: float = 20.0,
 ) -> ServerProcess:
-    """Start ``python -m tests.comfy_server`` and wait until it prints its URL."""
-    args = [sys.executable, "-m", "tests.comfy_server", "--port", str(port), "--root", str(root)]
+    """Start ``python -m standins.comfy_server`` and wait until it prints its URL."""
+    args = [sys.executable, "-m", "standins.comfy_server", "--port", str(port), "--root", str(root)]
     args += ["--step-time", str(step_time)]
     for name in checkpoints:
         args += ["--checkpoint", name]

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.comfy_server import ComfyTestServer
-from tests.comfy_server.fixtures import ServerProcess
+from standins.comfy_server import ComfyTestServer
+from standins.comfy_server.fixtures import ServerProcess
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "svd_seed_prompt.json"
 

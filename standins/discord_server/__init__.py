@@ -1,11 +1,11 @@
 """A loopback Discord API stand-in that the unmodified discord.py client logs into (tests only).
 
 Import from here: :class:`DiscordStandIn`, the record types, and :func:`point_discord_at`.
-Nothing is patched on import; the pytest fixtures in ``tests.discord_server.fixtures`` do it.
+Nothing is patched on import; the pytest fixtures in ``standins.discord_server.fixtures`` do it.
 """
 
-from tests.discord_server.patching import point_discord_at
-from tests.discord_server.records import (
+from standins.discord_server.patching import point_discord_at
+from standins.discord_server.records import (
     DEFAULT_APP_PERMISSIONS,
     PERM_ATTACH_FILES,
     PERM_EMBED_LINKS,
@@ -19,7 +19,7 @@ from tests.discord_server.records import (
     Violation,
     message_text,
 )
-from tests.discord_server.server import DiscordStandIn
+from standins.discord_server.server import DiscordStandIn
 
 __all__ = [
     "DEFAULT_APP_PERMISSIONS",

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.discord_server.records import (
+from standins.discord_server.records import (
     CHANNEL_MESSAGE,
     DEFAULT_APP_PERMISSIONS,
     DEFERRED_CHANNEL_MESSAGE,

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.discord_server.patching import point_discord_at
-from tests.discord_server.server import DiscordStandIn
+from standins.discord_server.patching import point_discord_at
+from standins.discord_server.server import DiscordStandIn
 
 
 @pytest.fixture
