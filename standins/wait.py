@@ -1,0 +1,46 @@
+"""The one polling helper for tests and benchmarks: wait until a condition holds, or fail saying what.
+
+Prefer waiting on the event itself (an ``asyncio.Event``, a future, a stand-in's record).
+Where the thing to wait for lives in another process or has no event (a row in another
+process's SQLite file, a message a child process posts), poll it here: one place, one
+deadline rule, one failure message that names what was awaited and what was last seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["wait_until"]
+
+
+async def wait_until(
+    condition: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+    interval: float = 0.02,
+    describe: Callable[[], object] | None = None,
+) -> T:
+    """Call ``condition`` (sync or async) until it returns something truthy, and return that.
+
+    Raises ``AssertionError`` naming ``what`` (and ``describe()``, the state last seen) when
+    ``timeout`` seconds of real time pass first. The interval only paces the polling; it
+    never stands in for the event.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            seen = f"; last seen: {describe()}" if describe is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{seen}")
+        await asyncio.sleep(interval)
