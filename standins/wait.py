@@ -25,22 +25,29 @@ async def wait_until(
     timeout: float = 10.0,
     what: str = "the condition",
     interval: float = 0.02,
-    describe: Callable[[], object] | None = None,
+    describe: Callable[[], object | Awaitable[object]] | None = None,
 ) -> T:
     """Call ``condition`` (sync or async) until it returns something truthy, and return that.
 
-    Raises ``AssertionError`` naming ``what`` (and ``describe()``, the state last seen) when
-    ``timeout`` seconds of real time pass first. The interval only paces the polling; it
-    never stands in for the event.
+    Raises ``AssertionError`` naming ``what`` (and ``describe()``, sync or async, the state
+    last seen) when ``timeout`` seconds of real time pass first. The last check starts after
+    the deadline, so a stalled loop (a loaded machine) does not fail a condition that holds.
+    The interval only paces the polling; it never stands in for the event.
     """
     deadline = time.monotonic() + timeout
     while True:
+        expired = time.monotonic() >= deadline  # read before the check: the last check starts late
         result = condition()
         if inspect.isawaitable(result):
             result = await result
         if result:
             return result  # type: ignore[return-value]
-        if time.monotonic() >= deadline:
-            seen = f"; last seen: {describe()}" if describe is not None else ""
+        if expired:
+            seen = ""
+            if describe is not None:
+                state = describe()
+                if inspect.isawaitable(state):
+                    state = await state
+                seen = f"; last seen: {state}"
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{seen}")
         await asyncio.sleep(interval)

@@ -30,6 +30,7 @@ from bot.ui.delivery import DiscordDelivery
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import DiscordStandIn
 from standins.discord_server.fixtures import discord_stand_in
+from standins.wait import wait_until
 
 __all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
 
@@ -126,12 +127,11 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
 
 async def wait_job(service: JobService, job_id: str, *states: str, timeout: float = 10.0) -> Any:
     """Wait until the stored job is in one of ``states`` (its value names); returns the job."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        job = await service.get(job_id)
-        if job is not None and job.state.value in states:
-            return job
-        if loop.time() > end:
-            raise AssertionError(f"job {job_id} is {job.state.value if job else 'unknown'}, not {states}")
-        await asyncio.sleep(0.02)
+    seen: list[Any] = [None]
+
+    async def reached() -> Any:
+        seen[0] = job = await service.get(job_id)
+        return job if job is not None and job.state.value in states else None
+
+    return await wait_until(reached, timeout=timeout, what=f"job {job_id} to be {' or '.join(states)}",
+                            describe=lambda: seen[0].state.value if seen[0] else "unknown")

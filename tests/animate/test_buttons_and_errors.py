@@ -9,6 +9,7 @@ from typing import Any
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes, wait_job
 from tests.animate.test_animate_flow import custom_ids, result_message
 from standins.discord_server import DiscordStandIn, InteractionRecord, message_text
+from standins.wait import wait_until
 
 
 def closed_port() -> int:
@@ -149,8 +150,11 @@ async def test_servers_down_is_refused_and_nothing_is_left_waiting(animate_bot: 
     assert not env.service.waiting_order()
     assert not await env.service.recent_jobs(env.stand_in.user.id, env.stand_in.guild.id)
     # later, once the health checks gave up on the server, it is still "offline" (not "missing")
-    while any(b.healthy for b in env.service.pool):
-        await asyncio.sleep(0.1)
+    gave_up = asyncio.Event()
+    env.service.pool.add_listener(lambda backend, healthy: None if healthy else gave_up.set())
+    if any(b.healthy for b in env.service.pool):
+        await asyncio.wait_for(gave_up.wait(), 20)
+    assert not any(b.healthy for b in env.service.pool)
     again = await animate(env)
     text = await ephemeral_text(again)
     assert "offline" in text and "installed" not in text
@@ -183,11 +187,8 @@ async def test_result_after_token_expiry_is_a_channel_reply_mentioning_the_reque
         return [m for m in discord_stand_in.channel_messages() if m.get("webhook_id") is None
                 and str(m["content"]).startswith(mention)]
 
-    for _ in range(300):  # channel messages do not touch the interaction record: poll
-        if in_channel():
-            break
-        await asyncio.sleep(0.05)
-    message = in_channel()[0]
+    # channel messages do not touch the interaction record: poll the stand-in's messages
+    [message, *_] = await wait_until(in_channel, timeout=15, what="the result in the channel")
     assert any(a["filename"].startswith("animation_") for a in message["attachments"])
     sent = [r for r in discord_stand_in.requests_to("POST", "/channels/*/messages")][-1].json
     assert [int(u) for u in sent["allowed_mentions"]["users"]] == [discord_stand_in.user.id]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from tests.animate.conftest import AnimateFactory, wait_job
 from tests.animate.test_buttons_and_errors import animate
 from standins.discord_server import DiscordStandIn, InteractionRecord
+from standins.wait import wait_until
 
 
 def running(record: InteractionRecord) -> bool:
@@ -20,13 +20,6 @@ def mentions_of(stand_in: DiscordStandIn, user_id: int) -> list[dict[str, Any]]:
             and str(m["content"]).startswith(f"<@{user_id}>")]
 
 
-async def poll(condition: Any, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_deleted_status_message_the_result_is_posted_in_the_channel(animate_bot: AnimateFactory) -> None:
     env = await animate_bot(step_time=0.1)
     stand_in = env.stand_in
@@ -34,8 +27,9 @@ async def test_deleted_status_message_the_result_is_posted_in_the_channel(animat
     await record.wait_for(running, timeout=10)
     status_id = record.original["id"]  # type: ignore[index]
     stand_in.messages.pop(int(status_id))  # a moderator deleted it
-    await poll(lambda: bool(mentions_of(stand_in, stand_in.user.id)))
-    message = mentions_of(stand_in, stand_in.user.id)[0]
+    # channel messages do not touch the interaction record: poll the stand-in's messages
+    [message, *_] = await wait_until(lambda: mentions_of(stand_in, stand_in.user.id), timeout=15,
+                                     what="the result in the channel")
     assert any(a["filename"].startswith("animation_") for a in message["attachments"])
     job = await wait_job(env.service, message["embeds"][0]["footer"]["text"].split()[-1], "delivered")
     assert job.delivered_message_id == int(message["id"])
@@ -60,14 +54,8 @@ async def test_a_channel_that_is_gone_ends_the_delivery_without_retrying(animate
     env = await animate_bot(step_time=0.05)
     stand_in = env.stand_in
     await animate(env, steps=8)
-    jobs: list[Any] = []
-
-    async def submitted() -> None:
-        while not jobs:
-            jobs.extend(await env.service.recent_jobs(stand_in.user.id, stand_in.guild.id))
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(submitted(), 10)
+    jobs = await wait_until(lambda: env.service.recent_jobs(stand_in.user.id, stand_in.guild.id), timeout=10,
+                            what="the job to be stored")
     clock = env.delivery.now
     env.delivery.now = lambda: clock() + 16 * 60  # the token is too old: the result goes to the channel
     stand_in.guild.channels.remove(stand_in.channel)  # ... which was deleted meanwhile

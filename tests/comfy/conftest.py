@@ -87,7 +87,9 @@ class MiniComfy:
         self.queue: dict[str, Any] = {"queue_running": [], "queue_pending": []}
         self.posted: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
-        self.connected = asyncio.Condition()
+        # notified on every request, connection and frame received: wait with ``wait_for``
+        self.changed = asyncio.Condition()
+        self.connected = self.changed  # the older name, kept for callers
         self.refuse_ws = False
         self.app = web.Application()
         for p in {prefix, prefix + "/api"}:
@@ -96,8 +98,14 @@ class MiniComfy:
             self.app.router.add_get(p + "/history/{pid}", self._history)
             self.app.router.add_get(p + "/queue", self._queue)
 
+    async def _note(self, request: tuple[str, str] | None = None) -> None:
+        async with self.changed:
+            if request is not None:
+                self.requests.append(request)
+            self.changed.notify_all()
+
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(("GET", request.path))
+        await self._note(("GET", request.path))
         if self.refuse_ws:
             raise web.HTTPServiceUnavailable()
         client_id = request.query.get("clientId") or uuid.uuid4().hex
@@ -105,38 +113,50 @@ class MiniComfy:
         await ws.prepare(request)
         self.handshake_headers.append(dict(request.headers))
         self.received.setdefault(client_id, [])
-        async with self.connected:
+        async with self.changed:
             self.sockets[client_id] = ws
             self.connects.append(client_id)
-            self.connected.notify_all()
+            self.changed.notify_all()
         await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client_id}})
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.received[client_id].append(json.loads(msg.data))
+                await self._note()
         if self.sockets.get(client_id) is ws:
             del self.sockets[client_id]
         return ws
 
     async def _prompt(self, request: web.Request) -> web.Response:
-        self.requests.append(("POST", request.path))
+        await self._note(("POST", request.path))
         body = await request.json()
         self.posted.append(body)
         pid = body.get("prompt_id") or str(uuid.uuid4())
         return web.json_response({"prompt_id": pid, "number": len(self.posted), "node_errors": {}})
 
     async def _history(self, request: web.Request) -> web.Response:
-        self.requests.append(("GET", request.path))
+        await self._note(("GET", request.path))
         pid = request.match_info["pid"]
         return web.json_response({pid: self.history[pid]} if pid in self.history else {})
 
     async def _queue(self, request: web.Request) -> web.Response:
-        self.requests.append(("GET", request.path))
+        await self._note(("GET", request.path))
         return web.json_response(self.queue)
 
+    async def wait_for(self, predicate: Callable[[], object], what: str = "the condition", timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every request, connection and frame."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.changed:
+                    await self.changed.wait_for(predicate)
+        except TimeoutError:
+            raise AssertionError(f"MiniComfy: no {what} within {timeout:g} s; requests: {self.requests}") from None
+
+    def count(self, method: str, path_end: str) -> int:
+        """How many requests ``method`` made to a path ending with ``path_end``."""
+        return sum(1 for m, p in self.requests if m == method and p.endswith(path_end))
+
     async def wait_connects(self, n: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.connected:
-                await self.connected.wait_for(lambda: len(self.connects) >= n)
+        await self.wait_for(lambda: len(self.connects) >= n, f"connection number {n}", timeout)
 
     async def send(self, client_id: str, kind: str, data: dict[str, Any]) -> None:
         await self.sockets[client_id].send_json({"type": kind, "data": data})

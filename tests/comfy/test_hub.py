@@ -45,10 +45,7 @@ async def test_feature_flags_first_client_id_and_auth_on_handshake(session: aioh
     async with make_hub(session, url, token="tok-123") as hub:
         assert await hub.wait_connected(3)
         assert hub.connected and fake.connects == ["hubclient01"]
-        for _ in range(100):
-            if fake.received["hubclient01"]:
-                break
-            await asyncio.sleep(0.01)
+        await fake.wait_for(lambda: fake.received["hubclient01"], "first frame from the hub")
         assert fake.received["hubclient01"][0] == FEATURE_FLAGS
         assert fake.handshake_headers[0]["Authorization"] == "Bearer tok-123"
     assert not hub.connected
@@ -252,8 +249,8 @@ async def test_refused_handshake_is_retried(session: aiohttp.ClientSession, mini
     fake, url = mini
     fake.refuse_ws = True
     async with make_hub(session, url) as hub:
-        await asyncio.sleep(0.15)
-        assert not hub.connected and len(fake.requests) >= 2  # retried with backoff
+        await fake.wait_for(lambda: fake.count("GET", "/ws") >= 2, "second handshake")  # retried with backoff
+        assert not hub.connected
         fake.refuse_ws = False
         assert await hub.wait_connected(3)
 
@@ -265,7 +262,7 @@ async def test_close_cancels_reader_and_ends_subscriptions(session: aiohttp.Clie
     assert await hub.wait_connected(3)
     sub = hub.subscribe("X")
     waiter = asyncio.create_task(anext(sub))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the waiter is now blocked inside the subscription
     await hub.close()
     with pytest.raises(StopAsyncIteration):
         await waiter
@@ -275,10 +272,19 @@ async def test_close_cancels_reader_and_ends_subscriptions(session: aiohttp.Clie
 
 async def test_cancelling_the_closer_is_not_swallowed(session: aiohttp.ClientSession, closed_port_url: str) -> None:
     hub = make_hub(session, closed_port_url)
+    failed = asyncio.Event()
+    backoff = hub._backoff
+
+    def spy(attempt: int) -> float:  # asked right after a connection attempt failed
+        failed.set()
+        return backoff(attempt)
+
+    hub._backoff = spy  # type: ignore[method-assign]
     await hub.start()
-    await asyncio.sleep(0.05)  # the reader is retrying the closed port
+    await asyncio.wait_for(failed.wait(), 5)  # the reader is retrying the closed port
     task = asyncio.create_task(hub.close())
-    await asyncio.sleep(0)  # close() now awaits the cancelled reader
+    await asyncio.sleep(0)  # one turn of the loop: close() runs up to awaiting the cancelled reader
+    assert hub._task is None and not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -317,10 +323,13 @@ async def test_follow_prompt_success_waits_for_history(session: aiohttp.ClientSe
         async def on_event(event: Any) -> None:
             seen.append(event)
 
-        task = asyncio.create_task(follow_prompt(hub.client, sub, on_event=on_event, history_delay=0.02))
+        # history_attempts: it must not give up on its own while the test holds the history back
+        task = asyncio.create_task(follow_prompt(hub.client, sub, on_event=on_event, history_delay=0.02,
+                                                 history_attempts=500))
         await run_job(fake, hub.client_id, "S")
         await fake.send(hub.client_id, "execution_success", {"prompt_id": "S"})
-        await asyncio.sleep(0.1)  # history shows up a little after execution_success
+        # history shows up a little after execution_success: it asked, found nothing, and asks again
+        await fake.wait_for(lambda: fake.count("GET", "/history/S") >= 2, "second GET /history/S")
         assert not task.done()
         fake.history["S"] = _entry("S", "success", [["execution_success", {"prompt_id": "S"}]])
         outcome = await asyncio.wait_for(task, 3)
@@ -357,7 +366,8 @@ async def test_follow_prompt_after_reconnect_uses_queue_then_history_or_reports_
         lost = await asyncio.wait_for(t_gone, 3)
         assert lost.status == "lost" and lost.entry is None and lost.message
         await fake.wait_connects(2)
-        await asyncio.sleep(0.1)
+        # both followers reconciled (each asks /history, then /queue): RUN is in the queue
+        await fake.wait_for(lambda: fake.count("GET", "/queue") >= 2, "both followers to ask /queue")
         assert not t_run.done()  # still running on the server: keep following the socket
         fake.history["RUN"] = _entry("RUN", "error", [["execution_interrupted", {"prompt_id": "RUN", "node_id": "9", "node_type": "VHS_VideoCombine"}]])
         await fake.send(hub.client_id, "execution_interrupted", {"prompt_id": "RUN", "node_id": "9", "node_type": "VHS_VideoCombine"})
@@ -406,18 +416,18 @@ async def test_a_socket_that_closes_at_once_backs_off_instead_of_looping(
     app.router.add_get("/ws", slam)
     hub = make_hub(session, await serve(app), reconnect_min=0.01, reconnect_max=0.04)
     attempts: list[int] = []
+    four = asyncio.Event()
     backoff = hub._backoff
 
     def spy(attempt: int) -> float:
         attempts.append(attempt)
+        if len(attempts) >= 4:
+            four.set()
         return backoff(attempt)
 
     hub._backoff = spy  # type: ignore[method-assign]
     async with hub:
-        for _ in range(200):
-            if len(attempts) >= 4:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(four.wait(), 5)
     assert attempts[:4] == [1, 2, 3, 4] and connects >= 4  # growing, capped by reconnect_max
 
 

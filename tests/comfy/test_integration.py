@@ -20,6 +20,7 @@ from bot.comfy.errors import ComfyAuthError, ComfyServerError, ComfyTimeout, Com
 from bot.comfy.hub import ComfyHub, Subscription, load_or_create_client_id
 from bot.comfy.models import FileRef, HistoryEntry
 from bot.settings import ServerConfig
+from standins.wait import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -120,11 +121,11 @@ async def test_queue_management(session: aiohttp.ClientSession, comfy_server_fac
     b = await client.queue_prompt(gif_graph(ref.filename, seed=3), client_id="cid-q")
     front = await client.queue_prompt(gif_graph(ref.filename, seed=4), client_id="cid-q", front=True)
     assert front.number < 0
-    for _ in range(100):
+    async def running_state() -> Any:
         state = await client.get_queue()
-        if state.running:
-            break
-        await asyncio.sleep(0.02)
+        return state if state.running else None
+
+    state = await wait_until(running_state, timeout=5, what="the first prompt to run")
     assert state.position(running.prompt_id) == 0 and state.position(front.prompt_id) == 1
     assert await client.queue_remaining() == 4
     await client.delete_queued([a.prompt_id])
@@ -135,12 +136,9 @@ async def test_queue_management(session: aiohttp.ClientSession, comfy_server_fac
     await client.interrupt("not-running")  # no effect
     assert (await client.get_queue()).contains(running.prompt_id)
     await client.interrupt(running.prompt_id)
-    for _ in range(200):
-        entry = await client.get_history_entry(running.prompt_id)
-        if entry is not None:
-            break
-        await asyncio.sleep(0.02)
-    assert entry is not None and entry.interrupted and entry.error_message()
+    entry = await wait_until(lambda: client.get_history_entry(running.prompt_id), timeout=5,
+                             what="the interrupted prompt in history")
+    assert entry.interrupted and entry.error_message()
     await client.interrupt()  # global, nothing running: still fine
 
 
@@ -228,10 +226,7 @@ async def test_history_pages_metadata_and_every_route_under_api_behind_a_prefix(
     for seed in (1, 2, 3):
         queued = await client.queue_prompt(gif_graph(ref.filename, seed=seed), client_id="cid-api")
         ids.append(queued.prompt_id)
-    for _ in range(200):
-        if await client.get_history_entry(ids[-1]) is not None:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: client.get_history_entry(ids[-1]), timeout=5, what="the last prompt in history")
     assert list(await client.get_history()) == ids  # oldest first
     assert list(await client.get_history(max_items=2)) == ids[1:]  # the newest two
     assert list(await client.get_history(max_items=1, offset=1)) == [ids[1]]  # counted from the oldest
@@ -292,13 +287,9 @@ async def test_socket_drop_mid_run_then_history(session: aiohttp.ClientSession, 
         assert ev.is_terminal(rest[-1])
         # the server's replay of the current node (sent without prompt_id) reached this prompt
         assert isinstance(rest[0], ev.Executing) and rest[0].prompt_id == "drop-me" and rest[0].node == "9"
-        entry = await client.get_history_entry("drop-me")
-        for _ in range(100):
-            if entry is not None:
-                break
-            await asyncio.sleep(0.02)
-            entry = await client.get_history_entry("drop-me")
-        assert entry is not None and entry.succeeded and entry.output_files()
+        entry = await wait_until(lambda: client.get_history_entry("drop-me"), timeout=5,
+                                 what="the prompt in history")
+        assert entry.succeeded and entry.output_files()
 
 
 async def test_restarted_hub_with_same_client_id_still_gets_events(

@@ -5,7 +5,6 @@ Status, content type, keys and value types must match; ids, timestamps and paths
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import aiohttp
 import pytest
 
 from standins.comfy_server import ComfyTestServer
+from standins.wait import wait_until
 
 from .helpers import assert_same_shape, load, png_bytes
 
@@ -161,12 +161,13 @@ async def _run_recorded_gif(
     async with session.post(server.url + "/prompt", json=body) as resp:
         assert resp.status == 200
         pid = (await resp.json())["prompt_id"]
-    for _ in range(400):
+
+    async def finished() -> bool:
         async with session.get(f"{server.url}/history/{pid}") as resp:
-            if await resp.json():
-                return pid
-        await asyncio.sleep(0.02)
-    raise AssertionError("job did not finish")
+            return bool(await resp.json())
+
+    await wait_until(finished, timeout=8, what=f"prompt {pid} to finish")
+    return pid
 
 
 async def test_history_and_jobs(seeded: tuple[ComfyTestServer, aiohttp.ClientSession]) -> None:

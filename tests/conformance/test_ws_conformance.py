@@ -7,7 +7,6 @@ keys and value types, and the history entry the same shape.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import io
 import json
@@ -22,6 +21,7 @@ from PIL import Image, ImageStat
 
 from standins.comfy_server import ComfyTestServer
 from standins.comfy_server.nodedefs import is_link
+from standins.wait import wait_until
 
 from .helpers import WsClient, assert_messages_conform, assert_same_shape, load, png_bytes, recorded_messages, upload
 
@@ -43,13 +43,11 @@ def _recorded_cached(rec: dict[str, Any]) -> list[str]:
 
 
 async def _wait_history(server: ComfyTestServer, session: aiohttp.ClientSession, pid: str) -> dict[str, Any]:
-    for _ in range(1000):
+    async def entry() -> Any:
         async with session.get(f"{server.url}/history/{pid}") as resp:
-            body = await resp.json()
-        if body:
-            return body[pid]
-        await asyncio.sleep(0.01)
-    raise AssertionError("no history entry")
+            return (await resp.json()).get(pid)
+
+    return await wait_until(entry, timeout=10, what=f"a history entry for {pid}")
 
 
 async def warm_cache(

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sys.argv[2])
 from bot.cli import main
 raise SystemExit(main(sys.argv[3:]))
 """
-
-
-async def _until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(40)
@@ -54,8 +45,8 @@ async def test_python_m_bot_run_logs_in_syncs_answers_and_stops_on_sigterm(
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await _until(lambda: bool(discord_stand_in.command_syncs) and discord_stand_in.ready.is_set(), 20,
-                     "the bot to log in and sync")
+        await asyncio.wait_for(discord_stand_in.ready.wait(), 20)  # READY sent to the child process
+        assert discord_stand_in.command_syncs  # setup_hook synced before the gateway connection
         guild_id, payload = discord_stand_in.command_syncs[0]
         assert guild_id == discord_stand_in.guild.id
         assert {c["name"] for c in payload} == {

@@ -148,11 +148,12 @@ async def test_interaction_payload_carries_what_discord_py_reads(client: _Client
 
 async def test_an_ack_after_3_seconds_is_a_violation_and_refused(client: _Client,
                                                                  discord_stand_in: DiscordStandIn) -> None:
-    go = asyncio.Event()
+    started, go = asyncio.Event(), asyncio.Event()
     errors: list[int] = []
 
     @client.tree.command(name="slow", description="acks late")
     async def slow(interaction: discord.Interaction) -> None:
+        started.set()
         await go.wait()
         try:
             await interaction.response.send_message("late")
@@ -161,7 +162,7 @@ async def test_an_ack_after_3_seconds_is_a_violation_and_refused(client: _Client
 
     await client.tree.sync()
     record = await discord_stand_in.slash(None, None, None, "slow")
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)  # the bot is handling it when the time jumps
     discord_stand_in.clock_offset = 3.5  # as if the bot took 3.5 s
     go.set()
     await record.wait_for(lambda r: bool(errors))

@@ -13,6 +13,7 @@ from PIL import Image
 
 from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobRequest, JobService
+from standins.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"frames": 4, "steps": 3}
@@ -55,12 +56,8 @@ ServiceFactory = Callable[..., Awaitable[JobService]]
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """Wait until ``predicate()`` holds (the job store lives behind a thread: poll it)."""
+    await wait_until(predicate, timeout=timeout, what=getattr(predicate, "__name__", "the condition"), interval=0.05)
 
 
 async def all_ended(service: JobService, job_ids: list[str]) -> bool:

@@ -373,7 +373,18 @@ async def test_waiting_jobs_time_out_only_while_every_server_is_down(
 ) -> None:
     from standins.fake_clock import FakeClock
 
-    clock = FakeClock()
+    class SweepClock(FakeClock):
+        """Knows until when the service's housekeeping sweep sleeps on it."""
+
+        sweep_wakes_at = float("-inf")
+
+        async def sleep(self, seconds: float) -> None:
+            task = asyncio.current_task()
+            if task is not None and task.get_name() == "jobs-sweep":
+                self.sweep_wakes_at = self.monotonic() + seconds
+            await super().sleep(seconds)
+
+    clock = SweepClock()
     comfy_server.step_time = 0.2
     delivery = RecordingDelivery()
     service = await make_service([comfy_server], delivery=delivery, clock=clock, job_timeout=60.0, max_jobs_per_member=5)
@@ -395,11 +406,16 @@ async def test_waiting_jobs_time_out_only_while_every_server_is_down(
 
         await wait_for(back_in_line)
         await clock.tick(61)
-        for _ in range(100):  # the sweep reads the store in a thread: give it time and ticks
-            if await all_ended(service, [third.id]):
-                break
-            await clock.tick(5)
-            await asyncio.sleep(0.05)
+
+        # The sweep reads the store in a thread, so a sweep woken early in that span may still
+        # be at work (with the time it woke at). Wait until it sleeps again past the new time,
+        # then wake it once more: that sweep sees the job waiting for over 60 s with no server.
+        async def sweep_asleep() -> bool:
+            return clock.sweep_wakes_at > clock.monotonic()
+
+        await wait_for(sweep_asleep)
+        await clock.tick(clock.sweep_wakes_at - clock.monotonic())
+        await wait_for(lambda: all_ended(service, [third.id]))
         ended = await service.get(third.id)
         assert ended.state is JobState.TIMED_OUT and "No image server" in (ended.error or "")  # type: ignore[union-attr]
     finally:

@@ -20,6 +20,7 @@ from bot.shell_animate import ShellError, format_for_suffix, parse_options, run_
 from bot.workflows import load_workflows
 from standins.comfy_server.fixtures import ServerProcess
 from standins.comfy_server.server import ComfyTestServer
+from standins.wait import wait_until
 
 from .helpers import WORKFLOWS, bot_command, env_for, free_port, process_env, settings_for
 
@@ -224,14 +225,14 @@ async def _history(server: ComfyTestServer):  # type: ignore[no-untyped-def]
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        for _ in range(50):
+
+        async def entries() -> dict:  # type: ignore[type-arg]
             async with session.get(f"{server.url}/history") as resp:
-                body = await resp.json()
-            if body:
-                for entry in body.values():
-                    yield entry["status"]["status_str"]
-                return
-            await asyncio.sleep(0.05)
+                return await resp.json()
+
+        body = await wait_until(entries, timeout=5, what="a history entry", interval=0.05)
+        for entry in body.values():
+            yield entry["status"]["status_str"]
 
 
 def test_parse_options() -> None:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from standins.comfy_server import ComfyTestServer
 from standins.comfy_server.fixtures import ServerProcess
+from standins.wait import wait_until
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "svd_seed_prompt.json"
 
@@ -48,13 +49,12 @@ async def _run(session: aiohttp.ClientSession, url: str, graph: dict[str, Any], 
     async with session.post(url + "/prompt", json={"prompt": graph, **body}) as resp:
         assert resp.status == 200, await resp.text()
         pid = (await resp.json())["prompt_id"]
-    for _ in range(1000):
+
+    async def entry() -> Any:
         async with session.get(f"{url}/history/{pid}") as resp:
-            entry = await resp.json()
-        if entry:
-            return entry[pid]
-        await asyncio.sleep(0.01)
-    raise AssertionError("job never finished")
+            return (await resp.json()).get(pid)
+
+    return await wait_until(entry, timeout=10, what=f"prompt {pid} to finish")
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import Counter
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.animate.conftest import AnimateEnv, AnimateFactory, png_bytes
 from standins.discord_server import DiscordStandIn, InteractionRecord, Member
+from standins.wait import wait_until
 
 MEMBERS = 8
 WAVE_1 = 3  # jobs per member before the bot restart
@@ -37,15 +37,6 @@ async def animate(stand_in: DiscordStandIn, member: Member, colour: int) -> Inte
 def answered(record: InteractionRecord) -> bool:
     """The member sees something other than "thinking..." for this command."""
     return record.original is not None and not (int(record.original.get("flags") or 0) & 128)
-
-
-async def until(condition: Any, timeout: float, what: str, describe: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            detail = await describe() if describe is not None else ""
-            raise AssertionError(f"timed out waiting for {what}: {detail}")
-        await asyncio.sleep(0.05)
 
 
 async def all_jobs(env: AnimateEnv, members: list[Member]) -> list[Any]:
@@ -112,17 +103,18 @@ async def test_mixed_faults_every_job_ends_visibly_and_is_delivered_once(
         jobs = await all_jobs(env, members)
         return str(sorted(Counter((j.state.value, j.server, j.submit_attempts) for j in jobs).items(), key=str))
 
-    await until(busy, 20, "a job on gpu-2", describe)
+    await wait_until(busy, timeout=20, what="a job on gpu-2", describe=describe, interval=0.05)
     await restarting.restart(lose_state=True)
     await asyncio.gather(*(r.wait_for(answered, timeout=20) for r in records))
 
     # the bot restarts mid-run, on the same data folder and stand-in
-    await until(lambda: ended(6), 30, "six jobs to end", describe)
+    await wait_until(lambda: ended(6), timeout=30, what="six jobs to end", describe=describe, interval=0.05)
     if bot_restart:
         comfy = env.comfy
         await env.bot.close()
         # the bot stays down until the servers finished what they had
-        await until(lambda: servers_idle(env), 20, "the ComfyUI servers to finish their queues")
+        await wait_until(lambda: servers_idle(env), timeout=20, what="the ComfyUI servers to finish their queues",
+                         interval=0.05)
         env = await animate_bot(servers=0, comfyui_servers=env.settings.comfyui_servers, **limits)
         env.comfy = comfy
     stand_in.add_fault("POST", f"/webhooks/{app}/*", 503, times=1)
@@ -138,11 +130,11 @@ async def test_mixed_faults_every_job_ends_visibly_and_is_delivered_once(
     async def one_failed() -> bool:
         return any(j.state.value == "failed" for j in await all_jobs(env, members))
 
-    await until(one_failed, 20, "a job to fail", describe)
+    await wait_until(one_failed, timeout=20, what="a job to fail", describe=describe, interval=0.05)
     steady.fail_at = None
 
     total = MEMBERS * (WAVE_1 + WAVE_2)
-    await until(lambda: ended(total), 45, f"all {total} jobs to end", describe)
+    await wait_until(lambda: ended(total), timeout=45, what=f"all {total} jobs to end", describe=describe, interval=0.05)
     jobs = await all_jobs(env, members)
     assert len(jobs) == total, "every /animate became a job"
     await env.delivery.scheduler.flush(timeout=20)

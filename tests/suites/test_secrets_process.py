@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sys.argv[2])
 from bot.cli import main
 raise SystemExit(main(sys.argv[3:]))
 """
-
-
-async def until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(60)
@@ -62,7 +54,8 @@ async def test_bot_process_stderr_at_info_shows_no_secret(
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await until(lambda: bool(stand_in.command_syncs) and stand_in.ready.is_set(), 30, "the bot to log in")
+        await asyncio.wait_for(stand_in.ready.wait(), 30)  # READY sent to the child process
+        assert stand_in.command_syncs  # setup_hook synced before the gateway connection
         options = {"steps": 4, "frames": 2}
         image = {"image": ("cat.png", png_bytes(), "image/png")}
         ok = await stand_in.slash(None, None, None, "animate", options=options, attachments=image)

@@ -11,7 +11,6 @@ Two layers:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import io
 import itertools
@@ -27,6 +26,7 @@ from PIL import Image
 from bot.workflows import Workflow, inject, load_workflows, validate_against
 from bot.workflows.validate import combo_options
 from standins.comfy_server.nodedefs import Validator, load_node_definitions, with_dynamic_lists
+from standins.wait import wait_until
 
 from .conftest import WORKFLOWS
 
@@ -191,12 +191,14 @@ async def test_each_format_of_each_workflow_is_accepted_and_run_by_the_server(co
                     assert resp.status == 200, f"{workflow.name} {choice}: {body}"
                 prompt_id = body["prompt_id"]
                 entry: dict[str, Any] = {}
-                for _ in range(600):
+
+                async def ended(prompt_id: str = prompt_id) -> bool:
+                    nonlocal entry
                     async with session.get(f"{comfy_server.url}/history/{prompt_id}") as resp:
                         entry = (await resp.json()).get(prompt_id, {})
-                    if entry.get("status", {}).get("completed") is not None and entry["status"].get("status_str"):
-                        break
-                    await asyncio.sleep(0.05)
+                    return entry.get("status", {}).get("completed") is not None and bool(entry["status"].get("status_str"))
+
+                await wait_until(ended, timeout=30, what=f"{workflow.name} {choice} to end", interval=0.05)
                 assert entry.get("status", {}).get("status_str") == "success", f"{workflow.name} {choice}: {entry.get('status')}"
                 files = [
                     item for out in entry["outputs"].values() for items in out.values() if isinstance(items, list)
