@@ -21,6 +21,7 @@ from standins.discord_server import (
     DiscordStandIn,
     message_text,
 )
+from standins.wait import wait_until
 
 TEST_EXTENSION = "tests.discord.commands_for_tests"
 
@@ -197,8 +198,9 @@ async def test_expired_token_falls_back_to_the_channel(start_bot: BotFactory, di
     def replied_in_channel() -> list[dict[str, object]]:
         return [m for m in discord_stand_in.channel_messages() if str(m["content"]).startswith(mention)]
 
-    await record.wait_for(lambda r: bool(replied_in_channel()))
-    assert "Something went wrong on our side" in str(replied_in_channel()[0]["content"])
+    # a channel message does not touch the interaction record: poll the stand-in's messages
+    [reply, *_] = await wait_until(replied_in_channel, timeout=5, what="the reply in the channel")
+    assert "Something went wrong on our side" in str(reply["content"])
     assert [v.kind for v in discord_stand_in.violations] == ["token_expired"]  # the followup tried first
 
 
@@ -207,7 +209,8 @@ async def test_view_errors_use_the_same_translator(start_bot: BotFactory, discor
     record = await discord_stand_in.slash(None, None, None, "buttons")
     message = await record.wait_message()
     # discord.py registers the view only after it has read the response that created the message.
-    await record.wait_for(lambda r: bot._connection._view_store.is_message_tracked(int(message["id"])))
+    await wait_until(lambda: bot._connection._view_store.is_message_tracked(int(message["id"])), timeout=5,
+                     what="discord.py to track the view", interval=0.005)
     click = await discord_stand_in.click(message, "again")
     answer = await click.wait_message()
     assert click.ephemeral and answer["content"] == "Please wait a minute before asking again."
