@@ -57,7 +57,8 @@ ServiceFactory = Callable[..., Awaitable[JobService]]
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
     """Wait until ``predicate()`` holds (the job store lives behind a thread: poll it)."""
-    await wait_until(predicate, timeout=timeout, what=getattr(predicate, "__name__", "the condition"), interval=0.05)
+    name = getattr(predicate, "__name__", "<lambda>")
+    await wait_until(predicate, timeout=timeout, what="the condition" if name == "<lambda>" else name, interval=0.05)
 
 
 async def all_ended(service: JobService, job_ids: list[str]) -> bool:
