@@ -51,6 +51,8 @@ class BotProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("ab") as log:
+            log.write(f"--- test harness: starting python -m bot {' '.join(self.args)} ---\n".encode())
+            log.flush()
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", BOOTSTRAP, self.api_base, self.gateway_url,
                 "--env-file", str(self.log_path.parent / "no-such.env"), *self.args,
@@ -68,8 +70,14 @@ class BotProcess:
         return self.process is not None and self.process.returncode is None
 
     async def kill(self) -> int:
-        """SIGKILL: no clean-up runs in the bot. Returns the exit status."""
-        return await self._signal(signal.SIGKILL, timeout=10.0)
+        """SIGKILL: no clean-up runs in the bot; returns once the process is gone (its exit status).
+        A line in the log marks where the killed run ends."""
+        running = self.running
+        status = await self._signal(signal.SIGKILL, timeout=10.0)
+        if running:
+            with self.log_path.open("ab") as log:
+                log.write(f"--- test harness: process {self.pid} killed (SIGKILL) ---\n".encode())
+        return status
 
     async def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait for a clean exit (SIGKILL after ``timeout``). Returns the exit status."""

@@ -13,6 +13,9 @@ Knobs (plain attributes, change them at any time):
 - ``checkpoints``: checkpoint names ImageOnlyCheckpointLoader accepts.
 - ``full_size``: render frames at the requested size instead of at most 128 px.
 - ``requests``: list of (method, path) seen, path without the prefix.
+- ``gates``: hold back a chosen response (a request, a queued prompt, a step, websocket
+  messages) until released, and count what ran; tests reach them under ``/_standin/`` from
+  another process (see ``gates.py`` and ``control.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from PIL import Image
 
+from .gates import CONTROL_PREFIX, Gates, add_control_routes
 from .nodedefs import FIXTURES, Validator, is_link, load_node_definitions, with_dynamic_lists
 from .nodes import NODES, NodeFailure, resolve_input_path
 
@@ -123,6 +127,7 @@ class ComfyTestServer:
         self.http_faults: dict[str, int | str] = {}
         self.slow_seconds = 30.0
         self.requests: list[tuple[str, str]] = []
+        self.gates = Gates()  # test control under /_standin/ (see gates.py); not part of ComfyUI
         self.port: int | None = None
         self._definitions = load_node_definitions()
         for class_type in without_nodes:  # as if its node pack were not installed
@@ -182,6 +187,7 @@ class ComfyTestServer:
 
     async def stop(self) -> None:
         """Stop the worker, close sockets, stop listening."""
+        await self.gates.close()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.wait([self._worker])
@@ -234,6 +240,7 @@ class ComfyTestServer:
                 if path.startswith("/jobs") and "/api" not in full:
                     continue
                 app.router.add_route(method, full, handler)
+        add_control_routes(app, self.gates, self.path_prefix)
 
     def _route_path(self, request: web.Request) -> str:
         path = request.path
@@ -260,6 +267,8 @@ class ComfyTestServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         path = self._route_path(request)
+        if path.startswith(CONTROL_PREFIX + "/"):
+            return await handler(request)  # test control: not recorded, never gated or faulted
         self.requests.append((request.method, path))
         if not self._authorized(request):
             return web.Response(status=401, text="401: Unauthorized")
@@ -274,7 +283,7 @@ class ComfyTestServer:
         if isinstance(request.match_info.http_exception, web.HTTPNotFound):
             return web.Response(status=404, content_type="application/octet-stream")
         try:
-            return await handler(request)
+            return await self.gates.around_request(request, path, lambda: handler(request))
         except web.HTTPException:
             raise
         except asyncio.CancelledError:
@@ -333,6 +342,8 @@ class ComfyTestServer:
         text = json.dumps({"type": event, "data": data})
         for sock in list(self._sockets):
             if sid is not None and sock.sid != sid:
+                continue
+            if self.gates.hold_message(sock.ws, event, data, text):
                 continue
             try:
                 await sock.ws.send_str(text)
@@ -718,7 +729,11 @@ class ComfyTestServer:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            await self.gates.before_start(self._queue[0].prompt_id)  # a test may hold it queued
+            if not self._queue:
+                continue
             item = heapq.heappop(self._queue)
+            self.gates.started(item.prompt_id)
             self._running = item
             await self._send_status()
             try:
@@ -900,6 +915,7 @@ class ComfyTestServer:
             "progress", {"value": value, "max": maximum, "prompt_id": run.item.prompt_id, "node": nid}, run.client_id
         )
         run.steps += 1
+        await self.gates.after_step(run.item.prompt_id, run.steps)  # a test may hold the run here
         limit = self.drop_ws_after_steps
         if limit is not None and not run.dropped and run.steps >= limit:
             run.dropped = True

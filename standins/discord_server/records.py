@@ -6,6 +6,7 @@ These are plain dataclasses so tests can assert on them directly. Nothing here d
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,52 @@ class Fault:
     body: dict[str, Any] | None = None
     with_files: bool = False  # only requests that upload files (a result, not a status edit)
     hits: int = 0
+
+
+@dataclass
+class Hold:
+    """A held-back response: the first ``times`` REST requests matching ``method`` + ``pattern``
+    wait at ``stage`` until :meth:`release`.
+
+    ``stage="before"``: the request is held before the stand-in handles it; released with
+    ``drop=True`` it is never handled and its connection is closed (it never reached Discord).
+    ``stage="after"``: it is handled (the message exists) but the answer is held back;
+    ``drop=True`` closes the connection instead of answering. ``held`` lists the requests held.
+    """
+
+    method: str  # "*" for any
+    pattern: str  # fnmatch pattern on the REST path
+    stage: str = "before"
+    with_files: bool = False  # only requests that upload files
+    times: int = 1
+    held: list[RecordedRequest] = field(default_factory=list)
+    drop: bool = False
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def matches(self, method: str, path: str, has_files: bool, stage: str) -> bool:
+        return (stage == self.stage and len(self.held) < self.times and not self._released.is_set()
+                and (has_files or not self.with_files) and self.method in ("*", method)
+                and fnmatch.fnmatchcase(path, self.pattern))
+
+    async def pass_through(self, request: RecordedRequest) -> bool:
+        """Hold ``request`` until released; False when it is to be dropped."""
+        self.held.append(request)
+        self._arrived.set()
+        await self._released.wait()
+        return not self.drop
+
+    async def wait_held(self, timeout: float = 10.0) -> RecordedRequest:
+        """Wait until a request is held; AssertionError when none comes within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {self.method} {self.pattern} request reached the hold within {timeout:g} s") from None
+        return self.held[0]
+
+    def release(self, *, drop: bool = False) -> None:
+        self.drop = drop
+        self._released.set()
 
 
 @dataclass

@@ -6,7 +6,9 @@ routes the bot uses under ``/api/v10`` (login, application info, command sync, i
 callbacks and webhooks, channel messages with multipart files) and a CDN route for
 attachments. Tests drive it with :meth:`DiscordStandIn.slash`, :meth:`context_menu_message`
 and :meth:`click`, and assert on what it recorded: requests, violations of Discord's rules,
-and per-interaction records. Faults (429, any status) can be injected per route.
+and per-interaction records. Faults (429, any status) can be injected per route, and a
+chosen request can be held back until released (:meth:`DiscordStandIn.hold`), e.g. to stop
+a bot process while it uploads a result.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from standins.discord_server.records import (
     Channel,
     Fault,
     Guild,
+    Hold,
     InteractionRecord,
     Member,
     RecordedRequest,
@@ -153,6 +156,7 @@ class DiscordStandIn:
         self.violations: list[Violation] = []
         self.allowed_violations: set[str] = set()
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.interactions: dict[int, InteractionRecord] = {}
         self.messages: dict[int, dict[str, Any]] = {}  # every message created, by id (deleted ones removed)
         self.attachments: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
@@ -216,6 +220,8 @@ class DiscordStandIn:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        for hold in self.holds:
+            hold.release(drop=True)  # nothing stays held past the test
         for conn in list(self._connections):
             await conn.ws.close()
         if self._runner is not None:
@@ -262,6 +268,17 @@ class DiscordStandIn:
                       retry_after=retry_after, body=body, with_files=with_files)
         self.faults.append(fault)
         return fault
+
+    def hold(self, method: str, pattern: str, *, stage: str = "before", with_files: bool = False,
+             times: int = 1) -> Hold:
+        """Hold back the next ``times`` REST requests matching ``method`` ("*" = any) and the fnmatch
+        ``pattern`` (path under ``/api/v10``) until ``release()``: before they are handled, or
+        (``stage="after"``) handled but not answered. See :class:`Hold`."""
+        if stage not in ("before", "after"):
+            raise ValueError("stage must be 'before' or 'after'")
+        hold = Hold(method=method.upper(), pattern=pattern, stage=stage, with_files=with_files, times=times)
+        self.holds.append(hold)
+        return hold
 
     def expire_tokens(self) -> None:
         """Every interaction token issued so far stops working (as 15 minutes later)."""
@@ -594,9 +611,18 @@ class DiscordStandIn:
                 return json_response(data, 429, {"Via": "1.1 google", "Retry-After": str(max(1, int(fault.retry_after))),
                                                  "X-RateLimit-Scope": "user"})
             return json_response(fault.body or {"message": f"{fault.status}: injected", "code": 0}, fault.status)
+        if not await self._pass_holds(request, path, bool(files), "before", rec):
+            return _dropped(request, rec)
         response = await self._route(request, path, body, files, rec)
         rec.status = response.status
+        if not await self._pass_holds(request, path, bool(files), "after", rec):
+            return _dropped(request, rec)
         return response
+
+    async def _pass_holds(self, request: web.Request, path: str, has_files: bool, stage: str,
+                          rec: RecordedRequest) -> bool:
+        hold = next((h for h in self.holds if h.matches(request.method, path, has_files, stage)), None)
+        return True if hold is None else await hold.pass_through(rec)
 
     async def _route(self, request: web.Request, path: str, body: Any, files: list[tuple[str, str, bytes]],
                      rec: RecordedRequest) -> web.StreamResponse:
@@ -974,6 +1000,15 @@ class DiscordStandIn:
         updated["edited_timestamp"] = _now_iso(self.now())
         self.messages[int(updated["id"])] = updated
         return updated
+
+
+def _dropped(request: web.Request, rec: RecordedRequest) -> web.Response:
+    """A held request let go with ``drop``: its connection is closed, no answer is sent."""
+    rec.route = rec.route or "dropped"
+    rec.status = 0 if rec.route == "dropped" else rec.status
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=499)
 
 
 def _option_spec(options: list[dict[str, Any]], path: list[str], name: str) -> dict[str, Any]:
