@@ -1,8 +1,11 @@
 """An async client for ComfyUI's HTTP API on one shared ``aiohttp.ClientSession``.
 
-Every request has its own timeout. Reads (GETs, and idempotent POSTs such as queue or history
-deletes) are retried with exponential backoff on connection errors, timeouts and 5xx answers;
-``POST /prompt`` is never retried (it would queue the job twice), nor are uploads or interrupts.
+Every request has its own timeout. GETs are retried with exponential backoff on connection
+errors, timeouts and 5xx answers. No POST is ever retried: ``POST /prompt`` would queue the job
+twice, an upload or an interrupt could hit what came after, and a late repeat of a global
+``{"clear": true}`` on ``/queue`` or ``/history`` would wipe prompts queued (or entries written)
+after the first one took effect. A caller that needs to know whether a POST got through asks
+with a GET.
 HTTP statuses map to exceptions in one table (:data:`STATUS_ERRORS`). Errors name the server by
 its configured name only, never by URL, and never carry credentials.
 """
@@ -52,6 +55,9 @@ STATUS_ERRORS: dict[int, type[ComfyError]] = {
     403: ComfyAuthError,
     404: ComfyNotFound,
 }
+
+#: The only methods ever sent twice (see the module docstring); ``retry=True`` on anything else is ignored.
+RETRYABLE_METHODS = frozenset({"GET"})
 
 _CHUNK = 64 * 1024
 _WRITE_BATCH = 1024 * 1024
@@ -163,7 +169,8 @@ class ComfyClient:
         data: Any = None,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request (retried if ``retry``) and yield the successful (< 400) response."""
+        """Send one request (retried if ``retry`` and a GET) and yield the successful (< 400) response."""
+        retry = retry and method in RETRYABLE_METHODS
         attempts = self.retries + 1 if retry else 1
         request_timeout = timeout or aiohttp.ClientTimeout(total=self.timeout)
         for attempt in range(attempts):
@@ -212,6 +219,7 @@ class ComfyClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _json(self, method: str, path: str, *, retry: bool, **kwargs: Any) -> Any:
+        retry = retry and method in RETRYABLE_METHODS
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             reading = False
@@ -275,11 +283,13 @@ class ComfyClient:
         return self._parse("GET /queue", QueueState.from_json, answer)
 
     async def delete_queued(self, ids: Iterable[str]) -> None:
-        """Remove pending prompts (a running one is not affected; use :meth:`interrupt`)."""
-        await self._no_body("POST", "/queue", retry=True, json_body={"delete": list(ids)})
+        """Remove pending prompts (a running one is not affected; use :meth:`interrupt`). Not retried."""
+        await self._no_body("POST", "/queue", retry=False, json_body={"delete": list(ids)})
 
     async def clear_queue(self) -> None:
-        await self._no_body("POST", "/queue", retry=True, json_body={"clear": True})
+        """Remove *every* pending prompt, anyone's. Sent once, never retried: a repeat arriving
+        late would also remove prompts queued after the first one took effect."""
+        await self._no_body("POST", "/queue", retry=False, json_body={"clear": True})
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """``POST /interrupt``: only ``prompt_id`` if given (no effect if it is not running),
@@ -310,10 +320,13 @@ class ComfyClient:
         return None if entry is None else self._parse("GET /history/{id}", HistoryEntry.from_json, prompt_id, entry)
 
     async def delete_history(self, ids: Iterable[str]) -> None:
-        await self._no_body("POST", "/history", retry=True, json_body={"delete": list(ids)})
+        """Remove these history entries. Not retried."""
+        await self._no_body("POST", "/history", retry=False, json_body={"delete": list(ids)})
 
     async def clear_history(self) -> None:
-        await self._no_body("POST", "/history", retry=True, json_body={"clear": True})
+        """Remove *every* history entry, anyone's. Sent once, never retried: a repeat arriving
+        late would also remove entries written after the first one took effect."""
+        await self._no_body("POST", "/history", retry=False, json_body={"clear": True})
 
     # ----------------------------------------------------------------- files
 
