@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from bot.clock import Clock, SystemClock
 from bot.failure_log import log_failure
+from bot.tasks import cancel_and_wait
 
 __all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthListener", "call_with_timeout"]
 
@@ -121,11 +122,8 @@ async def call_with_timeout(make_call: Callable[[], Any], timeout: float, clock:
     timer.cancel()
     if call in done:
         return call.result()
-    call.cancel()
     try:
-        await call
-    except asyncio.CancelledError:
-        pass
+        await cancel_and_wait(call)  # the caller's own cancellation still propagates
     except Exception:  # it failed while we were giving up; the time-out is what we report
         pass
     raise asyncio.TimeoutError(f"no answer within {timeout:g} s")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
 from bot.failure_log import log_failure
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,8 @@ class EditScheduler:
     async def close(self, *, flush: bool = True) -> None:
         if flush:
             await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def post(self, key: Hashable, channel_id: int, edit: EditFn, *, waiting: bool = False, final: bool = False) -> None:
         """Queue the newest rendering of message ``key``; an older unsent one is replaced."""
@@ -93,8 +89,24 @@ class EditScheduler:
         self._wake.set()
 
     def forget(self, key: Hashable) -> None:
-        """Drop a message's pending edit (e.g. the message was deleted)."""
+        """Drop what is kept for a message, its pending edit included (the message was deleted,
+        or its job ended without a final edit through here)."""
         self._messages.pop(key, None)
+
+    def per_job_counts(self) -> dict[str, int]:
+        """What is kept per status message and per channel (channels with no edit inside the
+        window are dropped first). A message is dropped after its final edit, or by :meth:`forget`."""
+        self._prune_channels(self._clock.monotonic())
+        return {
+            "scheduler_messages": len(self._messages),
+            "scheduler_edits_in_flight": len(self._inflight),
+            "scheduler_channels": len(self._channels),
+        }
+
+    def _prune_channels(self, now: float) -> None:
+        horizon = now - self.pacing.channel_window
+        for channel_id in [c for c, b in self._channels.items() if not b.sent or b.sent[-1] <= horizon]:
+            del self._channels[channel_id]
 
     def has_pending(self) -> bool:
         return any(s.pending is not None or s.sending for s in self._messages.values())
@@ -145,11 +157,15 @@ class EditScheduler:
                     soonest = channel_ready if soonest is None else min(soonest, channel_ready)
                     continue
                 self._send(key, state, now)
+            self._prune_channels(now)
             self._wake.clear()
             delay = None if soonest is None else max(0.01, soonest - self._clock.monotonic())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the wake-up does, and this loop would then never end
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     def _send(self, key: Hashable, state: _MessageState, now: float) -> None:

@@ -91,7 +91,8 @@ class WorkflowSupport:
         A server that does not answer keeps what was known before (or stays unknown).
         """
         try:
-            found = await asyncio.wait_for(check_workflows(client, workflows), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                found = await check_workflows(client, workflows)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure means "not known"; logged without detail

@@ -43,6 +43,7 @@ from bot.comfy.events import (
     parse_text,
 )
 from bot.failure_log import log_failure
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +224,7 @@ class ComfyHub:
         self._closing = True
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(task)
         ws, self._ws = self._ws, None
         if ws is not None and not ws.closed:
             await ws.close()
@@ -267,6 +262,15 @@ class ComfyHub:
             subs.remove(sub)
             if not subs:
                 del self._subs[sub.prompt_id]
+
+    def per_prompt_counts(self) -> dict[str, int]:
+        """What the hub holds per prompt: open subscriptions, and prompts with buffered events
+        (those older than ``buffer_seconds`` are dropped first; at most ``buffer_prompts``)."""
+        self._prune_buffer()
+        return {
+            "hub_subscriptions": sum(len(subs) for subs in self._subs.values()),
+            "hub_buffered_prompts": len(self._buffer),
+        }
 
     def on_status(self, callback: StatusCallback) -> None:
         """``await callback(StatusEvent)`` on every status broadcast (keep it quick)."""
@@ -395,7 +399,14 @@ class ComfyHub:
         if subs:
             for sub in list(subs):
                 sub._put(event)
-        elif not isinstance(event, PreviewImage):  # previews are big and stale by then
+        elif isinstance(event, PreviewImage):
+            pass  # big, and stale by the time anyone subscribes
+        elif isinstance(event, Executing) and event.node is None and prompt_id not in self._buffer:
+            # A prompt's very last message, after its follower already concluded from the
+            # terminal event and left: nobody will subscribe to it again, so nothing is kept.
+            # (A prompt nobody has subscribed to yet has its earlier events buffered.)
+            pass
+        else:
             self._remember(prompt_id, event)
 
     def _route_replay(self, event: Executing) -> Executing:

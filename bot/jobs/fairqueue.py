@@ -202,6 +202,10 @@ class FairQueue:
     def is_running(self, job_id: str) -> bool:
         return job_id in self._running_member
 
+    def running_count(self) -> int:
+        """Jobs counted as in flight, all members together."""
+        return len(self._running_member)
+
     def member_of(self, job_id: str) -> Hashable | None:
         return self._member_of.get(job_id, self._running_member.get(job_id))
 

@@ -150,8 +150,15 @@ class ProgressStreams:
     def publish(self, update: ProgressUpdate) -> None:
         self.get(update.job_id).publish(update)
 
+    def latest(self, job_id: str) -> ProgressUpdate | None:
+        """The job's last update, without creating a stream for it."""
+        stream = self._streams.get(job_id)
+        return stream.latest if stream is not None else None
+
     def discard(self, job_id: str) -> None:
-        """Forget a job's stream (closing it so its consumers stop)."""
+        """Forget a job's stream (closing it so its consumers stop). Consumers that already hold
+        it still get its last update; call it once the job has ended, so the process does not
+        keep every job's stream (and its last preview image) for ever."""
         stream = self._streams.pop(job_id, None)
         if stream is not None:
             stream.close()

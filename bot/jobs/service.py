@@ -369,17 +369,59 @@ class JobService:
         elif control is not None:
             _resolve(control.abort, "cancelled")  # not posted yet
         await self._wait_terminal(stream, timeout=15.0)
-        return await self._reload(job_id)
+        job = await self._reload(job_id)
+        if job.is_terminal:  # it may have ended another way just before the request was noted
+            self._cancel_requested.pop(job_id, None)
+        return job
 
     async def get(self, job_id: str) -> Job | None:
         return await self.store.get_job(job_id)
 
     def stream(self, job_id: str) -> ProgressStream:
-        return self.streams.get(job_id)
+        """The progress stream of a job that has not ended. A job's stream is dropped once it
+        ended (after its ``finished`` update, which consumers already following it still get);
+        for an ended or unknown job this is a closed stream with no update, kept nowhere."""
+        if job_id in self.streams or self.queue.member_of(job_id) is not None:
+            return self.streams.get(job_id)
+        ended = ProgressStream(job_id)
+        ended.close()
+        return ended
 
     def latest_progress(self, job_id: str) -> ProgressUpdate | None:
         """The last progress update of a job, without creating a stream for it."""
-        return self.streams.get(job_id).latest if job_id in self.streams else None
+        return self.streams.latest(job_id)
+
+    def memory_counts(self) -> dict[str, int]:
+        """The size of every in-memory record kept per job (or per prompt), by a stable name.
+
+        Each is dropped when its job ends, so with no job waiting or running every count is 0
+        (``hub_buffered_prompts``: events of prompts nobody followed, dropped after the hub's
+        ``buffer_seconds``; ``abandoned_prompts``: prompts of a server that went away, dropped
+        when it is back). The delivery's and its edit scheduler's records are included when the
+        delivery reports them (``per_job_counts()``). For diagnostics and soak benchmarks.
+        """
+        counts = {
+            "progress_streams": len(self.streams),
+            "queue_waiting": len(self.queue),
+            "queue_running": self.queue.running_count(),
+            "job_tasks": len(self._tasks),
+            "job_controls": len(self._controls),
+            "helper_tasks": len(self._helpers),
+            "cancel_requests": len(self._cancel_requested),
+            "timed_out_flags": len(self._timed_out),
+            "published_positions": len(self._published_positions),
+            "waiting_needs": len(self._needs),
+            "abandoned_prompts": sum(len(ids) for ids in self._abandoned.values()),
+            "hub_subscriptions": 0,
+            "hub_buffered_prompts": 0,
+        }
+        for hub in self.hubs.values():
+            for name, value in hub.per_prompt_counts().items():
+                counts[name] += value
+        per_job = getattr(self.delivery, "per_job_counts", None)
+        if callable(per_job):
+            counts.update(per_job())
+        return counts
 
     def check_can_accept(self, user_id: int, max_in_flight: int | None = DEFAULT_LIMIT) -> None:
         """Refuse now (before any work) when no server answers or a queue limit is reached."""
@@ -731,11 +773,11 @@ class JobService:
                         )
                     )
             elif isinstance(event, PreviewImage):
-                latest = self.streams.get(job.id).latest
+                latest = self.streams.latest(job.id)
                 if latest is not None and latest.phase == "running":
                     self.streams.publish(_with_preview(latest, event.image))
             elif isinstance(event, Executing) and event.node is not None and (
-                event.node == workflow.output_node_id or _past_sampling(self.streams.get(job.id).latest, event.node)
+                event.node == workflow.output_node_id or _past_sampling(self.streams.latest(job.id), event.node)
             ):  # the video node, or any node after the last sampling step (decoding frames counts too)
                 self.streams.publish(
                     ProgressUpdate(job_id=job.id, phase="encoding", node=event.node, elapsed=elapsed, message="encoding")
@@ -927,17 +969,17 @@ class JobService:
             job = await self.store.update_job(
                 job_id, state=state, error=error, error_detail=detail, finished_at=self.clock.now(), **fields
             )
-        except InvalidTransition:
-            log.debug("job %s already ended; not moving it to %s", job_id, state.value)
+        except InvalidTransition as exc:
+            log.debug("job %s is %s; not moving it to %s", job_id, exc.old.value, state.value)
+            if exc.old.is_terminal:
+                self._forget(job_id)  # e.g. a cancel asked just as it ended
             return
-        self.queue.mark_done(job_id)
-        self._needs.pop(job_id, None)
-        actor = self._cancel_requested.pop(job_id, None)
-        self._timed_out.discard(job_id)
+        actor = self._cancel_requested.get(job_id)
         log.info("job %s %s%s", job_id, state.value, f": {error}" if error else "")
         if detail:
             log.debug("job %s detail: %s", job_id, detail)
         self.streams.publish(ProgressUpdate(job_id=job_id, phase="finished", message=error or _state_words(state)))
+        self._forget(job_id)
         self._wake.set()
         if state is not JobState.DELIVERED and self.delivery is not None:
             try:
@@ -948,15 +990,23 @@ class JobService:
                 _log_failure(logging.WARNING, "job %s: telling the member it ended failed", job_id)
         await self._emit(job, state.value, actor if state is JobState.CANCELLED else None)
 
-    async def _wait_terminal(self, stream: ProgressStream, timeout: float) -> None:
-        async def until_finished() -> None:
-            async for update in stream:
-                if update.is_terminal:
-                    return
+    def _forget(self, job_id: str) -> None:
+        """Drop everything kept in memory for a job that has ended. Its stream goes too: whoever
+        follows it already holds it and still gets the ``finished`` update published before."""
+        self.queue.mark_done(job_id)
+        self._needs.pop(job_id, None)
+        self._cancel_requested.pop(job_id, None)
+        self._timed_out.discard(job_id)
+        self._published_positions.pop(job_id, None)
+        self.streams.discard(job_id)
 
+    async def _wait_terminal(self, stream: ProgressStream, timeout: float) -> None:
         try:
-            await asyncio.wait_for(until_finished(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                async for update in stream:
+                    if update.is_terminal:
+                        return
+        except TimeoutError:
             pass
 
     async def _reload(self, job_id: str) -> Job:

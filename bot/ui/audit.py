@@ -28,6 +28,7 @@ from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.moderation.audit_text import JobEvents, job_record, render
 from bot.store import AuditRecord, JobStore
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +108,12 @@ class AuditLog:
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued post went out (or failed)."""
-        await asyncio.wait_for(self._queue.join(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._queue.join()
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
-            self._worker = None
+        worker, self._worker = self._worker, None
+        await cancel_and_wait(worker)
 
     async def _run(self) -> None:
         while True:

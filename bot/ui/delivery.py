@@ -98,17 +98,19 @@ class DiscordDelivery:
         self.now = now
         self.service = service
         self._member_options = member_options or (lambda workflow: None)
+        # Kept per job only while it runs: a follower until it stops, and whether its status
+        # message was deleted until the job's ending was shown (see :meth:`_job_done`).
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._ended: set[str] = set()
         self._gone: set[str] = set()  # jobs whose status message was deleted
 
     # ------------------------------------------------------------------ following
 
     def follow(self, job: Job) -> None:
-        """Start editing ``job``'s status message from its progress stream."""
+        """Start editing ``job``'s status message from its progress stream (a job that has
+        already ended has a closed stream: its follower stops at once)."""
         if self.service is None:
             raise RuntimeError("DiscordDelivery.service must be set before following jobs")
-        if job.id in self._ended or job.id in self._followers or job.status_message_id is None:
+        if job.id in self._followers or job.status_message_id is None:
             return
         task = asyncio.create_task(self._follow(job), name=f"status-{job.id}")
         self._followers[job.id] = task
@@ -122,7 +124,7 @@ class DiscordDelivery:
         last: tuple[str, bool] | None = None
         try:
             async for update in self.service.stream(job.id):
-                if job.id in self._ended or update.is_terminal or update.phase == "delivering":
+                if update.is_terminal or update.phase == "delivering":
                     return
                 if not job.can_edit_interaction(self.now()) or job.id in self._gone:
                     return  # the result or the ending will go to the channel instead
@@ -140,10 +142,21 @@ class DiscordDelivery:
             log_failure(log, logging.ERROR, "job %s: the status follower stopped", job.id)
 
     def _stop_following(self, job_id: str) -> None:
-        self._ended.add(job_id)
         task = self._followers.pop(job_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    def _job_done(self, job_id: str) -> None:
+        """The job's ending has been shown: forget what was kept for it here and on the
+        scheduler (a progress edit still queued for it is dropped too)."""
+        self._stop_following(job_id)
+        self._gone.discard(job_id)
+        self.scheduler.forget(("status", job_id))
+
+    def per_job_counts(self) -> dict[str, int]:
+        """What is kept per job here and on the edit scheduler (see ``JobService.memory_counts``)."""
+        return {"followers": len(self._followers), "delivery_records": len(self._gone),
+                **self.scheduler.per_job_counts()}
 
     async def close(self) -> None:
         tasks = list(self._followers.values())
@@ -203,7 +216,13 @@ class DiscordDelivery:
     # ------------------------------------------------------------------ Delivery protocol
 
     async def deliver(self, job: Job, result: Path) -> int | None:
-        """Post the result; returns the id of the message that carries it."""
+        """Post the result; returns the id of the message that carries it. A failed try keeps
+        what is known of the job (the service tries again, or ends it with :meth:`job_ended`)."""
+        message_id = await self._deliver(job, result)
+        self._job_done(job.id)
+        return message_id
+
+    async def _deliver(self, job: Job, result: Path) -> int | None:
         self._stop_following(job.id)
         if int(job.result_meta.get(DELIVERY_ATTEMPTS_KEY, 0)) > 1:
             posted = await self._already_posted(job)
@@ -299,6 +318,12 @@ class DiscordDelivery:
         With the status message deleted but the token still valid, the member is told in an
         ephemeral followup only; the channel is used only once the token no longer works.
         """
+        try:
+            await self._show_ending(job)
+        finally:
+            self._job_done(job.id)
+
+    async def _show_ending(self, job: Job) -> None:
         self._stop_following(job.id)
         notice = ended_notice(job)
         details = ended_details(job)
