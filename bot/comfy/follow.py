@@ -1,11 +1,20 @@
 """Follow one prompt to its end through a hub subscription, reconciling with ``/history`` and
 ``/queue`` when the websocket was away.
 
-``follow_prompt`` returns an :class:`Outcome` once the prompt's end is known: from the first
-terminal event (then the history entry is fetched; ComfyUI stores it just before its final
-``executing`` with ``node: None``, so right after ``execution_success`` it may briefly be
-missing), or after a :class:`~bot.comfy.events.Reconnected` from ``/history``; if the prompt is
-neither in history nor in the queue after a reconnect, it is ``lost`` (e.g. the server restarted).
+``follow_prompt`` returns an :class:`Outcome` once the prompt's end is known, with its history
+entry. ComfyUI 0.8.0 ends a prompt in two steps: ``PromptExecutor.execute`` sends
+``execution_success`` (or ``execution_error`` / ``execution_interrupted``) and returns; then its
+worker writes the history entry (``task_done``, which also takes the prompt off the running
+queue) and sends ``executing`` with ``node: None`` to the prompt's client. In between, with
+``--disable-smart-memory``, it unloads every model, so the gap can last seconds. A follower
+therefore takes the first terminal event as the end but waits for the entry: until that
+prompt's ``executing``/``None`` (the entry is written by then), asking ``/history`` now and
+then meanwhile, for as long as the caller lets it run (wrap it in the job's time limit). It
+never reports ``success`` without the entry, whose outputs say where the result is.
+
+After a :class:`~bot.comfy.events.Reconnected` the ending comes from ``/history``; a prompt that
+is neither in history nor in the queue is ``lost`` (e.g. the server restarted), and so is a
+success whose entry is gone even after the final ``executing`` (someone deleted it).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.events import (
     Event,
+    Executing,
     ExecutionError,
     ExecutionInterrupted,
     ExecutionSuccess,
@@ -94,23 +104,45 @@ async def follow_prompt(
     on_event: Callable[[Event], Awaitable[None]] | None = None,
     history_attempts: int = 20,
     history_delay: float = 0.05,
+    history_poll_max: float = 1.0,
     silence_check: float | None = 30.0,
 ) -> Outcome:
     """Consume ``sub`` until the prompt's end is known; ``on_event`` sees every event first.
 
+    After the first terminal event without a history entry yet, ``/history`` is asked every
+    ``history_delay`` seconds ``history_attempts`` times, then every ``history_poll_max``
+    seconds, until the entry appears or the prompt's final ``executing``/``None`` comes (see
+    the module docstring); there is no other limit, so wrap the call in ``asyncio.timeout``
+    (or the job's watchdog) for a job time limit.
     After ``silence_check`` seconds without an event the server is asked (``/history``,
     ``/queue``) whether the prompt ended unseen; ``None`` never asks.
-    Wrap the call in ``asyncio.timeout`` for a job time limit. HTTP errors while reconciling
-    (:class:`~bot.comfy.errors.ComfyError`) propagate to the caller, and so does a plain
-    ``ComfyError`` when the subscription is closed (e.g. by ``hub.close()``) before the end.
+    HTTP errors while reconciling (:class:`~bot.comfy.errors.ComfyError`) propagate to the
+    caller, and so does a plain ``ComfyError`` when the subscription is closed (e.g. by
+    ``hub.close()``) before the end.
     """
     prompt_id = sub.prompt_id
+    ended: Event | None = None  # the first terminal event, while its history entry is awaited
+    polls = 0
     while True:
+        if ended is None:
+            timeout = silence_check
+        else:
+            timeout = history_delay if polls < history_attempts else max(history_delay, history_poll_max)
         try:
-            event = await sub.get(timeout=silence_check)
+            event = await sub.get(timeout=timeout)
         except StopAsyncIteration:
             break
         except TimeoutError:
+            if ended is not None:
+                polls += 1
+                try:
+                    entry = await client.get_history_entry(prompt_id)
+                except ComfyError as exc:  # unreachable now: the hub's reconnect will tell
+                    log.debug("prompt %s: cannot ask for its history entry: %s", prompt_id, exc)
+                    continue
+                if entry is not None:
+                    return _ended_outcome(prompt_id, ended, entry)
+                continue
             # A long silence is normal (a checkpoint loading, a long queue), but the socket may
             # also have missed the end: ask the server, and keep waiting if it is still queued.
             try:
@@ -129,17 +161,47 @@ async def follow_prompt(
             if outcome is None:
                 log.debug("prompt %s still queued or running after a reconnect", prompt_id)
                 continue
+            if ended is not None and outcome.entry is not None:
+                return _ended_outcome(prompt_id, ended, outcome.entry)
             return outcome
-        if is_terminal(event):
-            entry = await _history(client, prompt_id, history_attempts, history_delay)
-            if isinstance(event, ExecutionError):
-                return Outcome(prompt_id, "error", entry, event)
-            if isinstance(event, ExecutionInterrupted):
-                return Outcome(prompt_id, "interrupted", entry)
-            if isinstance(event, ExecutionSuccess):
-                return Outcome(prompt_id, "success", entry)
-            # executing with node None came first: history decides
-            if entry is not None:
-                return Outcome(prompt_id, _status_of(entry), entry)
-            return Outcome(prompt_id, "lost", None)
+        if not is_terminal(event):
+            continue
+        if isinstance(event, Executing):
+            # The prompt's very last message: its history entry was written just before it.
+            entry = await _history(client, prompt_id, 3, history_delay)
+            if entry is None:
+                return _no_entry_outcome(prompt_id, ended)
+            return _ended_outcome(prompt_id, ended, entry)
+        if ended is not None:
+            continue  # a second ending of the same kind: keep waiting for the entry
+        ended = event
+        try:
+            entry = await client.get_history_entry(prompt_id)
+        except ComfyError as exc:  # asked again below; a reconnect reconciles
+            log.debug("prompt %s: cannot ask for its history entry: %s", prompt_id, exc)
+            entry = None
+        if entry is not None:
+            return _ended_outcome(prompt_id, ended, entry)
+        log.debug("prompt %s ended (%s); its history entry is not written yet", prompt_id, type(event).__name__)
     raise ComfyError(client.name, "the subscription was closed before the prompt ended (hub closed?)")
+
+
+def _ended_outcome(prompt_id: str, ended: Event | None, entry: HistoryEntry) -> Outcome:
+    """The outcome of a prompt whose history entry is known, from the first terminal event seen."""
+    if isinstance(ended, ExecutionError):
+        return Outcome(prompt_id, "error", entry, ended)
+    if isinstance(ended, ExecutionInterrupted):
+        return Outcome(prompt_id, "interrupted", entry)
+    if isinstance(ended, ExecutionSuccess):
+        return Outcome(prompt_id, "success", entry)
+    return Outcome(prompt_id, _status_of(entry), entry)  # only the final executing was seen
+
+
+def _no_entry_outcome(prompt_id: str, ended: Event | None) -> Outcome:
+    """The prompt's final message came but its history entry is gone (deleted meanwhile)."""
+    if isinstance(ended, ExecutionError):
+        return Outcome(prompt_id, "error", None, ended)
+    if isinstance(ended, ExecutionInterrupted):
+        return Outcome(prompt_id, "interrupted", None)
+    # never "success" without the outputs: the result cannot be found, as after a restart
+    return Outcome(prompt_id, "lost", None)

@@ -44,8 +44,16 @@ def filename_prefix(job_id: str) -> str:
 
 
 async def upload_input(client: ComfyClient, png: bytes, name: str) -> str:
-    """Upload the prepared PNG and return the name LoadImage must use (the server's name)."""
-    ref = await client.upload_image(png, name, overwrite=True)
+    """Upload the prepared PNG and return the name LoadImage must use (the server's answer).
+
+    Never with ``overwrite``: ComfyUI would rewrite the file in place, and a prompt whose
+    LoadImage reads it at that moment (the same image posted twice, a re-roll, a job moved
+    from a dead server) fails with "cannot identify image file". Without it, ComfyUI keeps a
+    file of the same name and identical bytes and answers that name, and saves different bytes
+    as ``name (1).ext`` (answering that name), so ``name`` being derived from the bytes makes a
+    re-upload free and never touches a file another prompt may be reading.
+    """
+    ref = await client.upload_image(png, name, overwrite=False)
     return f"{ref.subfolder}/{ref.filename}" if ref.subfolder else ref.filename
 
 

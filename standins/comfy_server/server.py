@@ -10,6 +10,11 @@ Knobs (plain attributes, change them at any time):
 - ``http_faults``: {route path (without prefix, e.g. "/prompt" or "/api/prompt"): status int
   or "slow" or "cut-once"}; "slow" sleeps ``slow_seconds`` before answering normally;
   "cut-once" sends the headers and half the body, then drops the connection, once.
+- ``history_delay``: seconds between a prompt's terminal message (``execution_success``,
+  ``execution_error``, ``execution_interrupted``) and its history entry being written, which
+  is followed at once by ``status`` and ``executing`` with ``node: null`` (ComfyUI's
+  ``task_done``); the prompt stays in ``/queue`` as running until then. 0 (the default) is
+  the recorded order with no gap (tests/fixtures/comfyui/ws-success-*.json).
 - ``checkpoints``: checkpoint names ImageOnlyCheckpointLoader accepts.
 - ``full_size``: render frames at the requested size instead of at most 128 px.
 - ``requests``: list of (method, path) seen, path without the prefix.
@@ -126,6 +131,7 @@ class ComfyTestServer:
         self.drop_ws_after_steps: int | None = None
         self.http_faults: dict[str, int | str] = {}
         self.slow_seconds = 30.0
+        self.history_delay = 0.0
         self.requests: list[tuple[str, str]] = []
         self.gates = Gates()  # test control under /_standin/ (see gates.py); not part of ComfyUI
         self.port: int | None = None
@@ -650,7 +656,9 @@ class ComfyTestServer:
                 Path(filepath).write_bytes(data)
             return filename
 
-        name = await asyncio.to_thread(store)
+        # Checked and written without yielding to the event loop, as ComfyUI's image_upload does
+        # (a plain function called from its handler): two uploads of one name never interleave.
+        name = store()
         return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
 
     async def _upload_image(self, request: web.Request) -> web.Response:
@@ -814,6 +822,12 @@ class ComfyTestServer:
         # classic cache: keep only what this prompt used
         keep = {signatures[n] for n in prompt}
         self._cache = {k: v for k, v in self._cache.items() if k in keep}
+        if self.history_delay > 0:
+            # ComfyUI 0.8.0 sends the terminal message from inside PromptExecutor.execute; only
+            # after it returns does prompt_worker write history (task_done, which also takes it
+            # off the running queue and broadcasts status) and send executing/null. With
+            # --disable-smart-memory, execute unloads every model in between: seconds.
+            await asyncio.sleep(self.history_delay)
         self._history[pid] = {
             "prompt": item.as_list(),
             "outputs": outputs_ui,
