@@ -16,6 +16,7 @@ from bot.shell_animate import run_animate
 from standins.comfy_server.server import ComfyTestServer
 
 from .helpers import settings_for
+from .test_shell_animate import make_image
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,7 +26,7 @@ async def test_shell_animate_waits_out_the_gap_before_history(
 ) -> None:
     server = await comfy_server_factory()
     server.history_delay = 1.3  # longer than the old 20 x 50 ms
-    Image.new("RGB", (320, 180), (220, 40, 30)).save(tmp_path / "img.png")
+    make_image(tmp_path / "img.png")  # distinct shapes: frames differ, the GIF keeps all four
     out, err = io.StringIO(), io.StringIO()
     settings = settings_for(tmp_path, [("gpu-box", server.url)])
     args = argparse.Namespace(image=str(tmp_path / "img.png"), out=str(tmp_path / "o.gif"), workflow=None,
@@ -34,4 +35,4 @@ async def test_shell_animate_waits_out_the_gap_before_history(
     assert code == 0, err.getvalue()
     assert out.getvalue().startswith(f"wrote {tmp_path / 'o.gif'}")
     with Image.open(tmp_path / "o.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames >= 2  # identical neighbour frames may be merged
+        assert gif.format == "GIF" and gif.n_frames == 4
