@@ -24,6 +24,7 @@ import discord
 from discord.ext import commands
 
 from bot.comfy.client import ComfyClient
+from bot.diagnostics import Diagnostics, bot_sources
 from bot.failure_log import log_failure
 from bot.jobs.factory import open_job_service
 from bot.settings import Settings
@@ -171,6 +172,8 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
             clients = build_comfy_clients(settings, session)
             jobs = await open_job_service(settings, session, clients)
             bot = AnimateBot(settings, session, comfy=clients, services={"jobs": jobs}, sync=sync)
+            diagnostics = Diagnostics(bot_sources(bot))  # SIGUSR1 -> one line of counts (bot/diagnostics.py)
+            diagnostics.install(loop)
             bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord-bot")
             stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
             try:
@@ -180,6 +183,7 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
                 if not bot_task.done():
                     log.info("Shutting down")
                 await bot.close()
+                diagnostics.uninstall()
             try:
                 await bot_task
             except discord.LoginFailure:

@@ -146,9 +146,13 @@ class DiscordStandIn:
     application id :attr:`application_id`. The bot's token is :attr:`token`.
     """
 
-    def __init__(self, *, token: str | None = None, upload_limit: int = DEFAULT_UPLOAD_LIMIT) -> None:
+    def __init__(self, *, token: str | None = None, upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+                 keep_file_bytes: bool = True) -> None:
         self.token = token or f"standin.{secrets.token_urlsafe(24)}"
         self.upload_limit = upload_limit
+        # False (long benchmark runs): files the bot uploads are checked, then kept by name and
+        # size only (RecordedRequest.files holds b"", the CDN serves b"").
+        self.keep_file_bytes = keep_file_bytes
         self.clock_offset = 0.0  # seconds added to the stand-in's clock (token expiry, ack deadline)
         self.cdn_delay = 0.0  # seconds the CDN waits before serving an attachment (a slow download)
         self.snowflake = SnowflakeFactory(self.now)
@@ -158,6 +162,7 @@ class DiscordStandIn:
         self.faults: list[Fault] = []
         self.holds: list[Hold] = []
         self.interactions: dict[int, InteractionRecord] = {}
+        self._by_token: dict[str, InteractionRecord] = {}
         self.messages: dict[int, dict[str, Any]] = {}  # every message created, by id (deleted ones removed)
         self.attachments: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
         self.global_commands: list[dict[str, Any]] = []
@@ -466,6 +471,7 @@ class DiscordStandIn:
         record = InteractionRecord(id=int(payload["id"]), token=payload["token"], type=payload["type"],
                                    payload=payload, created_at=self.now())
         self.interactions[record.id] = record
+        self._by_token[record.token] = record
         return record
 
     def find_command(self, name: str, guild: Guild | None = None, ctype: int = 1) -> dict[str, Any]:
@@ -599,7 +605,8 @@ class DiscordStandIn:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
         body, files = await self._read_body(request)
-        rec = RecordedRequest(request.method, path, dict(request.query), body, files)
+        kept = files if self.keep_file_bytes else [(name, filename, b"") for name, filename, _ in files]
+        rec = RecordedRequest(request.method, path, dict(request.query), body, kept)
         self.requests.append(rec)
         fault = self._fault_for(request.method, path, bool(files))
         if fault is not None:
@@ -733,7 +740,7 @@ class DiscordStandIn:
     # -- interactions
 
     def _interaction_for_token(self, token: str) -> InteractionRecord | None:
-        return next((r for r in self.interactions.values() if r.token == token), None)
+        return self._by_token.get(token)
 
     def _expired(self, record: InteractionRecord) -> bool:
         return record.token in self._expired_tokens or self.now() - record.created_at > TOKEN_LIFETIME
@@ -947,7 +954,8 @@ class DiscordStandIn:
             suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
             ctype = content_types.get(suffix, "application/octet-stream")
             channel = self.known_channel(channel_id) or self.channel
-            att = self.add_attachment(filename, blob, ctype, channel=channel)
+            att = self.add_attachment(filename, blob if self.keep_file_bytes else b"", ctype, channel=channel)
+            att["size"] = len(blob)
             att["field"] = field_name
             out.append(att)
         return out
