@@ -478,7 +478,9 @@ async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_descr
     result["job_states"] = job_states(work / "bot-data" / "jobs.sqlite3")
     log_text = bot.log()
     result["bot_log_errors"] = [line for line in log_text.splitlines() if " ERROR " in line or "Traceback" in line][:10]
-    result["bot_log_warnings"] = sum(1 for line in log_text.splitlines() if " WARNING " in line)
+    warnings = [line for line in log_text.splitlines() if " WARNING " in line]
+    result["bot_log_warnings"] = len(warnings)
+    result["bot_log_warning_examples"] = warnings[:10]
     return result
 
 
@@ -555,7 +557,7 @@ def render(r: dict[str, Any], command: str) -> str:
     states = r.get("job_states", {})
     add(f"Job states in the bot's store: {states}; stand-in rule violations: {r['violations'] or 'none'}; "
         f"{r['rest_requests']:,} REST requests; bot exit status on SIGTERM {r.get('bot_exit_status')}; "
-        f"ERROR lines in the bot's log: {len(r['bot_log_errors'])}; driver peak RSS {_f(r['driver_peak_rss_mb'])} MB.")
+        f"ERROR lines in the bot's log: {len(r['bot_log_errors'])}, WARNING lines: {r.get('bot_log_warnings', 'n/a')}; driver peak RSS {_f(r['driver_peak_rss_mb'])} MB.")
     return "\n".join(lines) + "\n"
 
 
