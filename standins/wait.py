@@ -41,7 +41,7 @@ async def wait_until(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if expired:
             seen = ""
             if describe is not None:
