@@ -5,7 +5,7 @@
 - :func:`run_discord`: the whole bot (``AnimateBot`` with the job service and the real
   discord.py client) against the loopback Discord stand-in; jobs are ``/animate`` slash
   commands with an attachment, members spread over channels. The product's own edit pacing
-  (Discord's per-channel limits, :class:`bot.edit_scheduler.EditPacing` defaults) stays on,
+  (Discord's per-channel limits, :class:`bot.discord.edit_scheduler.EditPacing` defaults) stays on,
   and so do the stand-in's rule checks (ack deadline, token expiry, message limits).
 
 Both record: wall time and jobs/s, deliveries per job (must be exactly one), event-loop lag

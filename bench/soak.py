@@ -12,7 +12,7 @@ small image each, from ``members`` members spread over ``channels`` channels, ke
 
 Measured from outside the bot: its RSS (``/proc/<pid>/status``, sampled as jobs finish) and CPU
 time; every job's result uploads counted in the stand-in (each must be delivered exactly once).
-Measured inside, via SIGUSR1 (:mod:`bot.diagnostics`): asyncio tasks, open file descriptors,
+Measured inside, via SIGUSR1 (:mod:`bot.observability.diagnostics`): asyncio tasks, open file descriptors,
 event-loop lag and the job service's per-job records (``memory_counts()``).
 
 Phases: start and log in -> diagnostics "before the first job" -> ``warmup`` jobs -> settle ->
@@ -150,14 +150,14 @@ def own_peak_rss_mb() -> float:
 
 
 class DiagnosticsProbe:
-    """Sends SIGUSR1 to the bot and reads the ``diagnostics ...`` line it logs (bot/diagnostics.py)."""
+    """Sends SIGUSR1 to the bot and reads the ``diagnostics ...`` line it logs (bot/observability/diagnostics.py)."""
 
     def __init__(self, pid: int, log_path: Path) -> None:
         self.pid = pid
         self.log_path = log_path
 
     async def read(self, timeout: float = 15.0) -> dict[str, int]:
-        from bot.diagnostics import parse_line
+        from bot.observability.diagnostics import parse_line
         from standins.wait import wait_until
 
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0

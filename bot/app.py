@@ -24,11 +24,11 @@ import discord
 from discord.ext import commands
 
 from bot.comfy.client import ComfyClient
-from bot.diagnostics import Diagnostics, bot_sources
-from bot.failure_log import log_failure
+from bot.discord.tree import BotTree
 from bot.jobs.factory import open_job_service
+from bot.logs import log_failure
+from bot.observability.diagnostics import Diagnostics, bot_sources
 from bot.settings import Settings
-from bot.tree import BotTree
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
             clients = build_comfy_clients(settings, session)
             jobs = await open_job_service(settings, session, clients)
             bot = AnimateBot(settings, session, comfy=clients, services={"jobs": jobs}, sync=sync)
-            diagnostics = Diagnostics(bot_sources(bot))  # SIGUSR1 -> one line of counts (bot/diagnostics.py)
+            diagnostics = Diagnostics(bot_sources(bot))  # SIGUSR1 -> one line of counts (bot/observability/diagnostics.py)
             diagnostics.install(loop)
             bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord-bot")
             stop_task = asyncio.create_task(stop.wait(), name="stop-signal")

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 from dotenv import load_dotenv
 
-from bot.failure_log import install_quiet_tracebacks
-from bot.log_redaction import install_redaction
+from bot.logs import install_quiet_tracebacks, install_redaction
 from bot.settings import Settings, SettingsError, configure_logging, load_settings
 
 log = logging.getLogger(__name__)
@@ -80,11 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail("DISCORD_TOKEN is not set (put the bot token in .env or the environment)")
         return _run(settings, sync=getattr(args, "sync", False))
     if command == "doctor":
-        from bot.doctor import run_doctor
+        from bot.tools.doctor import run_doctor
 
         return run_doctor(settings)
     if command == "animate":
-        from bot.shell_animate import run_animate
+        from bot.tools.shell_animate import run_animate
 
         return run_animate(settings, args)
     return _fail(f"unknown command {command!r}")

@@ -2,7 +2,7 @@
 
 Every error a member may see is a :class:`UserFacingError` whose ``user_message`` is
 written for members: no traceback, no server URL, no token. The command tree's error
-handler (``bot.tree``) is the one place that turns them into Discord replies; services
+handler (``bot.discord.tree``) is the one place that turns them into Discord replies; services
 raise them and never talk to Discord themselves.
 """
 

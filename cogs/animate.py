@@ -12,12 +12,12 @@ the policy admits the job (jobs in flight, cooldown, quotas: counted at once) an
 in-flight limit goes to the job service. A job refused after admission gives its use back
 (:meth:`AdmissionPolicy.refund`). When a daily quota applies, the member is told privately how
 many generations are left. Cancel/Delete are allowed to the job's owner and the guild's
-moderators (:func:`bot.ui.requester.job_moderation`).
+moderators (:func:`bot.discord.requester.job_moderation`).
 
 Answering: what the payload tells (permissions, attachment type and size, options) is checked
 first and refused ephemerally (a :class:`~bot.errors.UserFacingError`; the tree replies); then
 the interaction is deferred publicly: that message becomes the job's status message, edited
-by :class:`bot.ui.delivery.DiscordDelivery`. A failure after the defer turns the status into a
+by :class:`bot.discord.delivery.DiscordDelivery`. A failure after the defer turns the status into a
 one-line notice and the reason goes in an ephemeral followup.
 """
 
@@ -32,21 +32,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.edit_scheduler import EditScheduler
+from bot.discord.audit import ensure_audit_log
+from bot.discord.buttons import JobButton
+from bot.discord.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
+from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.permissions import ensure_app_permissions
+from bot.discord.requester import ensure_policy, job_moderation, requester_from
+from bot.discord.status import clamp_motion
+from bot.discord.tree import describe_error
 from bot.errors import InvalidInput, NotAllowed, UserFacingError
-from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService
+from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
-from bot.permissions import ensure_app_permissions
 from bot.settings import Settings
-from bot.tree import describe_error
-from bot.ui.audit import ensure_audit_log
-from bot.ui.buttons import JobButton
-from bot.ui.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
-from bot.ui.requester import ensure_policy, job_moderation, requester_from
-from bot.ui.status import clamp_motion
 from bot.workflows import OptionSpec, Workflow, resolve_options
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ guild's moderator roles: :func:`bot.moderation.policy.is_moderator`), not with
 lacks Manage Server. ``/mod moderators`` needs Manage Server itself.
 
 Every change is validated and written to the audit log by the action; the cog then posts the
-record to the guild's audit channel (:class:`bot.ui.audit.AuditLog`) and answers the moderator
+record to the guild's audit channel (:class:`bot.discord.audit.AuditLog`) and answers the moderator
 privately. Refusals are :class:`bot.errors.UserFacingError` s, answered by the one error path.
 """
 
@@ -21,6 +21,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.audit import AuditLog, ensure_audit_log
+from bot.discord.requester import ensure_policy, requester_from
 from bot.errors import InvalidInput, NotAllowed, UserFacingError
 from bot.jobs.models import ACTIVE_STATES
 from bot.jobs.service import JobService
@@ -30,8 +32,6 @@ from bot.moderation.audit_text import render
 from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
 from bot.settings import Settings
 from bot.store import AuditRecord, JobStore
-from bot.ui.audit import AuditLog, ensure_audit_log
-from bot.ui.requester import ensure_policy, requester_from
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``/queue`` shows the running jobs, the line with positions (the member's own highlighted) and
 each server's load by name; ``/cancel`` cancels the member's latest active job or one picked
 by autocomplete; ``/history`` lists the member's recent jobs with links to their results.
-Every answer is ephemeral; the text comes from :mod:`bot.ui.status`.
+Every answer is ephemeral; the text comes from :mod:`bot.discord.status`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.requester import job_moderation
+from bot.discord.status import QueueLine, ServerLoad, history_text, queue_text
 from bot.errors import InvalidInput, UserFacingError
 from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobService
-from bot.ui.requester import job_moderation
-from bot.ui.status import QueueLine, ServerLoad, history_text, queue_text
 
 log = logging.getLogger(__name__)
 

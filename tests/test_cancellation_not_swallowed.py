@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.backends import call_with_timeout
-from bot.edit_scheduler import EditScheduler
+from bot.jobs.backends import call_with_timeout
+from bot.discord.edit_scheduler import EditScheduler
 from bot.store import AuditRecord
 from bot.tasks import cancel_and_wait
-from bot.ui.audit import AuditLog
+from bot.discord.audit import AuditLog
 from standins.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(10)

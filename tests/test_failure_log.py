@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from bot.failure_log import TracebacksAtDebug, log_failure
+from bot.logs import TracebacksAtDebug, log_failure
 
 
 def test_the_traceback_and_the_exception_text_stay_at_debug(caplog: pytest.LogCaptureFixture) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from bot.log_redaction import RedactingFilter, secret_replacements
+from bot.logs import RedactingFilter, secret_replacements
 from bot.settings import load_settings
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secretsecretsecretsecret"

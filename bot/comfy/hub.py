@@ -42,7 +42,7 @@ from bot.comfy.events import (
     parse_binary,
     parse_text,
 )
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

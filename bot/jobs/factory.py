@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 
-from bot.backends import Backend, BackendPool
 from bot.clock import Clock, SystemClock
 from bot.comfy.client import ComfyClient
 from bot.comfy.hub import ComfyHub, load_or_create_client_id
+from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.service import Delivery, JobService, ServiceLimits
 from bot.settings import Settings
 from bot.store import JobStore

@@ -9,7 +9,7 @@ The job service asks a :class:`WorkflowRouter`:
 - for a waiting job (its :class:`Needs`), which servers may take it, whether any server ever
   could, and why not.
 
-What each server can run is learned by :class:`bot.workflow_support.WorkflowSupport`; a server
+What each server can run is learned by :class:`bot.workflows.support.WorkflowSupport`; a server
 not checked yet counts as able to run everything. No discord import.
 """
 
@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.backends import Backend, BackendPool
 from bot.errors import BackendUnavailable, InvalidInput
-from bot.workflow_support import WorkflowSupport, unavailable_choice_message, unrunnable_message
+from bot.jobs.backends import Backend, BackendPool
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
+from bot.workflows.support import WorkflowSupport, unavailable_choice_message, unrunnable_message
 
 __all__ = ["Needs", "WorkflowRouter"]
 

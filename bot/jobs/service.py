@@ -2,7 +2,7 @@
 
 A job is stored (SQLite) before anything is sent anywhere, then waits in the bot's own
 round-robin queue (:class:`~bot.jobs.fairqueue.FairQueue`); the dispatcher hands it to the
-least-loaded healthy server with room (:class:`~bot.backends.BackendPool`). Running it:
+least-loaded healthy server with room (:class:`~bot.jobs.backends.BackendPool`). Running it:
 upload the prepared image, inject the workflow, store the bot-chosen prompt_id, subscribe on
 that server's single websocket hub, ``POST /prompt`` once, follow it to its end (time limit
 on an injectable clock), download the result and hand it to the :class:`Delivery` (the
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from bot.backends import Backend, BackendPool
 from bot.clock import Clock, SystemClock
 from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
@@ -42,7 +41,7 @@ from bot.comfy.events import (
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub, Subscription
 from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
-from bot.failure_log import log_failure
+from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
 from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
 from bot.jobs.pipeline import (
@@ -55,10 +54,11 @@ from bot.jobs.pipeline import (
 )
 from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, ProgressUpdate
 from bot.jobs.routing import Needs, WorkflowRouter
+from bot.logs import log_failure
 from bot.media.images import content_upload_name, prepare_image_async
 from bot.store import JobStore, remove_files
-from bot.workflow_support import WorkflowSupport
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
+from bot.workflows.support import WorkflowSupport
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class JobService:
 
     async def check_workflow_support(self, names: list[str] | None = None) -> None:
         """Ask the servers (all, or those named) which workflows they can run; see
-        :mod:`bot.workflow_support`. A server that does not answer stays as it was."""
+        :mod:`bot.workflows.support`. A server that does not answer stays as it was."""
         workflows = list(self.workflows)
         if not workflows:
             return

@@ -32,7 +32,7 @@ from typing import Literal, Sequence
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import InvalidInput
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.registry import Collector
 
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 from bot.observability.metrics import label_value
 
 __all__ = ["ObservabilityServer", "Readiness", "ReadinessProbe", "ServerHealth", "make_app", "readiness_from"]

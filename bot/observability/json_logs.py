@@ -3,21 +3,21 @@
 Each line has ``time`` (ISO 8601, UTC, milliseconds), ``level``, ``logger``, ``message`` (the
 formatted message), ``job_id`` when the record is about a job, and ``exc_type`` when it carries
 an exception. A traceback is written (as ``traceback``) only with ``tracebacks=True``, which the
-bot sets at ``LOG_LEVEL=DEBUG`` only, the policy of :mod:`bot.failure_log`.
+bot sets at ``LOG_LEVEL=DEBUG`` only, the policy of :mod:`bot.logs`.
 
 Where the job id comes from: a record's ``job_id`` attribute (``log.info(..., extra={"job_id":
 job.id})``) when there is one; otherwise the bot's own convention, which every job log line
 follows today: the message starts with ``job <id>`` (``log.info("job %s posted to %s", job.id,
 ...)``), the id being the 10-character id of :func:`bot.jobs.models.new_job_id`. Likewise the
 exception type is read from the record's ``exc_info``, or from the suffix that
-:func:`bot.failure_log.log_failure` (``(ValueError; details at DEBUG level)``) and
-:class:`bot.failure_log.TracebacksAtDebug` (``(ValueError; traceback at LOG_LEVEL=DEBUG)``) put
+:func:`bot.logs.log_failure` (``(ValueError; details at DEBUG level)``) and
+:class:`bot.logs.TracebacksAtDebug` (``(ValueError; traceback at LOG_LEVEL=DEBUG)``) put
 on the message in place of the traceback.
 
 Secret masking still applies, because logging runs a handler's filters before its formatter::
 
     handler.addFilter(TracebacksAtDebug())   # unless LOG_LEVEL=DEBUG (optional in JSON mode)
-    handler.addFilter(redaction)             # bot.log_redaction.RedactingFilter / install_redaction
+    handler.addFilter(redaction)             # bot.logs.RedactingFilter / install_redaction
     handler.setFormatter(JsonFormatter(tracebacks=settings.log_level == "DEBUG"))
 
 The redaction filter rewrites the record's message and its ``exc_text`` (the traceback text) in

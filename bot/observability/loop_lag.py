@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.clock import SystemClock
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 
 __all__ = ["LoopLagMonitor", "MonotonicSleeper"]
 

@@ -22,11 +22,11 @@ import pytest
 from PIL import Image
 
 from bot.app import AnimateBot, build_comfy_clients
-from bot.edit_scheduler import EditPacing
+from bot.discord.edit_scheduler import EditPacing
 from bot.jobs.factory import open_job_service
 from bot.jobs.service import JobService
 from bot.settings import ServerConfig, Settings
-from bot.ui.delivery import DiscordDelivery
+from bot.discord.delivery import DiscordDelivery
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import DiscordStandIn
 from standins.discord_server.fixtures import discord_stand_in

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.edit_scheduler import EditPacing
+from bot.discord.edit_scheduler import EditPacing
 from tests.animate.conftest import AnimateFactory, wait_job
 from tests.animate.test_animate_flow import result_message
 from tests.animate.test_buttons_and_errors import animate, ephemeral_text, finished, job_id_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
-from bot.ui.buttons import custom_id, parse_custom_id
-from bot.ui.status import (
+from bot.discord.buttons import custom_id, parse_custom_id
+from bot.discord.status import (
     QueueLine,
     ServerLoad,
     clamp_motion,

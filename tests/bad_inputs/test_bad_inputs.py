@@ -30,7 +30,7 @@ from PIL import Image
 
 from bot.errors import InvalidInput
 from bot.media.images import DEFAULT_TARGETS, content_upload_name, prepare_image
-from bot.shell_animate import run_animate
+from bot.tools.shell_animate import run_animate
 from bot.workflows import Workflow, load_workflows, resolve_options
 from standins.comfy_server.server import ComfyTestServer
 

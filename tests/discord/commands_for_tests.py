@@ -10,8 +10,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import LimitReached
-from bot.permissions import ensure_app_permissions
-from bot.tree import BotView
+from bot.discord.permissions import ensure_app_permissions
+from bot.discord.tree import BotView
 
 release = asyncio.Event()
 

@@ -134,13 +134,13 @@ async def test_unexpected_error_gets_generic_reply_and_a_log_entry(
     start_bot: BotFactory, discord_stand_in: DiscordStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     await start_bot()
-    caplog.set_level(logging.ERROR, logger="bot.tree")
+    caplog.set_level(logging.ERROR, logger="bot.discord.tree")
     record = await discord_stand_in.slash(None, None, None, "boom")
     message = await record.wait_message()
     assert record.ephemeral
     assert "Something went wrong on our side" in message["content"]
     assert "secret-detail" not in message["content"] and "Traceback" not in message["content"]
-    logged = [r for r in caplog.records if r.name == "bot.tree" and r.exc_info]
+    logged = [r for r in caplog.records if r.name == "bot.discord.tree" and r.exc_info]
     assert logged and "secret-detail" in str(logged[0].exc_info[1])
     error_id = logged[0].args[1]
     assert error_id in message["content"]

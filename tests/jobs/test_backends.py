@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.backends import Backend, BackendPool, call_with_timeout
+from bot.jobs.backends import Backend, BackendPool, call_with_timeout
 from standins.fake_clock import FakeClock, settle_loop
 
 

@@ -191,7 +191,7 @@ async def test_missing_checkpoint_is_refused_at_once_and_the_admin_log_names_it(
     server = await comfy_server_factory(checkpoints=[])
     service = await make_service([server])
     try:
-        with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
+        with caplog.at_level(logging.WARNING, logger="bot.workflows.support"):
             with pytest.raises(BackendUnavailable) as refused:
                 await service.submit(request(1))
         assert "can't run the **svd_img2vid** workflow" in refused.value.user_message

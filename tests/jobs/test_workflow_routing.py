@@ -102,7 +102,7 @@ async def test_a_waiting_job_fails_with_a_reason_when_its_server_loses_the_node_
 
         await wait_for(accepted)
         server.uninstall("VHS_VideoCombine")  # an admin removed the pack while `extra` waited in the bot's line
-        with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
+        with caplog.at_level(logging.WARNING, logger="bot.workflows.support"):
             await service.check_workflow_support()
         assert "ComfyUI-VideoHelperSuite" in caplog.text  # the admin is told what to install
         server.step_time = 0.0
@@ -153,7 +153,7 @@ async def test_a_format_the_server_lacks_is_made_by_the_core_workflow_or_refused
     server = await comfy_server_factory()
     server.offer_only("VHS_VideoCombine", "format", ["image/gif", "video/h264-mp4"])  # no image/webp
     delivery = RecordingDelivery()
-    with caplog.at_level(logging.WARNING, logger="bot.workflow_support"):
+    with caplog.at_level(logging.WARNING, logger="bot.workflows.support"):
         service = await make_service([server], delivery=delivery)
     try:
         assert service.support.can_run("gpu1", "svd_img2vid")  # the workflow still runs there

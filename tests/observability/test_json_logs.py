@@ -10,9 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from bot.failure_log import TracebacksAtDebug, log_failure
+from bot.logs import TracebacksAtDebug, log_failure
 from bot.jobs.models import new_job_id
-from bot.log_redaction import RedactingFilter, secret_replacements
+from bot.logs import RedactingFilter, secret_replacements
 from bot.observability.json_logs import JsonFormatter
 from bot.settings import load_settings
 

@@ -1,6 +1,6 @@
 """SIGUSR1 diagnostics: ``python -m bot run`` as a real process logs one line of counts when asked.
 
-The line (bot/diagnostics.py) is what ``python -m bench soak`` reads; here it must appear even
+The line (bot/observability/diagnostics.py) is what ``python -m bench soak`` reads; here it must appear even
 at ``LOG_LEVEL=WARNING``, parse, carry tasks/fds/RSS and the job service's per-job records,
 and carry loop lag from the second signal on. Plus the pure pieces: parsing and the lag watch.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.diagnostics import LagWatch, format_line, memory_counts, parse_line
+from bot.observability.diagnostics import LagWatch, format_line, memory_counts, parse_line
 from standins.bot_process import BotProcess
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import DiscordStandIn
@@ -27,7 +27,7 @@ from .helpers import WORKFLOWS
 def test_line_round_trips_and_the_last_one_wins() -> None:
     line = format_line({"tasks": 12, "fds": 22, "rss_kb": 98000, "progress_streams": 0})
     assert line == "diagnostics tasks=12 fds=22 rss_kb=98000 progress_streams=0"
-    log = f"2026-01-01 INFO bot.diagnostics: diagnostics tasks=1 fds=2\nother\n2026-01-01 INFO bot.diagnostics: {line}\n"
+    log = f"2026-01-01 INFO bot.observability.diagnostics: diagnostics tasks=1 fds=2\nother\n2026-01-01 INFO bot.observability.diagnostics: {line}\n"
     assert parse_line(log) == {"tasks": 12, "fds": 22, "rss_kb": 98000, "progress_streams": 0}
     assert parse_line("no such line") is None
 

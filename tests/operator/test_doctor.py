@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.doctor import run_doctor, token_problem
+from bot.tools.doctor import run_doctor, token_problem
 from bot.settings import Settings
 from standins.comfy_server.server import ComfyTestServer
 

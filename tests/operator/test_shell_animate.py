@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from bot.progress_bar import ProgressBar
-from bot.shell_animate import ShellError, format_for_suffix, parse_options, run_animate
+from bot.tools.progress_bar import ProgressBar
+from bot.tools.shell_animate import ShellError, format_for_suffix, parse_options, run_animate
 from bot.workflows import load_workflows
 from standins.comfy_server.fixtures import ServerProcess
 from standins.comfy_server.server import ComfyTestServer

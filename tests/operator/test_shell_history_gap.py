@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.shell_animate import run_animate
+from bot.tools.shell_animate import run_animate
 from standins.comfy_server.server import ComfyTestServer
 
 from .helpers import settings_for

@@ -2,8 +2,8 @@
 
 - :meth:`DiscordDelivery.follow` starts one follower per job. It consumes
   ``service.stream(job_id)`` (latest-value, so a slow follower only skips stale states),
-  renders each update with :mod:`bot.ui.status` and posts the edit to the shared
-  :class:`~bot.edit_scheduler.EditScheduler` (waiting updates with the slow interval, only
+  renders each update with :mod:`bot.discord.status` and posts the edit to the shared
+  :class:`~bot.discord.edit_scheduler.EditScheduler` (waiting updates with the slow interval, only
   when the text changes), with a Cancel button while the job can still be cancelled.
 - :meth:`DiscordDelivery.deliver` fits the video to the upload limit stored with the job,
   grabs a poster frame (both in threads), and puts the result on the status message through
@@ -34,15 +34,15 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.edit_scheduler import EditScheduler
+from bot.discord.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
+from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.status import ended_details, ended_notice, file_note, render_update, result_embed
 from bot.errors import JobFailed
-from bot.failure_log import log_failure
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
+from bot.logs import log_failure
 from bot.media.video import fit_video_async, poster_frame_async, upload_limit
-from bot.ui.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
-from bot.ui.status import ended_details, ended_notice, file_note, render_update, result_embed
 
 log = logging.getLogger(__name__)
 

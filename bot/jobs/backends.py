@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.clock import Clock, SystemClock
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 from bot.tasks import cancel_and_wait
 
 __all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthListener", "call_with_timeout"]

@@ -23,8 +23,8 @@ import aiohttp
 import discord
 from discord import app_commands
 
+from bot.discord.permissions import AppPermissionsMissing
 from bot.errors import UserFacingError
-from bot.permissions import AppPermissionsMissing
 
 log = logging.getLogger(__name__)
 

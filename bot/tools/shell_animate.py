@@ -37,11 +37,11 @@ from bot.errors import InvalidInput, UserFacingError
 from bot.jobs import pipeline
 from bot.media.images import check_declared_size, content_upload_name, prepare_image_async
 from bot.media.video import fit_video_async, sniff_format
-from bot.progress_bar import ProgressBar
 from bot.settings import ServerConfig, Settings
-from bot.workflow_support import WorkflowSupport
+from bot.tools.progress_bar import ProgressBar
 from bot.workflows import Workflow, WorkflowRegistry, load_workflows, resolve_options
 from bot.workflows.model import ResolvedOptions
+from bot.workflows.support import WorkflowSupport
 
 log = logging.getLogger(__name__)
 

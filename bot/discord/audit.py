@@ -24,8 +24,9 @@ from typing import Any
 
 import discord
 
-from bot.failure_log import log_failure
 from bot.jobs.models import Job
+from bot.logs import log_failure
+from bot.media.thumbnails import thumbnail_png
 from bot.moderation.audit_text import JobEvents, job_record, render
 from bot.store import AuditRecord, JobStore
 from bot.tasks import cancel_and_wait
@@ -33,7 +34,6 @@ from bot.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 AUDIT_SERVICE = "audit"
-THUMBNAIL_SIZE = (256, 256)
 MAX_PENDING_POSTS = 500
 
 #: Job-service event name -> audit action.
@@ -46,22 +46,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "deleted": JobEvents.DELETED,
 }
 
-__all__ = ["AUDIT_SERVICE", "AuditLog", "EVENT_ACTIONS", "ensure_audit_log", "thumbnail_png"]
-
-
-def thumbnail_png(path: Path, size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes | None:
-    """A small PNG of the image at ``path`` (blocking: call it in a thread); None if unreadable."""
-    from PIL import Image  # Pillow only where needed
-
-    try:
-        with Image.open(path) as image:
-            image.thumbnail(size)
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="PNG")
-            return out.getvalue()
-    except (OSError, ValueError) as exc:
-        log.info("no thumbnail for %s: %s", path.name, exc)
-        return None
+__all__ = ["AUDIT_SERVICE", "AuditLog", "EVENT_ACTIONS", "ensure_audit_log"]
 
 
 @dataclasses.dataclass(frozen=True)

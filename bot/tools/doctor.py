@@ -33,9 +33,9 @@ from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.models import SystemStats
 from bot.settings import ServerConfig, Settings
-from bot.workflow_support import blocking
 from bot.workflows import Workflow, inject, load_workflows, validate_against
 from bot.workflows.loader import LoadResult
+from bot.workflows.support import blocking
 from bot.workflows.validate import combo_options
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def check_token(settings: Settings) -> Check:
 
 
 def check_permissions() -> Check:
-    from bot.permissions import INVITE_PERMISSIONS, invite_url  # imports discord: only when asked
+    from bot.discord.permissions import INVITE_PERMISSIONS, invite_url  # imports discord: only when asked
 
     sentinel = 999_999_999_999_999_999
     url = invite_url(sentinel).replace(str(sentinel), APPLICATION_ID)

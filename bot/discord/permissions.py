@@ -50,7 +50,7 @@ def ensure_app_permissions(interaction: discord.Interaction[Any],
 
 
 class AppPermissionsMissing(app_commands.CheckFailure):
-    """A check failure carrying the member-facing :class:`MissingPermissions` (see ``bot.tree``)."""
+    """A check failure carrying the member-facing :class:`MissingPermissions` (see ``bot.discord.tree``)."""
 
     def __init__(self, original: MissingPermissions) -> None:
         super().__init__(original.user_message)

@@ -4,7 +4,7 @@ A custom id reads ``animate:<action>:<job id>`` (actions: reroll, more, less, de
 cancel). The bot registers :class:`JobButton` with ``bot.add_dynamic_items`` so a click
 is understood from the custom id alone, also after a restart. A click is handed to the
 cog that implements :class:`JobButtonHandler` (the ``Animate`` cog); errors go to the one
-error path (:func:`bot.tree.report_error`).
+error path (:func:`bot.discord.tree.report_error`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import discord
 
-from bot.tree import report_error
+from bot.discord.tree import report_error
 
 log = logging.getLogger(__name__)
 

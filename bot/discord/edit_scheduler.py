@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
-from bot.failure_log import log_failure
+from bot.logs import log_failure
 from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Diagnostics on request: ``kill -USR1 <pid>`` makes the running bot log one line of counts.
 
-The line (logger ``bot.diagnostics``, level INFO, shown whatever ``LOG_LEVEL`` is since it was
+The line (logger ``bot.observability.diagnostics``, level INFO, shown whatever ``LOG_LEVEL`` is since it was
 asked for) reads::
 
     diagnostics tasks=41 fds=23 rss_kb=98312 lag_p99_ms=2 lag_max_ms=9 lag_samples=2990 progress_streams=0 ...

@@ -1,0 +1,4 @@
+"""Everything that speaks Discord, below the cogs: the command tree and its one error translator,
+permission checks, status rendering, job buttons, the status edit scheduler, result delivery and
+the audit log. The only package under ``bot/`` allowed to import discord (besides ``bot/app.py``).
+"""

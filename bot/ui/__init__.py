@@ -1,1 +1,0 @@
-"""The Discord user interface of jobs: status rendering, job buttons, delivery and the status follower."""
