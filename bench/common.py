@@ -150,7 +150,7 @@ class RecordingDelivery:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     expected: int = 0
 
-    async def deliver(self, job: Job, result: Path) -> int | None:
+    async def deliver(self, job: Job, result: Path, attempt: int = 1) -> int | None:
         now = time.perf_counter()
         self.delivered.setdefault(job.id, now)
         self.counts[job.id] = self.counts.get(job.id, 0) + 1

@@ -3,7 +3,8 @@
 ``load_settings`` validates every value and raises :class:`SettingsError` naming the
 variable at fault, so the command line can print one clear line and exit with status 2.
 Secrets (the Discord token, the ComfyUI token, passwords in URLs) are kept out of
-``repr`` and therefore out of every log line.
+``repr`` and therefore out of every log line. Each ComfyUI server is the client library's own
+:class:`bot.comfy.client.ServerConfig` (name, URL, credentials), parsed here from ``COMFYUI_URLS``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from bot.comfy.client import ServerConfig
+
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+__all__ = ["ServerConfig", "Settings", "SettingsError", "configure_logging", "load_settings", "parse_server_entry"]
 
 
 class SettingsError(ValueError):
@@ -25,19 +30,6 @@ class SettingsError(ValueError):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """One ComfyUI server. Members only ever see ``name``; ``url`` carries no credentials."""
-
-    name: str
-    url: str
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-
-    def __repr__(self) -> str:  # the URL may reveal internal hosts; keep it out of logs too
-        return f"ServerConfig(name={self.name!r})"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from bot.jobs.service import JobService
 from bot.moderation.audit_text import scrub
 from bot.settings import Settings
 from bot.workflows import Workflow
-from bot.workflows.loader import load_workflows
+from bot.workflows.loader import load_registry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Owner(commands.Cog):
     async def reload_workflows(self, interaction: discord.Interaction[Any]) -> None:
         await self._require_owner(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await asyncio.to_thread(load_workflows, self.settings.workflows_dir)
+        result = await asyncio.to_thread(load_registry, self.settings.workflows_dir)
         before = options_signature(self.jobs.workflows.default)
         lines: list[str] = []
         if len(result.registry):

@@ -1,9 +1,12 @@
-"""An async client library for ComfyUI's HTTP and websocket API.
+"""An async client library for ComfyUI's HTTP and websocket API: the HTTP client, one websocket
+hub per server, following a prompt to its end, typed results and one exception hierarchy.
 
-It never imports discord: the bot's services use it, and so do the operator tools.
+A library of its own: it imports nothing else of the bot (not discord, not the settings; a server
+is its own :class:`~bot.comfy.client.ServerConfig`). The bot's job service uses it, and so do the
+operator tools.
 """
 
-from bot.comfy.client import ComfyClient
+from bot.comfy.client import ComfyClient, ServerConfig
 from bot.comfy.errors import (
     ComfyAuthError,
     ComfyBadRequest,
@@ -42,6 +45,7 @@ __all__ = [
     "QueueState",
     "QueuedPrompt",
     "Reconnected",
+    "ServerConfig",
     "Subscription",
     "SystemStats",
     "follow_prompt",

@@ -21,6 +21,7 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -40,9 +41,22 @@ from bot.comfy.errors import (
     ComfyValidationError,
 )
 from bot.comfy.models import FileRef, HistoryEntry, QueuedPrompt, QueueState, SystemStats
-from bot.settings import ServerConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where one ComfyUI server is and how to log in. Errors and logs name it by ``name`` only:
+    ``url`` (which carries no credentials) may reveal internal hosts, so ``repr`` leaves it out."""
+
+    name: str
+    url: str
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"ServerConfig(name={self.name!r})"
 
 _T = TypeVar("_T")
 
@@ -296,6 +310,23 @@ class ComfyClient:
         else whatever runs. Not retried: a late global retry could hit the next job."""
         body = {"prompt_id": prompt_id} if prompt_id is not None else None
         await self._no_body("POST", "/interrupt", retry=False, json_body=body)
+
+    async def stop_prompt(self, prompt_id: str) -> None:
+        """Stop one prompt wherever it is: drop it from the queue, then interrupt it if it runs
+        (never a bare interrupt). In this order a prompt that starts between the two requests is
+        still interrupted. The interrupt is sent even when the delete failed; the first failure
+        is raised afterwards."""
+        failure: ComfyError | None = None
+        try:
+            await self.delete_queued([prompt_id])
+        except ComfyError as exc:
+            failure = exc
+        try:
+            await self.interrupt(prompt_id)
+        except ComfyError as exc:
+            failure = failure or exc
+        if failure is not None:
+            raise failure
 
     # ----------------------------------------------------------------- history
 

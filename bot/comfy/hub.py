@@ -9,6 +9,8 @@ reconnect it delivers :class:`~bot.comfy.events.Reconnected` to every open subsc
 the ``on_reconnect`` callbacks, because events sent while it was away are lost. ComfyUI then
 replays the current node as ``executing`` without a ``prompt_id``; the hub routes it to the
 prompt it saw executing before the drop (if still followed), so a follower sees the node.
+Unexpected failures it survives are logged with ``exc_info``; how much of a traceback reaches the
+log is the application's choice (its log filter).
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ from bot.comfy.events import (
     parse_binary,
     parse_text,
 )
-from bot.logs import log_failure
-from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,13 @@ class ComfyHub:
         self._closing = True
         task, self._task = self._task, None
         if task is not None and not task.done():
-            await cancel_and_wait(task)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller itself is being cancelled, not only the reader
         ws, self._ws = self._ws, None
         if ws is not None and not ws.closed:
             await ws.close()
@@ -307,7 +313,7 @@ class ComfyHub:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.info("websocket to %s lost (%s)", self.client.name, type(exc).__name__)
             except Exception:
-                log_failure(log, logging.ERROR, "websocket reader for %s failed; reconnecting", self.client.name)
+                log.error("websocket reader for %s failed; reconnecting", self.client.name, exc_info=True)
             finally:
                 self._connected.clear()
                 self._ws = None
@@ -350,7 +356,7 @@ class ComfyHub:
                 try:
                     await callback()
                 except Exception:
-                    log_failure(log, logging.ERROR, "on_reconnect callback failed")
+                    log.error("on_reconnect callback failed", exc_info=True)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -378,7 +384,7 @@ class ComfyHub:
                 try:
                     await callback(event)
                 except Exception:
-                    log_failure(log, logging.ERROR, "on_status callback failed")
+                    log.error("on_status callback failed", exc_info=True)
             return
         if isinstance(event, FeatureFlags):
             self.server_features = event.flags

@@ -37,17 +37,15 @@ import discord
 from bot.discord.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
 from bot.discord.edit_scheduler import EditScheduler
 from bot.discord.status import ended_details, ended_notice, file_note, render_update, result_embed
+from bot.discord.tree import DEAD_TOKEN_CODES
 from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
-from bot.jobs.service import DELIVERY_ATTEMPTS_KEY
 from bot.logs import log_failure
 from bot.media.video import fit_video_async, poster_frame_async, upload_limit
 
 log = logging.getLogger(__name__)
 
-# Discord error codes / statuses meaning "this interaction token cannot be used any more".
-DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
 UNKNOWN_MESSAGE = 10008
 # Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
@@ -67,6 +65,7 @@ class JobSource(Protocol):
 
 
 def is_dead_token(exc: BaseException) -> bool:
+    """The interaction token no longer works (HTTP 401, or one of :data:`DEAD_TOKEN_CODES`)."""
     return isinstance(exc, discord.HTTPException) and (exc.status == 401 or exc.code in DEAD_TOKEN_CODES)
 
 
@@ -215,16 +214,18 @@ class DiscordDelivery:
 
     # ------------------------------------------------------------------ Delivery protocol
 
-    async def deliver(self, job: Job, result: Path) -> int | None:
-        """Post the result; returns the id of the message that carries it. A failed try keeps
-        what is known of the job (the service tries again, or ends it with :meth:`job_ended`)."""
-        message_id = await self._deliver(job, result)
+    async def deliver(self, job: Job, result: Path, attempt: int) -> int | None:
+        """Post the result; returns the id of the message that carries it. From the second
+        ``attempt`` on (counted across restarts) it first looks for a result already posted. A
+        failed try keeps what is known of the job (the service tries again, or ends it with
+        :meth:`job_ended`)."""
+        message_id = await self._deliver(job, result, attempt)
         self._job_done(job.id)
         return message_id
 
-    async def _deliver(self, job: Job, result: Path) -> int | None:
+    async def _deliver(self, job: Job, result: Path, attempt: int) -> int | None:
         self._stop_following(job.id)
-        if int(job.result_meta.get(DELIVERY_ATTEMPTS_KEY, 0)) > 1:
+        if attempt > 1:
             posted = await self._already_posted(job)
             if posted is not None:
                 log.info("job %s: its result was already posted (message %s); not posting it again", job.id, posted)

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 GENERIC_MESSAGE = "Something went wrong on our side. It has been logged (error id `{error_id}`); please try again later."
 
-# Discord error codes meaning "this interaction token cannot be used any more".
-_DEAD_TOKEN_CODES = {10015, 10062, 50027}
+#: Discord error codes meaning "this interaction token cannot be used any more" (unknown webhook,
+#: unknown interaction, invalid webhook token).
+DEAD_TOKEN_CODES = frozenset({10015, 10062, 50027})
 
 
 def _permission_names(names: list[str]) -> str:
@@ -82,7 +83,7 @@ async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> No
                 await interaction.response.send_message(text, ephemeral=True)
             return
         except discord.HTTPException as exc:
-            if exc.status not in (401, 404) and exc.code not in _DEAD_TOKEN_CODES:
+            if exc.status not in (401, 404) and exc.code not in DEAD_TOKEN_CODES:
                 log.warning("Could not send an error reply (HTTP %s, code %s)", exc.status, exc.code)
                 return
             log.info("Interaction token no longer valid; replying in the channel instead")

@@ -9,7 +9,8 @@ waiting job knows its place at any time.
 A job taken with :meth:`next` (or declared with :meth:`mark_running`) counts as "in
 flight" for its member until :meth:`mark_done`; waiting + in flight is what the per-member
 limit caps. A global cap bounds the number of waiting jobs. Both refusals raise
-:class:`bot.errors.LimitReached` with the message a member reads.
+:class:`bot.errors.LimitReached` with the message a member reads, in the words the queue is
+given (:class:`QueueWording`; the job service passes the bot's, from :mod:`bot.moderation.messages`).
 
 On restart, rebuild it from the store: ``push(..., enforce_limits=False)`` for waiting jobs
 in creation order and ``mark_running`` for submitted/running/delivering ones.
@@ -18,17 +19,21 @@ in creation order and ``mark_running`` for submitted/running/delivering ones.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final
 
 from bot.errors import LimitReached
-from bot.moderation.messages import jobs_in_flight, queue_full
 
-__all__ = ["FairQueue", "QueueEntry", "QUEUE_FULL_MESSAGE", "in_flight_message", "DEFAULT"]
+__all__ = ["FairQueue", "QueueEntry", "QueueWording", "DEFAULT"]
 
-QUEUE_FULL_MESSAGE: Final = queue_full()
-in_flight_message = jobs_in_flight  # the one wording, kept in bot.moderation.messages
+
+@dataclass(frozen=True)
+class QueueWording:
+    """What a member reads when the queue refuses a job."""
+
+    queue_full: str  #: too many jobs wait, all members together
+    in_flight: Callable[[int], str]  #: the member already has this many (the limit) waiting or running
 
 
 class _Default:
@@ -51,13 +56,16 @@ class QueueEntry:
 class FairQueue:
     """Round-robin waiting line between members.
 
+    ``wording``: the refusals' texts.
     ``max_waiting``: global cap on waiting jobs (None: no cap).
     ``max_in_flight``: default per-member cap on waiting + in-flight jobs (None: no cap);
     :meth:`push` can override it per call (guild setting, exempt role).
     Members are any hashable key (a user id, or ``(guild_id, user_id)``).
     """
 
-    def __init__(self, *, max_waiting: int | None = None, max_in_flight: int | None = None) -> None:
+    def __init__(self, *, wording: QueueWording, max_waiting: int | None = None,
+                 max_in_flight: int | None = None) -> None:
+        self.wording = wording
         self.max_waiting = max_waiting
         self.max_in_flight = max_in_flight
         # Rotation: members with waiting jobs, head is served next. Values are their jobs.
@@ -85,17 +93,21 @@ class FairQueue:
         if job_id in self._member_of or job_id in self._running_member:
             raise ValueError(f"job {job_id} is already in the queue")
         if enforce_limits:
-            limit = self.max_in_flight if isinstance(max_in_flight, _Default) else max_in_flight
-            if limit is not None and self.in_flight(member) >= limit:
-                raise LimitReached(in_flight_message(limit), detail=f"member {member!r} at in-flight limit {limit}")
-            if self.max_waiting is not None and len(self) >= self.max_waiting:
-                raise LimitReached(QUEUE_FULL_MESSAGE, detail=f"{len(self)} jobs waiting (cap {self.max_waiting})")
+            self.check_room(member, max_in_flight=max_in_flight)
         line = self._lines.get(member)
         if line is None:
             line = self._lines[member] = deque()
         line.append(job_id)
         self._member_of[job_id] = member
         return self.position(job_id) or 0
+
+    def check_room(self, member: Hashable, *, max_in_flight: int | None | _Default = DEFAULT) -> None:
+        """Raise :class:`LimitReached` if :meth:`push` would refuse a new job of ``member`` now."""
+        limit = self.max_in_flight if isinstance(max_in_flight, _Default) else max_in_flight
+        if limit is not None and self.in_flight(member) >= limit:
+            raise LimitReached(self.wording.in_flight(limit), detail=f"member {member!r} at in-flight limit {limit}")
+        if self.max_waiting is not None and len(self) >= self.max_waiting:
+            raise LimitReached(self.wording.queue_full, detail=f"{len(self)} jobs waiting (cap {self.max_waiting})")
 
     def push_front(self, job_id: str, member: Hashable) -> None:
         """Put a job back at the very head of the queue (its server died before running it).

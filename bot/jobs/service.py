@@ -40,9 +40,9 @@ from bot.comfy.events import (
 )
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub, Subscription
-from bot.errors import BackendUnavailable, InvalidInput, JobFailed, LimitReached, NotAllowed, UserFacingError
+from bot.errors import BackendUnavailable, InvalidInput, JobFailed, NotAllowed, UserFacingError
 from bot.jobs.backends import Backend, BackendPool
-from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue, in_flight_message
+from bot.jobs.fairqueue import FairQueue, QueueWording
 from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
 from bot.jobs.pipeline import (
     build_graph,
@@ -56,6 +56,7 @@ from bot.jobs.progress import EtaEstimator, ProgressStream, ProgressStreams, Pro
 from bot.jobs.routing import Needs, WorkflowRouter
 from bot.logs import log_failure
 from bot.media.images import content_upload_name, prepare_image_async
+from bot.moderation import messages
 from bot.store import JobStore, remove_files
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 from bot.workflows.support import WorkflowSupport
@@ -66,6 +67,8 @@ DEFAULT_LIMIT = -1  # JobRequest.max_in_flight: use the service's default
 MAX_SUBMISSIONS = 2  # a job is posted at most twice (once more after its server lost it)
 DELIVERY_ATTEMPTS_KEY = "delivery_attempts"  # in Job.result_meta
 GENERIC_FAILURE = "Something went wrong on our side. The job was stopped; please try again."
+#: The bot's own words for the line's refusals (every limit message is in bot.moderation.messages).
+QUEUE_WORDING = QueueWording(queue_full=messages.queue_full(), in_flight=messages.jobs_in_flight)
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,9 @@ JobListener = Callable[[Job, str, "int | None"], Awaitable[None]]
 class Delivery(Protocol):
     """Where results and endings go (the Discord layer implements it)."""
 
-    async def deliver(self, job: Job, result: Path) -> int | None:
-        """Post the result and return its message id. ``job.result_meta[DELIVERY_ATTEMPTS_KEY]``
-        above 1 means an earlier try may have posted it already: look for it first."""
+    async def deliver(self, job: Job, result: Path, attempt: int) -> int | None:
+        """Post the result and return its message id. ``attempt`` counts the tries across restarts:
+        above 1, an earlier try may have posted it already, so look for it first."""
 
     async def job_ended(self, job: Job) -> None: ...
 
@@ -163,7 +166,8 @@ class JobService:
         self.delivery = delivery
         self.inputs_dir = data_dir / "inputs"
         self.results_dir = data_dir / "results"
-        self.queue = FairQueue(max_waiting=self.limits.max_waiting, max_in_flight=self.limits.max_in_flight)
+        self.queue = FairQueue(wording=QUEUE_WORDING, max_waiting=self.limits.max_waiting,
+                               max_in_flight=self.limits.max_in_flight)
         self.streams = ProgressStreams()
         self._rng = rng
         self._health_interval = health_interval
@@ -494,10 +498,7 @@ class JobService:
         raise BackendUnavailable("The image servers are offline right now. Please try again in a few minutes.")
 
     def _check_limits(self, user_id: int, limit: int | None) -> None:
-        if limit is not None and self.queue.in_flight(user_id) >= limit:
-            raise LimitReached(in_flight_message(limit))
-        if self.limits.max_waiting is not None and len(self.queue) >= self.limits.max_waiting:
-            raise LimitReached(QUEUE_FULL_MESSAGE)
+        self.queue.check_room(user_id, max_in_flight=limit)
 
     async def _enqueue(self, job: Job, limit: int | None) -> Job:
         if self._closing:
@@ -866,10 +867,10 @@ class JobService:
             # Counted before each try and kept across restarts: a delivery that is not the first
             # must look for a result it may already have posted before posting again.
             meta = dict(job.result_meta)
-            meta[DELIVERY_ATTEMPTS_KEY] = int(meta.get(DELIVERY_ATTEMPTS_KEY, 0)) + 1
+            tries = meta[DELIVERY_ATTEMPTS_KEY] = int(meta.get(DELIVERY_ATTEMPTS_KEY, 0)) + 1
             job = await self.store.update_job(job.id, result_meta=meta)
             try:
-                message_id = await self.delivery.deliver(job, Path(job.result_path or ""))
+                message_id = await self.delivery.deliver(job, Path(job.result_path or ""), attempt=tries)
             except asyncio.CancelledError:
                 raise
             except UserFacingError as exc:
@@ -932,16 +933,11 @@ class JobService:
             self._wake.set()
 
     async def _stop_on_server(self, backend: Backend, prompt_id: str) -> None:
-        """Delete a prompt from the server's queue and interrupt it if it runs (never a bare interrupt)."""
-        client = _comfy(backend)
+        """Delete a prompt from the server's queue and interrupt it if it runs (best effort)."""
         try:
-            await client.delete_queued([prompt_id])
+            await _comfy(backend).stop_prompt(prompt_id)
         except ComfyError as exc:
-            log.debug("removing prompt %s from %s's queue: %s", prompt_id, backend.name, exc)
-        try:
-            await client.interrupt(prompt_id)
-        except ComfyError as exc:
-            log.debug("interrupting prompt %s on %s: %s", prompt_id, backend.name, exc)
+            log.debug("stopping prompt %s on %s: %s", prompt_id, backend.name, exc)
 
     async def _server_knows(self, backend: Backend, prompt_id: str, *, running_only: bool) -> bool:
         """Whether the server has the prompt in its queue or history (False if it cannot be asked)."""

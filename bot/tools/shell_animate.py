@@ -39,7 +39,7 @@ from bot.media.images import check_declared_size, content_upload_name, prepare_i
 from bot.media.video import fit_video_async, sniff_format
 from bot.settings import ServerConfig, Settings
 from bot.tools.progress_bar import ProgressBar
-from bot.workflows import Workflow, WorkflowRegistry, load_workflows, resolve_options
+from bot.workflows import Workflow, WorkflowRegistry, load_registry, resolve_options
 from bot.workflows.model import ResolvedOptions
 from bot.workflows.support import WorkflowSupport
 
@@ -91,10 +91,10 @@ def parse_options(pairs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def load_registry(settings: Settings) -> WorkflowRegistry:
-    loaded = load_workflows(settings.workflows_dir)
-    for error in loaded.errors:
-        log.warning("workflow not loaded: %s", error)
+def usable_workflows(settings: Settings) -> WorkflowRegistry:
+    """The workflows of ``WORKFLOWS_DIR`` (:func:`~bot.workflows.load_registry` logs those that did
+    not load); none at all is a failure."""
+    loaded = load_registry(settings.workflows_dir)
     if not len(loaded.registry):
         reasons = "; ".join(str(e) for e in loaded.errors) or "no workflow files"
         raise ShellError(f"no workflow could be loaded from {settings.workflows_dir}: {reasons}")
@@ -243,11 +243,10 @@ class ProgressReporter:
 
 
 async def stop_prompt(client: ComfyClient, prompt_id: str) -> None:
-    """Interrupt ``prompt_id`` if it runs and drop it if it still waits (best effort, bounded)."""
+    """Stop ``prompt_id`` on the server (:meth:`ComfyClient.stop_prompt`; best effort, bounded)."""
     try:
         async with asyncio.timeout(INTERRUPT_TIMEOUT):
-            await client.interrupt(prompt_id)
-            await client.delete_queued([prompt_id])
+            await client.stop_prompt(prompt_id)
     except (ComfyError, TimeoutError) as exc:
         log.warning("could not stop prompt %s on %s: %s", prompt_id, client.name, exc)
 
@@ -355,7 +354,7 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
         raise ShellError(f"the folder of --out ({out.parent}) does not exist", EXIT_USAGE)
     if getattr(args, "server", None) is not None:
         find_server(settings, args.server)  # a typo is a usage error before any work
-    registry = await asyncio.to_thread(load_registry, settings)
+    registry = await asyncio.to_thread(usable_workflows, settings)
     explicit = getattr(args, "workflow", None)
     workflow = pick_workflow(registry, explicit)
     resolved = resolve(workflow, format_for_suffix(workflow, options, out))

@@ -1,6 +1,6 @@
 """Workflows: API-format ComfyUI graphs bound to options by a TOML manifest.
 
-- :mod:`bot.workflows.loader`: load ``WORKFLOWS_DIR`` into a :class:`WorkflowRegistry`.
+- :mod:`bot.workflows.loader`: load ``WORKFLOWS_DIR`` into a :class:`WorkflowRegistry` (:func:`load_registry`).
 - :mod:`bot.workflows.inject`: check options and build a job's graph (pure).
 - :mod:`bot.workflows.validate`: check a workflow against a server's ``/object_info``.
 
@@ -14,6 +14,7 @@ from bot.workflows.loader import (
     WorkflowError,
     WorkflowRegistry,
     build_workflow,
+    load_registry,
     load_workflow,
     load_workflows,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "build_workflow",
     "check_value",
     "inject",
+    "load_registry",
     "load_workflow",
     "load_workflows",
     "merge_object_info",

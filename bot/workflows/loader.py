@@ -109,7 +109,6 @@ def load_workflows(directory: Path) -> LoadResult:
         try:
             workflow = load_workflow(json_path)
         except WorkflowError as exc:
-            log.warning("workflow %s not loaded: %s", json_path.name, exc)
             errors.append(LoadError(json_path, str(exc)))
             continue
         if workflow.name in loaded:
@@ -120,6 +119,16 @@ def load_workflows(directory: Path) -> LoadResult:
     if len(defaults) > 1:
         errors.append(LoadError(directory, f"several manifests say default = true ({', '.join(sorted(defaults))}); using {sorted(defaults)[0]}"))
     return LoadResult(WorkflowRegistry(loaded, sorted(defaults)[0] if defaults else None), errors)
+
+
+def load_registry(directory: Path) -> LoadResult:
+    """:func:`load_workflows`, with each file that was not loaded logged (ERROR); the others
+    still load. How the bot loads ``WORKFLOWS_DIR`` at start and on ``/owner reload-workflows``,
+    and how ``python -m bot animate`` does."""
+    result = load_workflows(directory)
+    for error in result.errors:
+        log.error("Workflow %s was not loaded: %s", error.path.name, error.message)
+    return result
 
 
 def load_workflow(json_path: Path, toml_path: Path | None = None) -> Workflow:

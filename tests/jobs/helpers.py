@@ -35,7 +35,7 @@ class RecordingDelivery:
     fail_times: int = 0
     gate: asyncio.Event | None = None
 
-    async def deliver(self, job: Job, result: Path) -> int | None:
+    async def deliver(self, job: Job, result: Path, attempt: int = 1) -> int | None:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_times:

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from bot.errors import LimitReached
-from bot.jobs.fairqueue import QUEUE_FULL_MESSAGE, FairQueue
+from bot.jobs.fairqueue import FairQueue
+from bot.jobs.service import QUEUE_WORDING  # the bot's words (bot.moderation.messages)
 
 
 def drain(q: FairQueue) -> list[str]:
@@ -18,7 +19,7 @@ def drain(q: FairQueue) -> list[str]:
 
 
 def test_one_member_cannot_starve_another() -> None:
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     for i in range(10):
         q.push(f"a{i}", "A")
     q.push("b0", "B")
@@ -29,7 +30,7 @@ def test_one_member_cannot_starve_another() -> None:
 
 
 def test_round_robin_in_order_of_arrival() -> None:
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     q.push("c0", "C")
     q.push("a0", "A")
     q.push("a1", "A")
@@ -40,7 +41,7 @@ def test_round_robin_in_order_of_arrival() -> None:
 
 def test_positions_match_next_under_random_operations() -> None:
     rng = random.Random(7)
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     counter = 0
     for _ in range(400):
         op = rng.random()
@@ -62,7 +63,7 @@ def test_positions_match_next_under_random_operations() -> None:
 
 
 def test_remove_waiting_job_moves_others_up() -> None:
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     q.push("a0", "A")
     q.push("b0", "B")
     q.push("c0", "C")
@@ -74,19 +75,19 @@ def test_remove_waiting_job_moves_others_up() -> None:
 
 
 def test_global_cap_on_waiting_jobs() -> None:
-    q = FairQueue(max_waiting=3)
+    q = FairQueue(wording=QUEUE_WORDING, max_waiting=3)
     for i, member in enumerate("ABC"):
         q.push(f"j{i}", member)
     with pytest.raises(LimitReached) as info:
         q.push("j3", "D")
-    assert info.value.user_message == QUEUE_FULL_MESSAGE
+    assert info.value.user_message == QUEUE_WORDING.queue_full
     assert len(q) == 3
     q.next()  # one leaves the waiting line: room again
     q.push("j3", "D")
 
 
 def test_per_member_limit_counts_waiting_and_running() -> None:
-    q = FairQueue(max_in_flight=2)
+    q = FairQueue(wording=QUEUE_WORDING, max_in_flight=2)
     q.push("a0", "A")
     q.push("a1", "A")
     with pytest.raises(LimitReached) as info:
@@ -102,7 +103,7 @@ def test_per_member_limit_counts_waiting_and_running() -> None:
 
 
 def test_per_call_limit_override_and_unlimited() -> None:
-    q = FairQueue(max_in_flight=1)
+    q = FairQueue(wording=QUEUE_WORDING, max_in_flight=1)
     q.push("a0", "A")
     q.push("a1", "A", max_in_flight=None)  # exempt role
     with pytest.raises(LimitReached) as info:
@@ -111,7 +112,7 @@ def test_per_call_limit_override_and_unlimited() -> None:
 
 
 def test_restore_after_restart_ignores_caps_and_keeps_order() -> None:
-    q = FairQueue(max_waiting=1, max_in_flight=1)
+    q = FairQueue(wording=QUEUE_WORDING, max_waiting=1, max_in_flight=1)
     q.mark_running("r0", "A")  # was running when the bot stopped
     for job_id, member in [("a0", "A"), ("b0", "B"), ("a1", "A")]:
         q.push(job_id, member, enforce_limits=False)
@@ -120,7 +121,7 @@ def test_restore_after_restart_ignores_caps_and_keeps_order() -> None:
 
 
 def test_push_front_after_server_died() -> None:
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     q.push("a0", "A")
     q.push("b0", "B")
     q.push("b1", "B")
@@ -132,7 +133,7 @@ def test_push_front_after_server_died() -> None:
 
 
 def test_duplicate_push_refused() -> None:
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     q.push("a0", "A")
     with pytest.raises(ValueError):
         q.push("a0", "B")
@@ -140,7 +141,7 @@ def test_duplicate_push_refused() -> None:
 
 def test_taking_a_later_member_s_job_keeps_the_rotation_fair() -> None:
     """When no free server can run A's next job, B's is taken; A stays first for the next server."""
-    q = FairQueue()
+    q = FairQueue(wording=QUEUE_WORDING)
     for i in range(3):
         q.push(f"a{i}", "A")
         q.push(f"b{i}", "B")

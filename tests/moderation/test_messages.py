@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs import fairqueue
+from bot.jobs.service import QUEUE_WORDING
 from bot.moderation import messages
 
 
@@ -42,10 +42,10 @@ def test_long_channel_lists_are_shortened() -> None:
 
 
 def test_fair_queue_uses_the_same_words() -> None:
-    # Until the fair queue imports its texts from here, they must not drift apart.
-    assert fairqueue.QUEUE_FULL_MESSAGE == messages.queue_full()
+    # The job service hands the fair queue its words from here; they must be these.
+    assert QUEUE_WORDING.queue_full == messages.queue_full()
     for limit in (0, 1, 3):
-        assert fairqueue.in_flight_message(limit) == messages.jobs_in_flight(limit)
+        assert QUEUE_WORDING.in_flight(limit) == messages.jobs_in_flight(limit)
 
 
 def test_moderator_text_cannot_ping_everyone_or_flood() -> None:
