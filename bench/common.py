@@ -30,7 +30,6 @@ from PIL import Image
 from bot.comfy.client import ComfyClient
 from bot.comfy.events import Event, Executing, ExecutionSuccess
 from bot.comfy.hub import ComfyHub
-from bot.jobs.factory import open_job_service
 from bot.jobs.models import Job
 from bot.jobs.service import JobService
 from bot.settings import ServerConfig, Settings
@@ -186,11 +185,14 @@ def bench_settings(urls: Sequence[str], data_dir: Path, **overrides: Any) -> Set
 async def open_service(
     settings: Settings, session: aiohttp.ClientSession, delivery: RecordingDelivery | None
 ) -> JobService:
-    """The job service as ``python -m bot run`` builds it (factory), with the given delivery."""
-    from bot.app import build_comfy_clients
+    """The job service as ``python -m bot run`` builds it (:func:`bot.services.build_services`),
+    connected to the given delivery (not started)."""
+    from bot.services import build_services
 
-    clients = build_comfy_clients(settings, session)
-    return await open_job_service(settings, session, clients, delivery=delivery)
+    service = (await build_services(settings, session)).jobs
+    if delivery is not None:
+        service.connect(delivery)
+    return service
 
 
 # ---------------------------------------------------------------------------- instrumentation

@@ -2,8 +2,8 @@
 
 - :func:`run_service`: the job service alone with a recording delivery; every job is
   submitted at once (``asyncio.gather``), as a burst of members would.
-- :func:`run_discord`: the whole bot (``AnimateBot`` with the job service and the real
-  discord.py client) against the loopback Discord stand-in; jobs are ``/animate`` slash
+- :func:`run_discord`: the whole bot (built by :func:`bot.app.build`, as ``python -m bot run``
+  builds it, with the real discord.py client) against the loopback Discord stand-in; jobs are ``/animate`` slash
   commands with an attachment, members spread over channels. The product's own edit pacing
   (Discord's per-channel limits, :class:`bot.discord.edit_scheduler.EditPacing` defaults) stays on,
   and so do the stand-in's rule checks (ack deadline, token expiry, message limits).
@@ -129,8 +129,7 @@ async def run_discord(
     urls: list[str], work: Path, *, jobs: int, members: int, channels: int, rate: float = 0.0
 ) -> dict[str, Any]:
     """``rate``: slash commands per second (0 = all at once)."""
-    from bot.app import AnimateBot, build_comfy_clients
-    from bot.jobs.factory import open_job_service
+    from bot.app import build
     from standins.discord_server import Channel, DiscordStandIn, point_discord_at
 
     per_member = math.ceil(jobs / members)
@@ -153,9 +152,8 @@ async def run_discord(
     result: dict[str, Any] = {}
     with point_discord_at(stand_in.api_base, stand_in.gateway_url):
         session = aiohttp.ClientSession()
-        clients = build_comfy_clients(settings, session)
-        service = await open_job_service(settings, session, clients)
-        bot = AnimateBot(settings, session, comfy=clients, services={"jobs": service}, guild_ready_timeout=0.05)
+        bot = await build(settings, session, guild_ready_timeout=0.05)
+        service = bot.jobs
         ready = asyncio.Event()
 
         async def on_ready() -> None:

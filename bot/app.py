@@ -1,10 +1,30 @@
-"""The Discord bot: :class:`AnimateBot` owns the shared resources; :func:`run_bot` runs it until a signal.
+"""The wiring: :func:`build` makes every service once and passes them, typed, to :class:`AnimateBot`.
 
-One ``aiohttp.ClientSession`` is made in :func:`run_bot` and handed to everything; the ComfyUI
-clients are built from the settings, one per server, keyed by server name. Services (the job
-service, the store...) go into ``services`` (name -> object); extensions listed in
-``EXTENSIONS`` are loaded in ``setup_hook`` and build their cogs from ``bot.settings``,
-``bot.comfy`` and ``bot.services`` explicitly.
+discord.py's ``examples/advanced_startup.py`` is the model: :func:`serve` opens the one
+``aiohttp.ClientSession``, :func:`build` makes everything on it, and the bot is run until a signal.
+
+In order:
+
+1. :func:`bot.services.build_services` (discord-free): clock, ComfyUI clients, job store,
+   workflows, one websocket hub per server, server pool, job service, edit scheduler,
+   admission policy -> :class:`~bot.services.Services`;
+2. :class:`AnimateBot` from those services. It makes what needs the Discord client: the
+   :class:`~bot.discord.delivery.DiscordDelivery` (status messages and results, on the edit
+   scheduler), the :class:`~bot.discord.audit.AuditLog` and the :class:`~bot.discord.animate_flow.AnimateFlow`
+   (from an interaction to a job, and the job buttons' handler);
+3. the job service is connected to them: ``jobs.connect(bot.delivery)`` and
+   ``jobs.add_listener(bot.audit.on_job_event)``.
+
+Cogs get their services from the bot in their extension's ``setup(bot)``, explicitly (for example
+``Queue(jobs=bot.jobs, policy=bot.policy)``). A job button's click reaches its handler through the
+client it came to (``interaction.client.job_buttons``, typed by
+:class:`~bot.discord.buttons.JobButtonClient`): discord.py makes the button itself.
+
+Running: ``setup_hook`` (after login, before the gateway) loads the extensions, syncs the
+commands, then starts the services: the edit scheduler, then the job service, whose recovery may
+deliver results and so needs the logged-in HTTP client. :meth:`AnimateBot.close` stops them in the
+reverse order (the audit log first, then the job service, the delivery, the edit scheduler), then
+the Discord connection. :func:`serve` owns the session and closes it last.
 """
 
 from __future__ import annotations
@@ -15,7 +35,7 @@ import hashlib
 import json
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +44,19 @@ import discord
 from discord.ext import commands
 
 from bot.comfy.client import ComfyClient
+from bot.discord.animate_flow import AnimateFlow
+from bot.discord.audit import AuditLog
+from bot.discord.buttons import JobButton
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.edit_scheduler import EditScheduler
 from bot.discord.tree import BotTree
-from bot.jobs.factory import open_job_service
+from bot.jobs.service import JobService
 from bot.logs import log_failure
-from bot.observability.diagnostics import Diagnostics, bot_sources
+from bot.moderation.policy import AdmissionPolicy
+from bot.observability.diagnostics import Diagnostics
+from bot.services import Overrides, Services, build_services
 from bot.settings import Settings
+from bot.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +64,8 @@ log = logging.getLogger(__name__)
 EXTENSIONS: tuple[str, ...] = ("cogs.meta", "cogs.animate", "cogs.queue", "cogs.mod", "cogs.owner")
 
 COMMAND_HASH_FILE = "commands.sha256"
+
+__all__ = ["EXTENSIONS", "AnimateBot", "Overrides", "build", "run_bot", "serve"]
 
 
 def bot_intents() -> discord.Intents:
@@ -52,15 +82,13 @@ def command_digest(tree: discord.app_commands.CommandTree[Any]) -> str:
 
 
 class AnimateBot(commands.Bot):
-    """The bot. It owns shared resources only: settings, the session, ComfyUI clients and services."""
+    """The bot. It holds the services it was given and the three that need it as their Discord
+    client (delivery, audit log, the animate flow), and starts and stops them all in one order."""
 
     def __init__(
         self,
-        settings: Settings,
-        session: aiohttp.ClientSession,
+        services: Services,
         *,
-        comfy: Mapping[str, ComfyClient],
-        services: Mapping[str, Any] | None = None,
         extensions: Sequence[str] = EXTENSIONS,
         sync: bool = False,
         **options: Any,
@@ -69,13 +97,28 @@ class AnimateBot(commands.Bot):
         # Mentions are off unless a message names whom it may ping (the requester of a result).
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=BotTree, help_command=None, **options)
-        self.settings = settings
-        self.session = session
-        self.comfy: dict[str, ComfyClient] = dict(comfy)
-        self.services: dict[str, Any] = dict(services or {})
+        self.settings: Settings = services.settings
+        self.session: aiohttp.ClientSession = services.session
+        self.comfy: Mapping[str, ComfyClient] = services.comfy
+        self.store: JobStore = services.store
+        self.jobs: JobService = services.jobs
+        self.policy: AdmissionPolicy = services.policy
+        self.edit_scheduler: EditScheduler = services.edit_scheduler
+        self.delivery = DiscordDelivery(self, services.edit_scheduler, now=services.clock.now,
+                                        member_options=services.jobs.member_option_names, service=services.jobs)
+        self.audit = AuditLog(self, services.store)
+        self.animate_flow = AnimateFlow(jobs=services.jobs, delivery=self.delivery, policy=services.policy,
+                                        settings=services.settings)
+        self.add_dynamic_items(JobButton)  # a click finds its handler here: job_buttons
         self.initial_extensions: tuple[str, ...] = tuple(extensions)
         self.force_sync = sync
         self.synced: str | None = None  # "guild", "global", "unchanged" or "failed" after setup_hook
+        self._stopped = False
+
+    @property
+    def job_buttons(self) -> AnimateFlow:
+        """What a job button's click is handed to (:class:`~bot.discord.buttons.JobButtonClient`)."""
+        return self.animate_flow
 
     async def setup_hook(self) -> None:
         for name in self.initial_extensions:
@@ -84,13 +127,7 @@ class AnimateBot(commands.Bot):
             for menu in getattr(cog, "context_menus", ()):
                 self.tree.add_command(menu)
         self.synced = await self.sync_commands()
-        # Services start once the extensions wired them (e.g. the job service's delivery):
-        # recovery may deliver results, which needs the logged-in HTTP client.
-        for name, service in self.services.items():
-            starter = getattr(service, "start", None)
-            if starter is not None:
-                log.info("Starting %s", name)
-                await starter()
+        await self.start_services()
 
     async def sync_commands(self) -> str:
         """Sync to ``DEV_GUILD_ID`` when set; else globally with ``--sync`` or when the commands changed.
@@ -122,17 +159,40 @@ class AnimateBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("Logged in as %s (id %s) in %d servers", self.user, self.user.id if self.user else "?", len(self.guilds))
 
+    async def start_services(self) -> None:
+        """Start the services in their order: edit scheduler, delivery, job service, audit log.
+
+        The delivery and the audit log have nothing to start (they act when the job service calls
+        them); :meth:`close` stops all four in the reverse order. The job service's recovery may
+        deliver results at once: its delivery (connected by :func:`build`), the edit scheduler and
+        the logged-in HTTP client are ready by now.
+        """
+        self.edit_scheduler.start()
+        log.info("Starting the job service")
+        await self.jobs.start()
+
+    def _stop_order(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
+        """The reverse of :meth:`start_services`: the audit log stops posting (records are still
+        stored); the job service stops dispatching, following and delivering (unfinished jobs stay
+        stored; it closes the hubs and the store); the delivery stops its status followers; the
+        edit scheduler sends the edits still queued, then stops."""
+        return (("audit log", self.audit.close), ("job service", self.jobs.close),
+                ("delivery", self.delivery.close), ("edit scheduler", self.edit_scheduler.close))
+
     async def close(self) -> None:
-        """Close services (newest first) that have ``close()``, then the Discord connection."""
-        for name, service in reversed(list(self.services.items())):
-            closer = getattr(service, "close", None)
-            if closer is None:
-                continue
-            try:
-                await closer()
-            except Exception:
-                log_failure(log, logging.ERROR, "Closing service %s failed", name)
+        """Stop the services (once; see :meth:`_stop_order`), then the Discord connection."""
+        if not self._stopped:
+            self._stopped = True
+            for name, closer in self._stop_order():
+                try:
+                    await closer()
+                except Exception:
+                    log_failure(log, logging.ERROR, "Closing the %s failed", name)
         await super().close()
+
+    def diagnostic_sources(self) -> list[tuple[str, Any]]:
+        """What SIGUSR1's diagnostics line asks for ``memory_counts()`` (:mod:`bot.observability.diagnostics`)."""
+        return [("jobs", self.jobs), *self.cogs.items()]
 
 
 def _read_text(path: Path) -> str | None:
@@ -147,11 +207,17 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-def build_comfy_clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, ComfyClient]:
-    return {
-        server.name: ComfyClient(session, server, token=settings.comfyui_token, timeout=settings.comfyui_timeout)
-        for server in settings.comfyui_servers
-    }
+async def build(settings: Settings, session: aiohttp.ClientSession, *, sync: bool = False,
+                extensions: Sequence[str] = EXTENSIONS, overrides: Overrides | None = None,
+                **options: Any) -> AnimateBot:
+    """Every service, the bot, and the job service connected to the bot's delivery and audit log
+    (see the module docstring). Nothing runs yet: ``bot.start(token)`` does. ``overrides`` and
+    ``options`` (passed to discord.py's client) are for tests and benchmarks."""
+    services = await build_services(settings, session, overrides)
+    bot = AnimateBot(services, extensions=extensions, sync=sync, **options)
+    services.jobs.connect(bot.delivery)
+    services.jobs.add_listener(bot.audit.on_job_event)
+    return bot
 
 
 async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event | None = None) -> int:
@@ -169,10 +235,8 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
     status = 0
     try:
         async with aiohttp.ClientSession() as session:
-            clients = build_comfy_clients(settings, session)
-            jobs = await open_job_service(settings, session, clients)
-            bot = AnimateBot(settings, session, comfy=clients, services={"jobs": jobs}, sync=sync)
-            diagnostics = Diagnostics(bot_sources(bot))  # SIGUSR1 -> one line of counts (bot/observability/diagnostics.py)
+            bot = await build(settings, session, sync=sync)
+            diagnostics = Diagnostics(bot.diagnostic_sources)  # SIGUSR1 -> one line of counts (bot/observability/diagnostics.py)
             diagnostics.install(loop)
             bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord-bot")
             stop_task = asyncio.create_task(stop.wait(), name="stop-signal")

@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import AnimateBot
 from bot.comfy.errors import ComfyAuthError, ComfyTimeout
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,6 @@ class Meta(commands.Cog):
         await interaction.followup.send(embed=status_embed(statuses), ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
-    settings = getattr(bot, "settings", None)
-    timeout = min(STATUS_TIMEOUT, settings.comfyui_timeout) if settings is not None else STATUS_TIMEOUT
-    await bot.add_cog(Meta(tree=bot.tree, comfy=getattr(bot, "comfy", {}), status_timeout=timeout))
+async def setup(bot: AnimateBot) -> None:
+    timeout = min(STATUS_TIMEOUT, bot.settings.comfyui_timeout)
+    await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout))

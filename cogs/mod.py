@@ -5,26 +5,27 @@ guild's moderator roles: :func:`bot.moderation.policy.is_moderator`), not with
 ``default_permissions``: Discord would then hide the commands from a moderator role that
 lacks Manage Server. ``/mod moderators`` needs Manage Server itself.
 
-Every change is validated and written to the audit log by the action; the cog then posts the
-record to the guild's audit channel (:class:`bot.discord.audit.AuditLog`) and answers the moderator
-privately. Refusals are :class:`bot.errors.UserFacingError` s, answered by the one error path.
+Every change is validated and written to the audit log by the action (:mod:`bot.moderation.actions`,
+on the job store); the cog then posts the record to the guild's audit channel
+(:class:`bot.discord.audit.AuditLog`) and answers the moderator privately. Guild settings are read
+through the :class:`~bot.moderation.policy.AdmissionPolicy`, jobs through the job service.
+Refusals are :class:`bot.errors.UserFacingError` s, answered by the one error path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Literal, Optional
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.audit import AuditLog, ensure_audit_log
-from bot.discord.requester import ensure_policy, requester_from
-from bot.errors import InvalidInput, NotAllowed, UserFacingError
-from bot.jobs.models import ACTIVE_STATES
+from bot.app import AnimateBot
+from bot.discord.audit import AuditLog
+from bot.discord.requester import requester_from
+from bot.errors import InvalidInput, NotAllowed
 from bot.jobs.service import JobService
 from bot.moderation import actions, messages
 from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUILD_DAILY_CAP, MAX_IN_FLIGHT, Actions
@@ -54,7 +55,8 @@ def _channel_ids(channels: Iterable[app_commands.AppCommandChannel | app_command
     return ids
 
 
-def _role_ids(roles: Iterable[discord.Role | None]) -> list[int]:
+def _chosen_role_ids(roles: Iterable[discord.Role | None]) -> list[int]:
+    """The ids of the roles given as options (unset options left out)."""
     return [role.id for role in roles if role is not None]
 
 
@@ -63,9 +65,10 @@ class Mod(commands.Cog):
 
     mod = app_commands.Group(name="mod", description="Moderate the animation bot on this server", guild_only=True)
 
-    def __init__(self, *, jobs: JobService, audit: AuditLog, policy: AdmissionPolicy, settings: Settings) -> None:
+    def __init__(self, *, jobs: JobService, store: JobStore, audit: AuditLog, policy: AdmissionPolicy,
+                 settings: Settings) -> None:
         self.jobs = jobs
-        self.store: JobStore = jobs.store
+        self.store = store  # what the moderation actions change
         self.audit = audit
         self.policy = policy
         self.settings = settings
@@ -77,7 +80,7 @@ class Mod(commands.Cog):
         requester = requester_from(interaction)
         if requester.guild_id is None:
             raise NotAllowed(messages.guild_only())
-        if not is_moderator(requester, await self.store.get_guild_settings(requester.guild_id)):
+        if not is_moderator(requester, await self.policy.settings_for(requester)):
             raise NotAllowed(messages.not_moderator(), detail=f"user {requester.user_id} is not a moderator")
         return requester
 
@@ -93,7 +96,7 @@ class Mod(commands.Cog):
     async def show_settings(self, interaction: discord.Interaction[Any]) -> None:
         requester = await self._moderator(interaction)
         assert requester.guild_id is not None
-        settings = await self.store.get_guild_settings(requester.guild_id)
+        settings = await self.policy.settings_for(requester)
         embed = discord.Embed(title="Animation bot settings", colour=discord.Colour.blurple())
         for label, value in actions.describe_settings(settings,
                                                       default_max_in_flight=self.settings.max_jobs_per_member):
@@ -152,7 +155,7 @@ class Mod(commands.Cog):
     async def exempt(self, interaction: discord.Interaction[Any], role1: Optional[discord.Role] = None,
                      role2: Optional[discord.Role] = None, role3: Optional[discord.Role] = None,
                      role4: Optional[discord.Role] = None, role5: Optional[discord.Role] = None) -> None:
-        ids = _role_ids((role1, role2, role3, role4, role5))
+        ids = _chosen_role_ids((role1, role2, role3, role4, role5))
         result = await actions.set_exempt_roles(self.store, requester_from(interaction), ids)
         await self._done(interaction, result.audit)
 
@@ -162,7 +165,7 @@ class Mod(commands.Cog):
     async def moderators(self, interaction: discord.Interaction[Any], role1: Optional[discord.Role] = None,
                          role2: Optional[discord.Role] = None, role3: Optional[discord.Role] = None,
                          role4: Optional[discord.Role] = None, role5: Optional[discord.Role] = None) -> None:
-        ids = _role_ids((role1, role2, role3, role4, role5))
+        ids = _chosen_role_ids((role1, role2, role3, role4, role5))
         result = await actions.set_moderator_roles(self.store, requester_from(interaction), ids)
         await self._done(interaction, result.audit)
 
@@ -219,11 +222,8 @@ class Mod(commands.Cog):
         if target.is_terminal:
             raise InvalidInput("That animation has already ended.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            ended = await self.jobs.cancel(target.id, by_user=requester.user_id, moderator=True)
-        except UserFacingError as exc:
-            await interaction.followup.send(exc.user_message, ephemeral=True)
-            return
+        # a refusal (it ended meanwhile) goes to the tree's error path, which follows up
+        ended = await self.jobs.cancel(target.id, by_user=requester.user_id, moderator=True)
         word = "Cancelled" if ended.is_terminal else "Cancelling"
         await interaction.followup.send(f"{word} job `{target.id}` of {messages.user_mention(target.user_id)}.",
                                         ephemeral=True, allowed_mentions=NONE)
@@ -233,7 +233,7 @@ class Mod(commands.Cog):
                                   current: str) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None:
             return []
-        active = await self.store.jobs_for_guild(interaction.guild_id, ACTIVE_STATES, limit=50)
+        active = await self.jobs.guild_active_jobs(interaction.guild_id, limit=50)
         choices = []
         for job in active:
             member = interaction.guild.get_member(job.user_id) if interaction.guild else None
@@ -249,21 +249,11 @@ class Mod(commands.Cog):
         assert requester.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         cleared = await self.jobs.clear_waiting(requester.guild_id, by=requester.user_id)
-        record = AuditRecord(guild_id=requester.guild_id, at=self.store.clock.now(), actor_id=requester.user_id,
-                             action=Actions.QUEUE_CLEARED, details={"count": len(cleared)})
-        record_id = await self.store.add_audit(record)
-        self.audit.post(dataclasses.replace(record, id=record_id))
+        await self.audit.record(guild_id=requester.guild_id, actor_id=requester.user_id,
+                                action=Actions.QUEUE_CLEARED, details={"count": len(cleared)})
         noun = "job" if len(cleared) == 1 else "jobs"
         await interaction.followup.send(f"Cleared {len(cleared)} waiting {noun}.", ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
-    services: Mapping[str, Any] = getattr(bot, "services", {})
-    jobs: JobService | None = services.get("jobs")
-    if jobs is None:
-        log.error("The job service is not configured: /mod is not available")
-        return
-    settings: Settings = bot.settings  # type: ignore[attr-defined]
-    policy = ensure_policy(bot.services, jobs.store, settings)  # type: ignore[attr-defined]
-    audit = ensure_audit_log(bot, jobs.store)
-    await bot.add_cog(Mod(jobs=jobs, audit=audit, policy=policy, settings=settings))
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(Mod(jobs=bot.jobs, store=bot.store, audit=bot.audit, policy=bot.policy, settings=bot.settings))

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import AnimateBot
 from bot.errors import NotAllowed
 from bot.jobs.service import JobService
 from bot.moderation.audit_text import scrub
@@ -100,35 +100,29 @@ class Owner(commands.Cog):
     @owner.command(name="servers", description="Each image server's health and load")
     async def servers(self, interaction: discord.Interaction[Any]) -> None:
         await self._require_owner(interaction)
-        now = self.jobs.clock.now()
         lines = []
-        for backend in self.jobs.pool:
-            status = backend.status()
-            hub = self.jobs.hubs.get(status.name)
+        for view in self.jobs.server_views():
+            status = view.status
             if not status.healthy:
                 state = "🔴 down"
             elif status.consecutive_failures or status.last_seen is None:
                 state = "🟠 not answering"
             else:
                 state = "🟢 up"
-            socket = "connected" if hub is not None and hub.connected else "not connected"
+            socket = "connected" if view.websocket_connected else "not connected"
             line = (f"**{scrub(status.name, limit=60)}**: {state} · our jobs {status.in_flight}/{status.capacity} · "
-                    f"queue {status.queue_remaining} · websocket {socket} · last seen "
-                    f"{_ago(None if status.last_seen is None else now - status.last_seen)}")
+                    f"queue {status.queue_remaining} · websocket {socket} · last seen {_ago(view.seen_ago)}")
             if status.consecutive_failures:
                 line += f" · {status.consecutive_failures} failed check(s)"
-            error = getattr(backend, "last_error", None)
-            if error and not status.healthy:
-                line += f" · last error: {scrub(str(error), limit=150)}"
-            for workflow in self.jobs.workflows:
-                problems = self.jobs.support.problems(status.name, workflow.name)
-                partial = self.jobs.support.partial_problems(status.name, workflow.name)
-                if problems:
-                    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-                    line += f"\n  ⛔ can't run **{workflow.name}**: {scrub(problems[0], limit=200)}{more}"
-                elif partial:
-                    more = f" (+{len(partial) - 1} more)" if len(partial) > 1 else ""
-                    line += f"\n  ⚠️ **{workflow.name}** runs, but refuses: {scrub(partial[0], limit=200)}{more}"
+            if view.last_error and not status.healthy:
+                line += f" · last error: {scrub(view.last_error, limit=150)}"
+            for found in view.workflow_problems:
+                if found.blocking:
+                    more = f" (+{len(found.blocking) - 1} more)" if len(found.blocking) > 1 else ""
+                    line += f"\n  ⛔ can't run **{found.workflow}**: {scrub(found.blocking[0], limit=200)}{more}"
+                elif found.partial:
+                    more = f" (+{len(found.partial) - 1} more)" if len(found.partial) > 1 else ""
+                    line += f"\n  ⚠️ **{found.workflow}** runs, but refuses: {scrub(found.partial[0], limit=200)}{more}"
             lines.append(line)
         waiting = len(self.jobs.waiting_order())
         running = len(await self.jobs.running_jobs())
@@ -138,10 +132,5 @@ class Owner(commands.Cog):
                                                 allowed_mentions=discord.AllowedMentions.none())
 
 
-async def setup(bot: commands.Bot) -> None:
-    services: Mapping[str, Any] = getattr(bot, "services", {})
-    jobs: JobService | None = services.get("jobs")
-    if jobs is None:
-        log.error("The job service is not configured: /owner is not available")
-        return
-    await bot.add_cog(Owner(bot=bot, jobs=jobs, settings=bot.settings))  # type: ignore[attr-defined]
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(Owner(bot=bot, jobs=bot.jobs, settings=bot.settings))

@@ -9,18 +9,19 @@ Every answer is ephemeral; the text comes from :mod:`bot.discord.status`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Optional
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import AnimateBot
 from bot.discord.requester import job_moderation
 from bot.discord.status import QueueLine, ServerLoad, history_text, queue_text
-from bot.errors import InvalidInput, UserFacingError
+from bot.errors import InvalidInput
 from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobService
+from bot.moderation.policy import AdmissionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ HISTORY_LIMIT = 10
 class Queue(commands.Cog):
     """``/queue``, ``/cancel`` and ``/history``."""
 
-    def __init__(self, *, jobs: JobService) -> None:
+    def __init__(self, *, jobs: JobService, policy: AdmissionPolicy) -> None:
         self.jobs = jobs
+        self.policy = policy
 
     async def _active_jobs(self, user_id: int, guild_id: int | None) -> list[Job]:
         recent = await self.jobs.recent_jobs(user_id, guild_id, limit=HISTORY_LIMIT * 2)
@@ -47,8 +49,9 @@ class Queue(commands.Cog):
             running.append(QueueLine(job_id=job.id, user_id=job.user_id, position=None, server=job.server,
                                      step=latest.step if latest else None, steps=latest.steps if latest else None,
                                      started=job.state is not JobState.SUBMITTED))
+        statuses = [view.status for view in self.jobs.server_views()]
         servers = [ServerLoad(name=s.name, healthy=s.healthy, in_flight=s.in_flight, capacity=s.capacity,
-                              queue_remaining=s.queue_remaining) for s in self.jobs.pool.statuses()]
+                              queue_remaining=s.queue_remaining) for s in statuses]
         text = queue_text(running, waiting, servers, interaction.user.id)
         await interaction.response.send_message(text, ephemeral=True,
                                                 allowed_mentions=discord.AllowedMentions.none())
@@ -65,13 +68,10 @@ class Queue(commands.Cog):
             if not active:
                 raise InvalidInput("You have no animation waiting or running.")
             target = active[0]  # newest first
-        _allowed, moderator = await job_moderation(self.jobs.store, interaction, target)
+        _allowed, moderator = await job_moderation(self.policy, interaction, target)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            ended = await self.jobs.cancel(target.id, by_user=interaction.user.id, moderator=moderator)
-        except UserFacingError as exc:
-            await interaction.followup.send(exc.user_message, ephemeral=True)
-            return
+        # a refusal (not theirs, already ended) goes to the tree's error path, which follows up
+        ended = await self.jobs.cancel(target.id, by_user=interaction.user.id, moderator=moderator)
         word = "Cancelled" if ended.is_terminal else "Cancelling"
         await interaction.followup.send(f"{word} job `{target.id}`.", ephemeral=True)
 
@@ -93,10 +93,5 @@ class Queue(commands.Cog):
                                                 allowed_mentions=discord.AllowedMentions.none())
 
 
-async def setup(bot: commands.Bot) -> None:
-    services: Mapping[str, Any] = getattr(bot, "services", {})
-    jobs: JobService | None = services.get("jobs")
-    if jobs is None:
-        log.error("The job service is not configured: /queue, /cancel and /history are not available")
-        return
-    await bot.add_cog(Queue(jobs=jobs))
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(Queue(jobs=bot.jobs, policy=bot.policy))

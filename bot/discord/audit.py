@@ -1,16 +1,19 @@
 """The audit log on Discord: every job event and moderation action, stored and posted.
 
-:class:`AuditLog` is registered as a job-service listener (:meth:`JobService.add_listener`):
+The bot makes one :class:`AuditLog` (it needs the Discord client) and the wiring
+(:func:`bot.app.build`) registers it as a job-service listener (:meth:`JobService.add_listener`):
 each job event (queued, delivered, failed, cancelled, timed out, deleted) becomes an
 :class:`~bot.store.AuditRecord` built by :func:`bot.moderation.audit_text.job_record` and is
 *always* stored (``store.add_audit``). Moderation actions are stored by
-:mod:`bot.moderation.actions`; the cog hands their records to :meth:`AuditLog.post`.
+:mod:`bot.moderation.actions`; the cog hands their records to :meth:`AuditLog.post`, or has
+:meth:`AuditLog.record` store and post one it describes.
 
 Posting: when the guild has an audit channel, the record's one-line rendering
 (:func:`bot.moderation.audit_text.render`) is sent there with mentions disabled; a queued job
 carries a small thumbnail of its input image (made in a thread). Posts go through one worker
 in order, so a burst of events never floods the channel with parallel requests, and a slow
-or failing Discord never holds up the job service.
+or failing Discord never holds up the job service. Once closed it posts nothing more (records
+are still stored).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-AUDIT_SERVICE = "audit"
 MAX_PENDING_POSTS = 500
 
 #: Job-service event name -> audit action.
@@ -46,7 +48,7 @@ EVENT_ACTIONS: dict[str, str] = {
     "deleted": JobEvents.DELETED,
 }
 
-__all__ = ["AUDIT_SERVICE", "AuditLog", "EVENT_ACTIONS", "ensure_audit_log"]
+__all__ = ["AuditLog", "EVENT_ACTIONS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,7 @@ class AuditLog:
         self.store = store
         self._queue: asyncio.Queue[_Post] = asyncio.Queue(maxsize=MAX_PENDING_POSTS)
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False
         self.posted = 0
 
     # ------------------------------------------------------------------ job events
@@ -77,11 +80,19 @@ class AuditLog:
         thumbnail = Path(job.input_path) if event == "queued" and job.input_path else None
         self.post(record, thumbnail=thumbnail)
 
+    async def record(self, *, guild_id: int, actor_id: int, action: str, details: dict[str, Any]) -> AuditRecord:
+        """Store a moderation record made now and queue its post; returns it with its id."""
+        record = AuditRecord(guild_id=guild_id, at=self.store.clock.now(), actor_id=actor_id, action=action,
+                             details=details)
+        record = dataclasses.replace(record, id=await self.store.add_audit(record))
+        self.post(record)
+        return record
+
     # ------------------------------------------------------------------ posting
 
     def post(self, record: AuditRecord, *, thumbnail: Path | None = None) -> None:
         """Queue ``record`` (already stored) for the guild's audit channel, if it has one."""
-        if record.guild_id is None:
+        if record.guild_id is None or self._closed:
             return
         try:
             self._queue.put_nowait(_Post(record, thumbnail))
@@ -97,6 +108,8 @@ class AuditLog:
             await self._queue.join()
 
     async def close(self) -> None:
+        """Stop posting; posts still queued are dropped (their records are stored)."""
+        self._closed = True
         worker, self._worker = self._worker, None
         await cancel_and_wait(worker)
 
@@ -129,15 +142,3 @@ class AuditLog:
         await channel.send(render(record), allowed_mentions=discord.AllowedMentions.none(), **fields)
         self.posted += 1
 
-
-def ensure_audit_log(bot: Any, store: JobStore) -> AuditLog:
-    """The bot's one :class:`AuditLog` (``bot.services["audit"]``), listening to the job service."""
-    services: dict[str, Any] = bot.services
-    audit = services.get(AUDIT_SERVICE)
-    if not isinstance(audit, AuditLog):
-        audit = AuditLog(bot, store)
-        services[AUDIT_SERVICE] = audit
-    jobs = services.get("jobs")
-    if jobs is not None and hasattr(jobs, "add_listener"):
-        jobs.add_listener(audit.on_job_event)
-    return audit

@@ -2,9 +2,11 @@
 
 A custom id reads ``animate:<action>:<job id>`` (actions: reroll, more, less, delete,
 cancel). The bot registers :class:`JobButton` with ``bot.add_dynamic_items`` so a click
-is understood from the custom id alone, also after a restart. A click is handed to the
-cog that implements :class:`JobButtonHandler` (the ``Animate`` cog); errors go to the one
-error path (:func:`bot.discord.tree.report_error`).
+is understood from the custom id alone, also after a restart. discord.py makes the button
+itself, so it cannot be handed its handler: it finds it on the client the click came to,
+typed as :class:`JobButtonClient` (the bot, whose ``job_buttons`` is its
+:class:`~bot.discord.animate_flow.AnimateFlow`). Errors go to the one error path
+(:func:`bot.discord.tree.report_error`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "delete", "cancel")
 TEMPLATE = re.compile(r"animate:(?P<action>reroll|more|less|delete|cancel):(?P<job_id>[A-Za-z0-9_-]{1,40})")
-HANDLER_COG = "Animate"
 
 _LOOK: dict[str, tuple[str, str | None, discord.ButtonStyle]] = {
     "reroll": ("Re-roll", "🎲", discord.ButtonStyle.primary),
@@ -44,11 +45,18 @@ def parse_custom_id(value: str) -> tuple[str, str] | None:
     return (match["action"], match["job_id"]) if match else None
 
 
-@runtime_checkable
 class JobButtonHandler(Protocol):
-    """What a click is handed to (the Animate cog)."""
+    """What a click is handed to."""
 
     async def on_job_button(self, interaction: discord.Interaction[Any], action: str, job_id: str) -> None: ...
+
+
+@runtime_checkable
+class JobButtonClient(Protocol):
+    """A client that handles job buttons (the bot)."""
+
+    @property
+    def job_buttons(self) -> JobButtonHandler: ...
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
@@ -66,19 +74,13 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
         return cls(match["action"], match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = _find_handler(interaction.client)
+        client = interaction.client
         try:
-            if handler is None:
-                raise RuntimeError("no handler for job buttons is loaded")
-            await handler.on_job_button(interaction, self.action, self.job_id)
+            if not isinstance(client, JobButtonClient):
+                raise RuntimeError(f"{type(client).__name__} handles no job buttons")
+            await client.job_buttons.on_job_button(interaction, self.action, self.job_id)
         except Exception as exc:  # the one error path answers the member
             await report_error(interaction, exc, where=f"button {self.action}")
-
-
-def _find_handler(client: Any) -> JobButtonHandler | None:
-    get_cog = getattr(client, "get_cog", None)
-    cog = get_cog(HANDLER_COG) if get_cog is not None else None
-    return cog if isinstance(cog, JobButtonHandler) else None
 
 
 def job_view(job_id: str, actions: tuple[str, ...]) -> discord.ui.View:

@@ -29,7 +29,8 @@ from bot.clock import Clock, SystemClock
 from bot.logs import log_failure
 from bot.tasks import cancel_and_wait
 
-__all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthListener", "call_with_timeout"]
+__all__ = ["BackendClient", "Backend", "BackendStatus", "BackendPool", "HealthListener", "ServerView", "WorkflowProblems",
+           "call_with_timeout"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,28 @@ class BackendStatus:
     queue_remaining: int
     in_flight: int
     capacity: int
+
+
+@dataclass(frozen=True)
+class WorkflowProblems:
+    """Why a server cannot run a workflow (``blocking``), or which option values it would refuse
+    while still running it (``partial``); see :mod:`bot.workflows.support`."""
+
+    workflow: str
+    blocking: tuple[str, ...]
+    partial: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """One server as ``/queue`` and ``/owner servers`` show it: its :class:`BackendStatus`, how long
+    ago it last answered, its websocket, its last error and the workflows it cannot fully run."""
+
+    status: BackendStatus
+    seen_ago: float | None
+    websocket_connected: bool
+    last_error: str | None
+    workflow_problems: tuple[WorkflowProblems, ...]
 
 
 #: Called with (backend, healthy) whenever a server goes down or comes back.

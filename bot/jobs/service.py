@@ -41,7 +41,7 @@ from bot.comfy.events import (
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub, Subscription
 from bot.errors import BackendUnavailable, InvalidInput, JobFailed, NotAllowed, UserFacingError
-from bot.jobs.backends import Backend, BackendPool
+from bot.jobs.backends import Backend, BackendPool, ServerView, WorkflowProblems
 from bot.jobs.fairqueue import FairQueue, QueueWording
 from bot.jobs.models import ACTIVE_STATES, InvalidTransition, Job, JobState, new_prompt_id
 from bot.jobs.pipeline import (
@@ -150,7 +150,6 @@ class JobService:
         limits: ServiceLimits | None = None,
         clock: Clock | None = None,
         rng: Any = None,
-        delivery: Delivery | None = None,
         health_interval: float = 5.0,
         sweep_interval: float = 5.0,
         owns_hubs: bool = True,
@@ -163,7 +162,7 @@ class JobService:
         self.router = WorkflowRouter(pool, self.support, lambda: self.workflows)
         self.limits = limits or ServiceLimits()
         self.clock: Clock = clock or SystemClock()
-        self.delivery = delivery
+        self.delivery: Delivery | None = None  # see connect()
         self.inputs_dir = data_dir / "inputs"
         self.results_dir = data_dir / "results"
         self.queue = FairQueue(wording=QUEUE_WORDING, max_waiting=self.limits.max_waiting,
@@ -188,6 +187,13 @@ class JobService:
         self._closing = False
 
     # ------------------------------------------------------------------ life cycle
+
+    def connect(self, delivery: Delivery) -> None:
+        """Hand results and endings to ``delivery`` (the Discord layer, built after the service
+        because it needs the Discord client). Before :meth:`start`: recovery may deliver."""
+        if self._started:
+            raise RuntimeError("connect the delivery before starting the job service")
+        self.delivery = delivery
 
     async def start(self) -> None:
         """Check the servers, connect the hubs, recover stored jobs, start dispatching."""
@@ -474,6 +480,36 @@ class JobService:
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
 
+    def in_flight(self, user_id: int) -> int:
+        """The member's jobs waiting or running now."""
+        return self.queue.in_flight(user_id)
+
+    def member_option_names(self, workflow: str) -> list[str] | None:
+        """The options a member may set for ``workflow`` (None: no such workflow)."""
+        found = self.workflows.get(workflow)
+        return [o.name for o in found.member_options] if found is not None else None
+
+    def server_views(self) -> list[ServerView]:
+        """Each server as ``/queue`` and ``/owner servers`` show it (by name, never a URL)."""
+        now = self.clock.now()
+        views = []
+        for backend in self.pool:
+            status = backend.status()
+            hub = self.hubs.get(status.name)
+            problems = tuple(
+                WorkflowProblems(w.name, self.support.problems(status.name, w.name),
+                                 self.support.partial_problems(status.name, w.name))
+                for w in self.workflows
+            )
+            views.append(ServerView(
+                status=status,
+                seen_ago=None if status.last_seen is None else now - status.last_seen,
+                websocket_connected=hub is not None and hub.connected,
+                last_error=backend.last_error,
+                workflow_problems=tuple(p for p in problems if p.blocking or p.partial),
+            ))
+        return views
+
     def is_dispatched(self, job_id: str) -> bool:
         """Whether a task is running the job on a server right now."""
         return job_id in self._tasks
@@ -486,6 +522,10 @@ class JobService:
 
     async def recent_jobs(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
         return await self.store.jobs_for_user(user_id, guild_id, limit)
+
+    async def guild_active_jobs(self, guild_id: int, limit: int = 50) -> list[Job]:
+        """A guild's jobs still waiting or running (what a moderator may cancel)."""
+        return await self.store.jobs_for_guild(guild_id, ACTIVE_STATES, limit=limit)
 
     # ------------------------------------------------------------------ queueing and dispatch
 
@@ -1174,4 +1214,5 @@ def _state_words(state: JobState) -> str:
     }.get(state, state.value)
 
 
-__all__ = ["ACTIVE_STATES", "Delivery", "JobListener", "JobRequest", "JobService", "ServiceLimits"]
+__all__ = ["ACTIVE_STATES", "QUEUE_WORDING", "Delivery", "JobListener", "JobRequest", "JobService", "ServerView", "ServiceLimits",
+           "WorkflowProblems"]

@@ -196,14 +196,3 @@ class Diagnostics:
         if self._lag is None and self._loop is not None:
             self._lag = LagWatch(self._loop)
             self._lag.start()
-
-
-def bot_sources(bot: Any) -> Sources:
-    """A running bot's services and cogs (whichever have ``memory_counts()``)."""
-
-    def sources() -> list[tuple[str, Any]]:
-        services = getattr(bot, "services", {}) or {}
-        cogs = getattr(bot, "cogs", {}) or {}
-        return [*services.items(), *cogs.items()]
-
-    return sources

@@ -2,10 +2,10 @@
 
 ``animate_bot`` is a factory: ``env = await animate_bot(servers=..., **settings_overrides)``
 starts ComfyUI test servers (``step_time`` 0.02 by default), builds the settings (DATA_DIR in
-tmp_path, the repository's workflows), opens the job service and starts ``AnimateBot`` with
-``services={"jobs": service}`` against the stand-in. Everything is
-closed at teardown. ``AnimateBot.setup_hook`` starts the service after the cogs wired the
-delivery. Status edits use :data:`FAST_PACING` unless ``pacing=None`` (Discord's real pacing).
+tmp_path, the repository's workflows) and the bot with :func:`bot.app.build`, the wiring
+``python -m bot run`` uses (shorter health and sweep intervals), and starts it against the
+stand-in. Everything is closed at teardown. ``AnimateBot.setup_hook`` starts the services.
+Status edits use :data:`FAST_PACING` unless ``pacing=None`` (Discord's real pacing).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.app import AnimateBot, build_comfy_clients
-from bot.discord.edit_scheduler import EditPacing
-from bot.jobs.factory import open_job_service
-from bot.jobs.service import JobService
-from bot.settings import ServerConfig, Settings
+from bot.app import AnimateBot, build
 from bot.discord.delivery import DiscordDelivery
+from bot.discord.edit_scheduler import EditPacing
+from bot.jobs.service import JobService
+from bot.services import Overrides
+from bot.settings import ServerConfig, Settings
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import DiscordStandIn
 from standins.discord_server.fixtures import discord_stand_in
@@ -61,7 +61,7 @@ class AnimateEnv:
 
     @property
     def delivery(self) -> DiscordDelivery:
-        return self.bot.services["delivery"]
+        return self.bot.delivery
 
 
 AnimateFactory = Callable[..., Awaitable[AnimateEnv]]
@@ -101,10 +101,9 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
         values.update(overrides)
         settings = Settings(**values)
         session = aiohttp.ClientSession()
-        clients = build_comfy_clients(settings, session)
-        service = await open_job_service(settings, session, clients, health_interval=0.5, sweep_interval=0.5)
-        bot = AnimateBot(settings, session, comfy=clients, services={"jobs": service}, extensions=EXTENSIONS,
-                         guild_ready_timeout=0.05)
+        bot = await build(settings, session, extensions=EXTENSIONS, guild_ready_timeout=0.05,
+                          overrides=Overrides(health_interval=0.5, sweep_interval=0.5, edit_pacing=pacing))
+        service = bot.jobs
         ready = asyncio.Event()
 
         async def on_ready() -> None:
@@ -114,11 +113,8 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
         task = asyncio.create_task(bot.start(settings.discord_token))
         running.append((bot, task, session))
         await asyncio.wait_for(ready.wait(), 10)  # setup_hook started the service
-        env = AnimateEnv(bot=bot, service=service, stand_in=discord_stand_in, comfy=comfy, settings=settings,
-                         stop=lambda: stop_bot(bot, task, session))
-        if pacing is not None:
-            env.delivery.scheduler.pacing = pacing
-        return env
+        return AnimateEnv(bot=bot, service=service, stand_in=discord_stand_in, comfy=comfy, settings=settings,
+                          stop=lambda: stop_bot(bot, task, session))
 
     yield factory
     for bot, task, session in running:

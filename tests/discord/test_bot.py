@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.app import COMMAND_HASH_FILE, AnimateBot, build_comfy_clients
+from bot.app import COMMAND_HASH_FILE, AnimateBot, build
 from bot.settings import ServerConfig, Settings
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import (
@@ -37,7 +37,8 @@ def closed_port() -> int:
 
 @pytest.fixture
 async def start_bot(discord_stand_in: DiscordStandIn, tmp_path: Path) -> AsyncIterator[BotFactory]:
-    """Start AnimateBot in-process against the stand-in; stop it (and check it stopped) afterwards."""
+    """Start AnimateBot in-process against the stand-in (built by the production wiring, with the
+    extensions given); stop it (and check it stopped) afterwards."""
     running: list[tuple[AnimateBot, asyncio.Task[None], aiohttp.ClientSession]] = []
 
     async def factory(*, servers: tuple[ServerConfig, ...] = (), dev_guild: bool = True, sync: bool = False,
@@ -50,8 +51,7 @@ async def start_bot(discord_stand_in: DiscordStandIn, tmp_path: Path) -> AsyncIt
             comfyui_timeout=2.0,
         )
         session = aiohttp.ClientSession()
-        bot = AnimateBot(settings, session, comfy=build_comfy_clients(settings, session), extensions=extensions,
-                         sync=sync, guild_ready_timeout=0.05)
+        bot = await build(settings, session, sync=sync, extensions=extensions, guild_ready_timeout=0.05)
         ready = asyncio.Event()
         bot.add_listener(_setter(ready), "on_ready")
         task = asyncio.create_task(bot.start(settings.discord_token))

@@ -1,5 +1,6 @@
 """Fixtures of the job-service tests: one aiohttp session, and a factory of started job
-services over ComfyUI test servers (``gpu1``, ``gpu2``, ... in the order given)."""
+services over ComfyUI test servers (``gpu1``, ``gpu2``, ... in the order given), built by the
+production wiring (:func:`bot.services.build_services`) and connected to a recording delivery."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import aiohttp
 import pytest
 
 from bot.comfy.client import ComfyClient
-from bot.jobs.factory import open_job_service
 from bot.jobs.service import JobService
+from bot.services import Overrides, build_services
 from bot.settings import ServerConfig, Settings
 from standins.comfy_server import ComfyTestServer
 from tests.jobs.helpers import ROOT, RecordingDelivery, ServiceFactory
@@ -41,9 +42,9 @@ async def make_service(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncI
             job_timeout=settings.pop("job_timeout", 120.0),
         )
         clients = {c.name: ComfyClient(session, c, timeout=5.0, retries=1, backoff=0.05) for c in configs}
-        service = await open_job_service(
-            base, session, clients, delivery=delivery or RecordingDelivery(), health_interval=0.5, **settings
-        )
+        built = await build_services(base, session, Overrides(comfy=clients, health_interval=0.5, **settings))
+        service = built.jobs
+        service.connect(delivery or RecordingDelivery())
         for hub in service.hubs.values():
             hub.reconnect_min, hub.reconnect_max = 0.05, 0.2
         if start:

@@ -58,7 +58,7 @@ async def test_every_job_event_and_action_is_recorded_and_posted_to_the_audit_ch
     assert actions.count(JobEvents.DELETED) == 1
     assert "settings.audit_channel" in actions and "member.banned" in actions
 
-    audit = env.bot.services["audit"]
+    audit = env.bot.audit
     await audit.flush()
     lines = [m for m in stand_in.channel_messages(log_channel)]
     texts = [message_text(m) for m in lines]
