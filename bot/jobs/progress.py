@@ -1,8 +1,8 @@
 """Progress of a job as a stream of coalesced updates, plus an ETA estimate from step timing.
 
 A producer (the job service following ComfyUI's websocket) calls
-:meth:`ProgressStream.publish` as often as it likes; a consumer (the cog editing a status
-message, which must throttle to stay under Discord's rate limits) does
+:meth:`ProgressStream.publish` as often as it likes; a consumer (the Discord delivery editing a
+status message, which must throttle to stay under Discord's rate limits) does
 ``async for update in stream`` and always gets the *latest* update: intermediate ones
 are dropped when it is slower than the producer. The terminal update (phase
 ``finished``) ends the stream and is always delivered. Several consumers may follow the
