@@ -5,7 +5,7 @@ The bot makes one :class:`AuditLog` (it needs the Discord client) and the wiring
 each job event (queued, delivered, failed, cancelled, timed out, deleted) becomes an
 :class:`~bot.store.AuditRecord` built by :func:`bot.moderation.audit_text.job_record` and is
 *always* stored (``store.add_audit``). Moderation actions are stored by
-:mod:`bot.moderation.actions`; the cog hands their records to :meth:`AuditLog.post`, or has
+:mod:`bot.moderation.actions`; the /mod cog hands their records to :meth:`AuditLog.post`, or has
 :meth:`AuditLog.record` store and post one it describes.
 
 Posting: when the guild has an audit channel, the record's one-line rendering

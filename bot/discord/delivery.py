@@ -53,7 +53,7 @@ POSTER_MARGIN = 64 * 1024  # room left for the form overhead
 POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
 MIN_VIDEO_BUDGET = 256 * 1024
 
-#: Key under which the cog stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
+#: Key under which the animate flow stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
 UPLOAD_LIMIT_KEY = "upload_limit"
 PREMIUM_TIER_KEY = "premium_tier"
 
