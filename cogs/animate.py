@@ -131,7 +131,7 @@ class Animate(commands.Cog):
         self.jobs = jobs
         self.delivery = delivery
         self.settings = settings
-        self.policy = policy or AdmissionPolicy(jobs.store, clock=jobs.store.clock, allow_dms=settings.allow_dms,
+        self.policy = policy or AdmissionPolicy(jobs.store.guilds, clock=jobs.store.clock, allow_dms=settings.allow_dms,
                                                 default_max_in_flight=settings.max_jobs_per_member)
         workflow = jobs.workflows.default
         self.animate_command: app_commands.Command[Any, ..., Any] | None = None

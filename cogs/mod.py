@@ -31,7 +31,7 @@ from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUIL
 from bot.moderation.audit_text import render
 from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
 from bot.settings import Settings
-from bot.store import AuditRecord, JobStore
+from bot.storage import AuditRecord, Storage
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Mod(commands.Cog):
 
     def __init__(self, *, jobs: JobService, audit: AuditLog, policy: AdmissionPolicy, settings: Settings) -> None:
         self.jobs = jobs
-        self.store: JobStore = jobs.store
+        self.store: Storage = jobs.store
         self.audit = audit
         self.policy = policy
         self.settings = settings
@@ -77,7 +77,7 @@ class Mod(commands.Cog):
         requester = requester_from(interaction)
         if requester.guild_id is None:
             raise NotAllowed(messages.guild_only())
-        if not is_moderator(requester, await self.store.get_guild_settings(requester.guild_id)):
+        if not is_moderator(requester, await self.store.guilds.get_settings(requester.guild_id)):
             raise NotAllowed(messages.not_moderator(), detail=f"user {requester.user_id} is not a moderator")
         return requester
 
@@ -93,7 +93,7 @@ class Mod(commands.Cog):
     async def show_settings(self, interaction: discord.Interaction[Any]) -> None:
         requester = await self._moderator(interaction)
         assert requester.guild_id is not None
-        settings = await self.store.get_guild_settings(requester.guild_id)
+        settings = await self.store.guilds.get_settings(requester.guild_id)
         embed = discord.Embed(title="Animation bot settings", colour=discord.Colour.blurple())
         for label, value in actions.describe_settings(settings,
                                                       default_max_in_flight=self.settings.max_jobs_per_member):
@@ -233,7 +233,7 @@ class Mod(commands.Cog):
                                   current: str) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None:
             return []
-        active = await self.store.jobs_for_guild(interaction.guild_id, ACTIVE_STATES, limit=50)
+        active = await self.store.jobs.for_guild(interaction.guild_id, ACTIVE_STATES, limit=50)
         choices = []
         for job in active:
             member = interaction.guild.get_member(job.user_id) if interaction.guild else None
@@ -251,7 +251,7 @@ class Mod(commands.Cog):
         cleared = await self.jobs.clear_waiting(requester.guild_id, by=requester.user_id)
         record = AuditRecord(guild_id=requester.guild_id, at=self.store.clock.now(), actor_id=requester.user_id,
                              action=Actions.QUEUE_CLEARED, details={"count": len(cleared)})
-        record_id = await self.store.add_audit(record)
+        record_id = await self.store.audit.add(record)
         self.audit.post(dataclasses.replace(record, id=record_id))
         noun = "job" if len(cleared) == 1 else "jobs"
         await interaction.followup.send(f"Cleared {len(cleared)} waiting {noun}.", ephemeral=True)

@@ -1,6 +1,6 @@
 """The import graph: discord is imported only by the bot's Discord entry modules and cogs.
 
-Services (ComfyUI client, workflows, media, jobs, store) must stay usable without Discord,
+Services (ComfyUI client, workflows, media, jobs, storage) must stay usable without Discord,
 so this test parses every module and fails when one of them imports ``discord``.
 """
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where ``import discord`` is allowed (paths relative to the repository root).
 ALLOWED = ("bot/app.py", "bot/discord/*", "cogs/*")
 # Packages that must never import discord, even if the allow-list above were widened by mistake.
-FORBIDDEN = ("bot/comfy/*", "bot/workflows/*", "bot/media/*", "bot/jobs/*", "bot/moderation/*", "bot/safety/*", "bot/store.py")
+FORBIDDEN = ("bot/comfy/*", "bot/workflows/*", "bot/media/*", "bot/jobs/*", "bot/moderation/*", "bot/safety/*", "bot/storage/*")
 
 
 def discord_imports(source: str) -> list[int]:
@@ -56,7 +56,7 @@ def test_discord_is_imported_only_where_allowed() -> None:
 
 @pytest.mark.parametrize(
     "relative",
-    ["bot/comfy/client.py", "bot/workflows/inject.py", "bot/media/video.py", "bot/jobs/service.py", "bot/store.py",
+    ["bot/comfy/client.py", "bot/workflows/inject.py", "bot/media/video.py", "bot/jobs/service.py", "bot/storage/jobs.py",
      "bot/settings.py"],
 )
 @pytest.mark.parametrize("statement", ["import discord", "from discord.ext import commands", "import discord.utils as u"])

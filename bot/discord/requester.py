@@ -18,7 +18,8 @@ import discord
 from bot.jobs.models import Job
 from bot.moderation.policy import AdmissionPolicy, Requester, can_moderate_job, is_moderator
 from bot.settings import Settings
-from bot.store import GuildSettings, JobStore
+from bot.moderation.models import GuildSettings
+from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +60,21 @@ def requester_from(interaction: discord.Interaction[Any]) -> Requester:
     )
 
 
-def ensure_policy(services: MutableMapping[str, Any], store: JobStore, settings: Settings) -> AdmissionPolicy:
+def ensure_policy(services: MutableMapping[str, Any], store: Storage, settings: Settings) -> AdmissionPolicy:
     """The shared admission policy in ``services["policy"]``, made on first use."""
     policy = services.get(POLICY_SERVICE)
     if not isinstance(policy, AdmissionPolicy):
-        policy = AdmissionPolicy(store, clock=store.clock, allow_dms=settings.allow_dms,
+        policy = AdmissionPolicy(store.guilds, clock=store.clock, allow_dms=settings.allow_dms,
                                  default_max_in_flight=settings.max_jobs_per_member)
         services[POLICY_SERVICE] = policy
     return policy
 
 
-async def _settings(store: JobStore, requester: Requester) -> GuildSettings:
-    return GuildSettings() if requester.guild_id is None else await store.get_guild_settings(requester.guild_id)
+async def _settings(store: Storage, requester: Requester) -> GuildSettings:
+    return GuildSettings() if requester.guild_id is None else await store.guilds.get_settings(requester.guild_id)
 
 
-async def job_moderation(store: JobStore, interaction: discord.Interaction[Any], job: Job) -> tuple[bool, bool]:
+async def job_moderation(store: Storage, interaction: discord.Interaction[Any], job: Job) -> tuple[bool, bool]:
     """(allowed, acting as a moderator) for cancelling or deleting ``job``.
 
     A moderator may act only on jobs of the guild they moderate.
@@ -88,7 +89,7 @@ async def job_moderation(store: JobStore, interaction: discord.Interaction[Any],
     return allowed, allowed
 
 
-async def is_guild_moderator(store: JobStore, interaction: discord.Interaction[Any]) -> bool:
+async def is_guild_moderator(store: Storage, interaction: discord.Interaction[Any]) -> bool:
     """Manage Server or a moderator role of this guild."""
     requester = requester_from(interaction)
     if requester.guild_id is None:

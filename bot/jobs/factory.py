@@ -19,7 +19,7 @@ from bot.comfy.hub import ComfyHub, load_or_create_client_id
 from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.service import Delivery, JobService, ServiceLimits
 from bot.settings import Settings
-from bot.store import JobStore
+from bot.storage import Storage
 from bot.workflows import WorkflowRegistry, load_workflows
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ async def open_job_service(
 ) -> JobService:
     """Open the store and build the service (not started: call ``start()`` once delivery is set)."""
     clock = clock or SystemClock()
-    store = await JobStore.open(settings.store_path, clock=clock)
+    store = await Storage.open(settings.store_path, clock=clock)
     registry = await load_registry(settings)
     hubs: dict[str, ComfyHub] = {}
     for name, client in clients.items():
