@@ -220,8 +220,8 @@ class Database:
             raise StoreError(f"the database {self.path} is in use by another process; stop it before upgrading")
         target = backup_path(self.path, version)
         await asyncio.to_thread(_copy_file, self.path, target)
-        log.warning("job store %s is at schema version %d; kept a copy as %s before migrating it to %d",
-                    self.path, version, target.name, latest)
+        log.info("job store %s is at schema version %d; kept a copy as %s before migrating it to %d",
+                 self.path, version, target.name, latest)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -1,4 +1,5 @@
-"""Fixtures of the storage tests: a fake clock and a :class:`~bot.storage.Storage` on disk."""
+"""Fixtures of the storage tests: a fake clock and a :class:`~bot.storage.Storage` on disk; the
+/animate tests' whole-bot factory (re-exported) for the upgrade test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytest
 from bot.jobs.models import Job
 from bot.storage import Storage
 from standins.fake_clock import FakeClock
+from tests.animate.conftest import animate_bot, discord_stand_in
+
+__all__ = ["animate_bot", "discord_stand_in", "DAY", "make_job"]
 
 DAY = 86400.0
 
