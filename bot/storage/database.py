@@ -15,8 +15,10 @@ version before it.
 
 Adding a migration: append a :class:`Migration` with the next version number to
 :data:`MIGRATIONS` (never edit or reorder the ones already released; a database at version N runs
-those above N on open), update the dataclasses that read the tables, and extend the migration
-test in ``tests/storage/test_migration.py``.
+those above N on open), update the dataclasses that read the tables, and extend the upgrade
+test in ``tests/storage/test_migration.py``. A migration is SQL only; SQLite's JSON functions
+(``json_extract``, ``json_remove``) can move a value out of a JSON column into a column of its own.
+Version 4 drops columns, which needs SQLite 3.35 or newer.
 """
 
 from __future__ import annotations

@@ -40,10 +40,6 @@ class Storage:
         """Open the database at ``path`` (see :meth:`bot.storage.database.Database.open`)."""
         return cls(await Database.open(path), clock or SystemClock())
 
-    @property
-    def path(self) -> Path:
-        return self.db.path
-
     async def close(self) -> None:
         await self.db.close()
 

@@ -33,7 +33,7 @@ async def test_open_creates_file_folder_and_wal(tmp_path: Path, clock: FakeClock
     path = tmp_path / "nested" / "dir" / "jobs.sqlite3"
     s = await Storage.open(path, clock=clock)
     try:
-        assert path.exists() and s.path == path
+        assert path.exists() and s.db.path == path
         assert await s.schema_version() == SCHEMA_VERSION
         with sqlite3.connect(path) as raw:
             assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
