@@ -210,10 +210,10 @@ async def run_discord(
                 if polls % 10 == 0:
                     # done when no job is active and no new job appeared for 3 s (refused or
                     # unacknowledged interactions never become jobs)
-                    stored = len(await service.store.jobs_in_states(_all_states()))
+                    stored = len(await service.store.jobs.in_states(_all_states()))
                     if stored != last_stored:
                         last_stored, last_change = stored, time.perf_counter()
-                    elif not await service.store.active_jobs() and time.perf_counter() - last_change > 3:
+                    elif not await service.store.jobs.active() and time.perf_counter() - last_change > 3:
                         break
                 await asyncio.sleep(0.2)
             wall = time.perf_counter() - start
@@ -227,7 +227,7 @@ async def run_discord(
                         if match:
                             seen[match.group(1)] += 1
             acks = [r.ack_delay for r in records if r.ack_delay is not None]
-            job_states = Counter(job.state.value for job in await service.store.jobs_in_states(list(_all_states())))
+            job_states = Counter(job.state.value for job in await service.store.jobs.in_states(list(_all_states())))
             result = {
                 "load_discord": {
                     "jobs": len(records),

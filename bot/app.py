@@ -56,7 +56,7 @@ from bot.moderation.policy import AdmissionPolicy
 from bot.observability.diagnostics import Diagnostics
 from bot.services import Overrides, Services, build_services
 from bot.settings import Settings
-from bot.store import JobStore
+from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class AnimateBot(commands.Bot):
         self.settings: Settings = services.settings
         self.session: aiohttp.ClientSession = services.session
         self.comfy: Mapping[str, ComfyClient] = services.comfy
-        self.store: JobStore = services.store
+        self.store: Storage = services.store
         self.jobs: JobService = services.jobs
         self.policy: AdmissionPolicy = services.policy
         self.edit_scheduler: EditScheduler = services.edit_scheduler

@@ -35,7 +35,7 @@ from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.service import JobService, ServiceLimits
 from bot.moderation.policy import AdmissionPolicy
 from bot.settings import Settings
-from bot.store import JobStore
+from bot.storage import Storage
 from bot.workflows import WorkflowRegistry, load_registry
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Services:
     session: aiohttp.ClientSession
     clock: Clock
     comfy: Mapping[str, ComfyClient]  #: by server name (``/status`` asks them directly)
-    store: JobStore
+    store: Storage
     jobs: JobService
     edit_scheduler: EditScheduler
     policy: AdmissionPolicy
@@ -84,7 +84,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
     overrides = overrides or Overrides()
     clock = overrides.clock or SystemClock()
     comfy = dict(overrides.comfy) if overrides.comfy is not None else build_comfy_clients(settings, session)
-    store = await JobStore.open(settings.store_path, clock=clock)
+    store = await Storage.open(settings.store_path, clock=clock)
     try:
         workflows = await _load_workflows(settings)
         hubs = {name: ComfyHub(client, session, await asyncio.to_thread(load_or_create_client_id, settings.data_dir, name))
@@ -122,7 +122,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         store=store,
         jobs=jobs,
         edit_scheduler=EditScheduler(clock=clock, pacing=overrides.edit_pacing),
-        policy=AdmissionPolicy(store, clock=clock, allow_dms=settings.allow_dms,
+        policy=AdmissionPolicy(store.guilds, clock=clock, allow_dms=settings.allow_dms,
                                default_max_in_flight=settings.max_jobs_per_member),
     )
 

@@ -32,7 +32,7 @@ from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUIL
 from bot.moderation.audit_text import render
 from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
 from bot.settings import Settings
-from bot.store import AuditRecord, JobStore
+from bot.storage import AuditRecord, Storage
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Mod(commands.Cog):
 
     mod = app_commands.Group(name="mod", description="Moderate the animation bot on this server", guild_only=True)
 
-    def __init__(self, *, jobs: JobService, store: JobStore, audit: AuditLog, policy: AdmissionPolicy,
+    def __init__(self, *, jobs: JobService, store: Storage, audit: AuditLog, policy: AdmissionPolicy,
                  settings: Settings) -> None:
         self.jobs = jobs
         self.store = store  # what the moderation actions change

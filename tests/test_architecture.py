@@ -1,7 +1,7 @@
 """The architecture, checked by parsing every module.
 
 - discord is imported only by the bot's Discord modules and cogs: services (ComfyUI client,
-  workflows, media, jobs, store) must stay usable without Discord;
+  workflows, media, jobs, storage) must stay usable without Discord;
 - ``bot/comfy`` is a library: it imports only itself and third-party packages;
 - nothing under ``bot/`` imports the cogs or the test doubles (``standins``); benchmarks do not
   import the tests;
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where ``import discord`` is allowed (paths relative to the repository root).
 ALLOWED = ("bot/app.py", "bot/discord/*", "cogs/*")
 # Packages that must never import discord, even if the allow-list above were widened by mistake.
-FORBIDDEN = ("bot/comfy/*", "bot/workflows/*", "bot/media/*", "bot/jobs/*", "bot/moderation/*", "bot/safety/*", "bot/store.py")
+FORBIDDEN = ("bot/comfy/*", "bot/workflows/*", "bot/media/*", "bot/jobs/*", "bot/moderation/*", "bot/safety/*", "bot/storage/*")
 
 
 def discord_imports(source: str) -> list[int]:
@@ -62,7 +62,7 @@ def test_discord_is_imported_only_where_allowed() -> None:
 
 @pytest.mark.parametrize(
     "relative",
-    ["bot/comfy/client.py", "bot/workflows/inject.py", "bot/media/video.py", "bot/jobs/service.py", "bot/store.py",
+    ["bot/comfy/client.py", "bot/workflows/inject.py", "bot/media/video.py", "bot/jobs/service.py", "bot/storage/jobs.py",
      "bot/settings.py"],
 )
 @pytest.mark.parametrize("statement", ["import discord", "from discord.ext import commands", "import discord.utils as u"])

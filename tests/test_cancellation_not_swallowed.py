@@ -15,7 +15,7 @@ import pytest
 
 from bot.jobs.backends import call_with_timeout
 from bot.discord.edit_scheduler import EditScheduler
-from bot.store import AuditRecord
+from bot.storage import AuditRecord
 from bot.tasks import cancel_and_wait
 from bot.discord.audit import AuditLog
 from standins.fake_clock import FakeClock
@@ -69,9 +69,13 @@ async def test_edit_scheduler_close() -> None:
 
 
 class _BlockingStore:
-    """Enough of a JobStore for the audit worker: it never answers."""
+    """Enough of a Storage for the audit worker: its guild records never answer."""
 
-    async def get_guild_settings(self, guild_id: int) -> Any:
+    @property
+    def guilds(self) -> _BlockingStore:
+        return self
+
+    async def get_settings(self, guild_id: int) -> Any:
         await asyncio.Event().wait()
 
 

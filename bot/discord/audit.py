@@ -3,8 +3,8 @@
 The bot makes one :class:`AuditLog` (it needs the Discord client) and the wiring
 (:func:`bot.app.build`) registers it as a job-service listener (:meth:`JobService.add_listener`):
 each job event (queued, delivered, failed, cancelled, timed out, deleted) becomes an
-:class:`~bot.store.AuditRecord` built by :func:`bot.moderation.audit_text.job_record` and is
-*always* stored (``store.add_audit``). Moderation actions are stored by
+:class:`~bot.storage.AuditRecord` built by :func:`bot.moderation.audit_text.job_record` and is
+*always* stored (``store.audit.add``). Moderation actions are stored by
 :mod:`bot.moderation.actions`; the /mod cog hands their records to :meth:`AuditLog.post`, or has
 :meth:`AuditLog.record` store and post one it describes.
 
@@ -31,7 +31,7 @@ from bot.jobs.models import Job
 from bot.logs import log_failure
 from bot.media.thumbnails import thumbnail_png
 from bot.moderation.audit_text import JobEvents, job_record, render
-from bot.store import AuditRecord, JobStore
+from bot.storage import AuditRecord, Storage
 from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class _Post:
 class AuditLog:
     """Stores job events and posts audit lines to each guild's audit channel (see module docstring)."""
 
-    def __init__(self, client: discord.Client, store: JobStore) -> None:
+    def __init__(self, client: discord.Client, store: Storage) -> None:
         self.client = client
         self.store = store
         self._queue: asyncio.Queue[_Post] = asyncio.Queue(maxsize=MAX_PENDING_POSTS)
@@ -76,7 +76,7 @@ class AuditLog:
         if action is None:
             return
         record = job_record(job, action, at=self.store.clock.now(), actor_id=actor_id)
-        record = dataclasses.replace(record, id=await self.store.add_audit(record))
+        record = dataclasses.replace(record, id=await self.store.audit.add(record))
         thumbnail = Path(job.input_path) if event == "queued" and job.input_path else None
         self.post(record, thumbnail=thumbnail)
 
@@ -84,7 +84,7 @@ class AuditLog:
         """Store a moderation record made now and queue its post; returns it with its id."""
         record = AuditRecord(guild_id=guild_id, at=self.store.clock.now(), actor_id=actor_id, action=action,
                              details=details)
-        record = dataclasses.replace(record, id=await self.store.add_audit(record))
+        record = dataclasses.replace(record, id=await self.store.audit.add(record))
         self.post(record)
         return record
 
@@ -130,7 +130,7 @@ class AuditLog:
     async def _send(self, item: _Post) -> None:
         record = item.record
         assert record.guild_id is not None
-        settings = await self.store.get_guild_settings(record.guild_id)
+        settings = await self.store.guilds.get_settings(record.guild_id)
         if settings.audit_channel_id is None:
             return
         fields: dict[str, Any] = {}

@@ -195,11 +195,6 @@ class Job:
     submitted_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    # Progress (last known).
-    progress_step: int | None = None
-    progress_steps: int | None = None
-    progress_percent: float | None = None
-    progress_phase: str | None = None
     # Outcome.
     result_path: str | None = None
     result_meta: dict[str, Any] = field(default_factory=dict)

@@ -57,7 +57,7 @@ from bot.jobs.routing import Needs, WorkflowRouter
 from bot.logs import log_failure
 from bot.media.images import content_upload_name, prepare_image_async
 from bot.moderation import messages
-from bot.store import JobStore, remove_files
+from bot.storage import Storage, remove_files
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 from bot.workflows.support import WorkflowSupport
 
@@ -142,7 +142,7 @@ class JobService:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Storage,
         pool: BackendPool,
         hubs: Mapping[str, ComfyHub],
         workflows: WorkflowRegistry,
@@ -315,7 +315,7 @@ class JobService:
         extra: Mapping[str, Any] | None = None,
     ) -> Job:
         """A new job from an earlier one's input and options (a new seed unless one is given)."""
-        parent = await self.store.get_job(job_id)
+        parent = await self.store.jobs.get(job_id)
         if parent is None:
             raise InvalidInput("That job is no longer known.")
         if not parent.input_path or not await asyncio.to_thread(Path(parent.input_path).exists):
@@ -352,11 +352,11 @@ class JobService:
 
     async def set_status_message(self, job_id: str, message_id: int) -> None:
         """Remember the status message (the deferred response) of a job."""
-        await self.store.update_job(job_id, status_message_id=message_id)
+        await self.store.jobs.update(job_id, status_message_id=message_id)
 
     async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
         """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is None:
             raise InvalidInput("That job is no longer known.")
         if job.user_id != by_user and not moderator:
@@ -385,7 +385,7 @@ class JobService:
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        return await self.store.get_job(job_id)
+        return await self.store.jobs.get(job_id)
 
     def stream(self, job_id: str) -> ProgressStream:
         """The progress stream of a job that has not ended. A job's stream is dropped once it
@@ -440,7 +440,7 @@ class JobService:
 
     async def mark_deleted(self, job_id: str, *, by: int | None = None) -> Job:
         """Remember that a job's result message was deleted (it stays out of /history links)."""
-        job = await self.store.update_job(job_id, deleted=True)
+        job = await self.store.jobs.update(job_id, deleted=True)
         await self._emit(job, "deleted", by)
         return job
 
@@ -448,7 +448,7 @@ class JobService:
         """Cancel every job of ``guild_id`` still waiting in the bot's line (a moderator's clear)."""
         cleared: list[Job] = []
         for job_id, _member in self.waiting_order():
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get(job_id)
             if job is None or job.guild_id != guild_id or job.state is not JobState.WAITING:
                 continue
             if not self.queue.remove(job_id):
@@ -518,14 +518,14 @@ class JobService:
         return [(entry.job_id, int(entry.member)) for entry in self.queue.order()]  # type: ignore[call-overload]
 
     async def running_jobs(self) -> list[Job]:
-        return await self.store.jobs_in_states([JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING])
+        return await self.store.jobs.in_states([JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING])
 
     async def recent_jobs(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
-        return await self.store.jobs_for_user(user_id, guild_id, limit)
+        return await self.store.jobs.for_user(user_id, guild_id, limit)
 
     async def guild_active_jobs(self, guild_id: int, limit: int = 50) -> list[Job]:
         """A guild's jobs still waiting or running (what a moderator may cancel)."""
-        return await self.store.jobs_for_guild(guild_id, ACTIVE_STATES, limit=limit)
+        return await self.store.jobs.for_guild(guild_id, ACTIVE_STATES, limit=limit)
 
     # ------------------------------------------------------------------ queueing and dispatch
 
@@ -544,7 +544,7 @@ class JobService:
         if self._closing:
             raise BackendUnavailable("The bot is restarting. Please try again in a minute.")
         self._check_limits(job.user_id, limit)
-        await self.store.add_job(job)
+        await self.store.jobs.add(job)
         self.queue.push(job.id, job.user_id, max_in_flight=limit, enforce_limits=False)
         self._needs[job.id] = Needs(job.workflow, job.options)
         log.info("job %s queued for user %s (workflow %s)", job.id, job.user_id, job.workflow)
@@ -665,7 +665,7 @@ class JobService:
         control = _Control(backend=backend, abort=asyncio.get_running_loop().create_future())
         self._controls[job_id] = control
         try:
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get(job_id)
             if job is None or job.is_terminal:
                 return
             await self._guarded(job, control, self._submit_and_follow(job, control))
@@ -731,7 +731,7 @@ class JobService:
             raise _Requeue(f"upload failed: {exc}") from exc
         graph = build_graph(workflow, job.options, image_name=image_name, width=width, height=height, job_id=job.id)
         prompt_id = new_prompt_id()
-        job = await self.store.update_job(
+        job = await self.store.jobs.update(
             job.id,
             state=JobState.SUBMITTED,
             server=control.backend.name,
@@ -908,7 +908,7 @@ class JobService:
             # must look for a result it may already have posted before posting again.
             meta = dict(job.result_meta)
             tries = meta[DELIVERY_ATTEMPTS_KEY] = int(meta.get(DELIVERY_ATTEMPTS_KEY, 0)) + 1
-            job = await self.store.update_job(job.id, result_meta=meta)
+            job = await self.store.jobs.update(job.id, result_meta=meta)
             try:
                 message_id = await self.delivery.deliver(job, Path(job.result_path or ""), attempt=tries)
             except asyncio.CancelledError:
@@ -940,7 +940,7 @@ class JobService:
 
     async def _requeue(self, job_id: str, control: _Control, reason: str) -> None:
         """The server went away: back to the head of the line once; a second time it fails."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is None or job.is_terminal:
             return
         if control.prompt_id:
@@ -995,14 +995,14 @@ class JobService:
     # ------------------------------------------------------------------ endings
 
     async def _set_state(self, job_id: str, state: JobState, **fields: Any) -> Job:
-        return await self.store.update_job(job_id, state=state, **fields)
+        return await self.store.jobs.update(job_id, state=state, **fields)
 
     async def _finish(
         self, job_id: str, state: JobState, error: str | None, detail: str | None = None, **fields: Any
     ) -> None:
         """Put a job in a terminal state (once), tell its stream and the delivery."""
         try:
-            job = await self.store.update_job(
+            job = await self.store.jobs.update(
                 job_id, state=state, error=error, error_detail=detail, finished_at=self.clock.now(), **fields
             )
         except InvalidTransition as exc:
@@ -1046,7 +1046,7 @@ class JobService:
             pass
 
     async def _reload(self, job_id: str) -> Job:
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         assert job is not None
         return job
 
@@ -1054,7 +1054,7 @@ class JobService:
 
     async def _recover(self) -> None:
         """Reconcile every stored job that had not ended (see the module docstring)."""
-        jobs = await self.store.active_jobs()
+        jobs = await self.store.jobs.active()
         for job in jobs:
             if job.state is JobState.WAITING:
                 self.queue.push(job.id, job.user_id, enforce_limits=False)
@@ -1133,7 +1133,7 @@ class JobService:
         for job_id in list(self.queue.positions()):
             if self.router.waiting_runnable(self._needs.get(job_id)):
                 continue
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get(job_id)
             if job is not None and job.state is JobState.WAITING and now - job.created_at > self.limits.job_timeout:
                 self.queue.remove(job_id)
                 await self._finish(job_id, JobState.TIMED_OUT, "No image server was free in time. Please try again later.")

@@ -3,7 +3,7 @@
 Every action takes the store and the acting :class:`~bot.moderation.policy.Requester`,
 checks that the actor is a moderator (:func:`~bot.moderation.policy.is_moderator`, else
 :class:`bot.errors.NotAllowed`), validates its input (else :class:`bot.errors.InvalidInput`),
-applies the change and appends an :class:`bot.store.AuditRecord`. It returns an
+applies the change and appends an :class:`bot.storage.AuditRecord`. It returns an
 :class:`ActionResult` with the new value and the stored record (with its id), which the
 cog can render with :func:`bot.moderation.audit_text.render` for the audit channel.
 
@@ -21,7 +21,8 @@ from typing import Any, Final, Generic, TypeVar
 from bot.errors import InvalidInput, NotAllowed
 from bot.moderation import messages
 from bot.moderation.policy import Requester, is_moderator
-from bot.store import AuditRecord, Ban, GuildSettings, JobStore
+from bot.moderation.models import Ban, GuildSettings
+from bot.storage import AuditRecord, Storage
 
 __all__ = [
     "ActionResult",
@@ -96,10 +97,10 @@ class ActionResult(Generic[T]):
 # --------------------------------------------------------------------------- helpers
 
 
-async def _require_moderator(store: JobStore, actor: Requester, *, manage_guild: bool = False) -> tuple[int, GuildSettings]:
+async def _require_moderator(store: Storage, actor: Requester, *, manage_guild: bool = False) -> tuple[int, GuildSettings]:
     if actor.guild_id is None:
         raise NotAllowed(messages.guild_only(), detail="moderation action outside a guild")
-    settings = await store.get_guild_settings(actor.guild_id)
+    settings = await store.guilds.get_settings(actor.guild_id)
     allowed = actor.can_manage_guild if manage_guild else is_moderator(actor, settings)
     if not allowed:
         raise NotAllowed(messages.not_moderator(), detail=f"user {actor.user_id} is not a moderator")
@@ -132,19 +133,19 @@ def _valid_member(value: int) -> int:
     return _valid_ids([value], what="member", limit=1)[0]
 
 
-async def _audit(store: JobStore, actor: Requester, action: str, details: dict[str, Any]) -> AuditRecord:
+async def _audit(store: Storage, actor: Requester, action: str, details: dict[str, Any]) -> AuditRecord:
     record = AuditRecord(
         guild_id=actor.guild_id, at=store.clock.now(), actor_id=actor.user_id, action=action, details=details
     )
-    record_id = await store.add_audit(record)
+    record_id = await store.audit.add(record)
     return dataclasses.replace(record, id=record_id)
 
 
 async def _change(
-    store: JobStore, actor: Requester, action: str, *, manage_guild: bool = False, **changes: Any
+    store: Storage, actor: Requester, action: str, *, manage_guild: bool = False, **changes: Any
 ) -> ActionResult[GuildSettings]:
     guild_id, before = await _require_moderator(store, actor, manage_guild=manage_guild)
-    after = await store.update_guild_settings(guild_id, **changes)
+    after = await store.guilds.update_settings(guild_id, **changes)
     details: dict[str, Any] = {}
     for name in changes:
         old, new = getattr(before, name), getattr(after, name)
@@ -156,13 +157,13 @@ async def _change(
 # --------------------------------------------------------------------------- settings
 
 
-async def set_channels(store: JobStore, actor: Requester, channel_ids: Iterable[int]) -> ActionResult[GuildSettings]:
+async def set_channels(store: Storage, actor: Requester, channel_ids: Iterable[int]) -> ActionResult[GuildSettings]:
     """Channels where /animate works; empty means every channel."""
     ids = _valid_ids(channel_ids, what="channel", limit=MAX_CHANNELS)
     return await _change(store, actor, Actions.CHANNELS, allowed_channel_ids=ids)
 
 
-async def set_required_role(store: JobStore, actor: Requester, role_id: int | None) -> ActionResult[GuildSettings]:
+async def set_required_role(store: Storage, actor: Requester, role_id: int | None) -> ActionResult[GuildSettings]:
     """A role a member needs to use /animate; None removes the requirement."""
     return await _change(store, actor, Actions.REQUIRED_ROLE, required_role_id=_valid_id(role_id, what="role"))
 
@@ -187,7 +188,7 @@ def _limit(value: Any, name: str, *, low: float, high: float, integer: bool = Tr
 
 
 async def set_limits(
-    store: JobStore,
+    store: Storage,
     actor: Requester,
     *,
     cooldown: float | None | _Keep = KEEP,
@@ -215,24 +216,24 @@ async def set_limits(
     return await _change(store, actor, Actions.LIMITS, **changes)
 
 
-async def set_exempt_roles(store: JobStore, actor: Requester, role_ids: Iterable[int]) -> ActionResult[GuildSettings]:
+async def set_exempt_roles(store: Storage, actor: Requester, role_ids: Iterable[int]) -> ActionResult[GuildSettings]:
     """Roles whose members skip the per-member limits (cooldown, quota, jobs in flight)."""
     ids = _valid_ids(role_ids, what="role", limit=MAX_ROLES)
     return await _change(store, actor, Actions.EXEMPT_ROLES, exempt_role_ids=ids)
 
 
-async def set_moderator_roles(store: JobStore, actor: Requester, role_ids: Iterable[int]) -> ActionResult[GuildSettings]:
+async def set_moderator_roles(store: Storage, actor: Requester, role_ids: Iterable[int]) -> ActionResult[GuildSettings]:
     """Roles that may use /mod. Needs Manage Server (a moderator role cannot grant itself more)."""
     ids = _valid_ids(role_ids, what="role", limit=MAX_ROLES)
     return await _change(store, actor, Actions.MODERATOR_ROLES, manage_guild=True, moderator_role_ids=ids)
 
 
-async def set_allow_others(store: JobStore, actor: Requester, allowed: bool) -> ActionResult[GuildSettings]:
+async def set_allow_others(store: Storage, actor: Requester, allowed: bool) -> ActionResult[GuildSettings]:
     """Whether members may animate other members' images (context menu)."""
     return await _change(store, actor, Actions.ALLOW_OTHERS, allow_animate_others=bool(allowed))
 
 
-async def pause(store: JobStore, actor: Requester, message: str | None = None) -> ActionResult[GuildSettings]:
+async def pause(store: Storage, actor: Requester, message: str | None = None) -> ActionResult[GuildSettings]:
     """Stop new jobs in the guild; members see ``message``. Running jobs are not touched."""
     text = messages.clean_free_text(message)
     if message is not None and len(" ".join(message.split())) > messages.MAX_FREE_TEXT:
@@ -240,12 +241,12 @@ async def pause(store: JobStore, actor: Requester, message: str | None = None) -
     return await _change(store, actor, Actions.PAUSED, paused=True, pause_message=text)
 
 
-async def resume(store: JobStore, actor: Requester) -> ActionResult[GuildSettings]:
+async def resume(store: Storage, actor: Requester) -> ActionResult[GuildSettings]:
     """Accept new jobs again."""
     return await _change(store, actor, Actions.RESUMED, paused=False, pause_message=None)
 
 
-async def set_audit_channel(store: JobStore, actor: Requester, channel_id: int | None) -> ActionResult[GuildSettings]:
+async def set_audit_channel(store: Storage, actor: Requester, channel_id: int | None) -> ActionResult[GuildSettings]:
     """Where audit lines are posted; None turns the audit channel off (records are still kept)."""
     return await _change(store, actor, Actions.AUDIT_CHANNEL, audit_channel_id=_valid_id(channel_id, what="channel"))
 
@@ -253,7 +254,7 @@ async def set_audit_channel(store: JobStore, actor: Requester, channel_id: int |
 # --------------------------------------------------------------------------- bans
 
 
-async def ban(store: JobStore, actor: Requester, user_id: int, reason: str | None = None) -> ActionResult[Ban]:
+async def ban(store: Storage, actor: Requester, user_id: int, reason: str | None = None) -> ActionResult[Ban]:
     """Ban a member from the bot in this guild (banning again updates the reason)."""
     guild_id, _ = await _require_moderator(store, actor)
     target = _valid_member(user_id)
@@ -262,16 +263,16 @@ async def ban(store: JobStore, actor: Requester, user_id: int, reason: str | Non
     if reason is not None and len(" ".join(reason.split())) > messages.MAX_FREE_TEXT:
         raise InvalidInput(f"The reason can be at most {messages.MAX_FREE_TEXT} characters.")
     text = messages.clean_free_text(reason)
-    record = await store.ban(guild_id, target, reason=text, by=actor.user_id)
+    record = await store.guilds.ban(guild_id, target, reason=text, by=actor.user_id)
     audit = await _audit(store, actor, Actions.BANNED, {"user_id": target, "reason": text})
     return ActionResult(record, audit)
 
 
-async def unban(store: JobStore, actor: Requester, user_id: int) -> ActionResult[int]:
+async def unban(store: Storage, actor: Requester, user_id: int) -> ActionResult[int]:
     """Lift a ban; :class:`InvalidInput` if the member was not banned. The value is the user id."""
     guild_id, _ = await _require_moderator(store, actor)
     target = _valid_member(user_id)
-    if not await store.unban(guild_id, target):
+    if not await store.guilds.unban(guild_id, target):
         raise InvalidInput(f"{messages.user_mention(target)} is not banned.")
     audit = await _audit(store, actor, Actions.UNBANNED, {"user_id": target})
     return ActionResult(target, audit)

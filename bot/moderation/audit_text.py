@@ -1,6 +1,6 @@
 """One-line texts for the audit-log channel, and the audit records of job events.
 
-:func:`render` turns any :class:`bot.store.AuditRecord` (job event or moderation action)
+:func:`render` turns any :class:`bot.storage.AuditRecord` (job event or moderation action)
 into a single line under Discord's 2000-character limit. Only known detail keys are
 shown, every free text is shortened, and anything that looks like a URL (other than a
 Discord message link) or a token is removed, so a backend address or a secret that
@@ -20,7 +20,7 @@ from typing import Any, Final
 from bot.jobs.models import Job
 from bot.moderation import messages
 from bot.moderation.actions import Actions
-from bot.store import AuditRecord
+from bot.storage import AuditRecord
 
 __all__ = [
     "JobEvents",

@@ -13,7 +13,7 @@ runs the checks in a fixed order and raises :class:`bot.errors.NotAllowed` or
 6. animating someone else's image allowed;
 7. jobs in flight below the guild's ``max_in_flight`` (or the bot default);
 8. cooldown, member daily quota and guild daily cap, checked *and counted* in one store
-   transaction (:meth:`bot.store.JobStore.try_record_usage`), so a burst cannot slip past.
+   transaction (:meth:`bot.storage.guilds.GuildStore.try_record_usage`), so a burst cannot slip past.
 
 Exempt roles skip the member limits (7 and the cooldown/quota of 8) but their jobs still
 count towards the day's usage, and the guild daily cap still applies to them (it protects
@@ -30,7 +30,7 @@ from typing import Protocol
 from bot.clock import Clock
 from bot.errors import LimitReached, NotAllowed
 from bot.moderation import messages
-from bot.store import Ban, GuildSettings, UsageDecision, next_utc_midnight
+from bot.moderation.models import Ban, GuildSettings, UsageDecision, next_utc_midnight
 
 __all__ = [
     "Requester",
@@ -88,9 +88,9 @@ class Admission:
 
 
 class PolicyStore(Protocol):
-    """The part of :class:`bot.store.JobStore` the admission policy uses."""
+    """What the admission policy needs of the guild records (:class:`bot.storage.guilds.GuildStore`)."""
 
-    async def get_guild_settings(self, guild_id: int) -> GuildSettings: ...
+    async def get_settings(self, guild_id: int) -> GuildSettings: ...
 
     async def get_ban(self, guild_id: int, user_id: int) -> Ban | None: ...
 
@@ -133,7 +133,7 @@ def _channel_allowed(requester: Requester, settings: GuildSettings) -> bool:
 class AdmissionPolicy:
     """Decides whether a member may start a job now, and counts it if so.
 
-    ``store``: the job store (or anything with :class:`PolicyStore`'s methods).
+    ``store``: the guild records (``Storage.guilds``, or anything with :class:`PolicyStore`'s methods).
     ``clock``: the time source for usage (use the store's clock).
     ``allow_dms``: whether direct messages may generate (``ALLOW_DMS``).
     ``default_max_in_flight``: per-member jobs in flight when the guild sets none
@@ -157,7 +157,7 @@ class AdmissionPolicy:
         """The guild's settings; direct messages get the defaults."""
         if requester.guild_id is None:
             return GuildSettings()
-        return await self.store.get_guild_settings(requester.guild_id)
+        return await self.store.get_settings(requester.guild_id)
 
     def in_flight_limit(self, settings: GuildSettings) -> int | None:
         """The per-member jobs-in-flight limit for a non-exempt member."""
@@ -176,7 +176,7 @@ class AdmissionPolicy:
             ban = await self.store.get_ban(requester.guild_id, requester.user_id)
             if ban is not None:
                 raise NotAllowed(messages.banned(ban.reason), detail=f"user {requester.user_id} is banned")
-            settings = await self.store.get_guild_settings(requester.guild_id)
+            settings = await self.store.get_settings(requester.guild_id)
             if settings.paused:
                 raise NotAllowed(messages.paused(settings.pause_message), detail="guild paused")
             if not _channel_allowed(requester, settings):

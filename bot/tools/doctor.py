@@ -215,10 +215,10 @@ def _check_data_dir(data_dir: Path) -> Check:
 
 
 async def check_store(settings: Settings) -> Check:
-    from bot.store import SCHEMA_VERSION, JobStore
+    from bot.storage import SCHEMA_VERSION, Storage
 
     try:
-        store = await JobStore.open(settings.store_path)
+        store = await Storage.open(settings.store_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is what we report
         return Check("FAIL", "job store", f"{settings.store_path} does not open: {type(exc).__name__}: {exc}")
     try:

@@ -1,4 +1,4 @@
-"""Fixtures for the moderation tests: a real JobStore on disk and a fake clock."""
+"""Fixtures for the moderation tests: a real Storage on disk and a fake clock."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from standins.fake_clock import FakeClock
 from bot.errors import UserFacingError
 from bot.moderation.policy import AdmissionPolicy, Requester
-from bot.store import JobStore, next_utc_midnight
+from bot.moderation.models import next_utc_midnight
+from bot.storage import Storage
 
 GUILD = 100
 MOD_ROLE = 500
@@ -27,15 +28,15 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[JobStore]:
-    s = await JobStore.open(tmp_path / "data" / "jobs.sqlite3", clock=clock)
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Storage]:
+    s = await Storage.open(tmp_path / "data" / "jobs.sqlite3", clock=clock)
     yield s
     await s.close()
 
 
 @pytest.fixture
-def policy(store: JobStore, clock: FakeClock) -> AdmissionPolicy:
-    return AdmissionPolicy(store, clock=clock, allow_dms=False, default_max_in_flight=2)
+def policy(store: Storage, clock: FakeClock) -> AdmissionPolicy:
+    return AdmissionPolicy(store.guilds, clock=clock, allow_dms=False, default_max_in_flight=2)
 
 
 def member(user_id: int = 1, *, guild_id: int | None = GUILD, channel_id: int = 10, roles: tuple[int, ...] = (),

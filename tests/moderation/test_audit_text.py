@@ -8,7 +8,7 @@ from standins.fake_clock import FakeClock
 from bot.jobs.models import Job
 from bot.moderation import actions
 from bot.moderation.audit_text import JobEvents, job_record, render
-from bot.store import AuditRecord, JobStore
+from bot.storage import AuditRecord, Storage
 
 from .conftest import GUILD, admin
 
@@ -78,7 +78,7 @@ def test_lines_stay_under_discord_limit() -> None:
 
 
 async def test_moderation_actions_render(tmp_path: Path, clock: FakeClock) -> None:
-    async with await JobStore.open(tmp_path / "j.sqlite3", clock=clock) as store:
+    async with await Storage.open(tmp_path / "j.sqlite3", clock=clock) as store:
         lines = [
             render((await actions.set_channels(store, admin(), [11, 12])).audit),
             render((await actions.set_limits(store, admin(), cooldown=90, daily_quota=5)).audit),

@@ -21,6 +21,7 @@ from tests.moderation_discord.helpers import (
     slash_with,
 )
 from tests.moderation_discord.test_settings import delivered
+from tests.storage.helpers import list_audit
 
 
 def cancel_button(record: InteractionRecord) -> str | None:
@@ -48,12 +49,12 @@ async def test_every_job_event_and_action_is_recorded_and_posted_to_the_audit_ch
     await delete.wait_for(lambda r: bool(r.deleted))
 
     store = env.service.store
-    records = await store.list_audit(stand_in.guild.id, limit=100)
+    records = await list_audit(store, stand_in.guild.id, limit=100)
     actions = [r.action for r in records]
     jobs = await env.service.recent_jobs(stand_in.user.id, stand_in.guild.id)
     assert len(jobs) == 2
     for job in jobs:
-        assert (await store.list_audit(stand_in.guild.id, job_id=job.id, action=JobEvents.QUEUED))
+        assert (await list_audit(store, stand_in.guild.id, job_id=job.id, action=JobEvents.QUEUED))
     assert actions.count(JobEvents.DELIVERED) == 1 and actions.count(JobEvents.FAILED) == 1
     assert actions.count(JobEvents.DELETED) == 1
     assert "settings.audit_channel" in actions and "member.banned" in actions
@@ -108,9 +109,9 @@ async def test_a_moderator_cancels_and_deletes_any_job_and_clears_the_line(anima
     assert "Cancelled job" in await mod(env, helper, "cancel", job=job_id)
     await wait_job(env.service, job_id, "cancelled")
     await running.wait_for(lambda r: "Cancelled" in str((r.original or {}).get("content")), timeout=5)
-    cancelled = await env.service.store.list_audit(stand_in.guild.id, job_id=job_id, action=JobEvents.CANCELLED)
+    cancelled = await list_audit(env.service.store, stand_in.guild.id, job_id=job_id, action=JobEvents.CANCELLED)
     assert cancelled and cancelled[0].actor_id == helper.id
-    cleared = await env.service.store.list_audit(stand_in.guild.id, action="queue.cleared")
+    cleared = await list_audit(env.service.store, stand_in.guild.id, action="queue.cleared")
     assert cleared and cleared[0].details == {"count": 2}
 
     # the moderator deletes bob's delivered result with the button
@@ -118,7 +119,7 @@ async def test_a_moderator_cancels_and_deletes_any_job_and_clears_the_line(anima
     result_id = job_id_of(result)
     press = await stand_in.click(result, f"animate:delete:{result_id}", user=helper)
     await press.wait_for(lambda r: bool(r.deleted))
-    deleted = await env.service.store.list_audit(stand_in.guild.id, job_id=result_id, action=JobEvents.DELETED)
+    deleted = await list_audit(env.service.store, stand_in.guild.id, job_id=result_id, action=JobEvents.DELETED)
     assert deleted and deleted[0].actor_id == helper.id
 
 

@@ -23,7 +23,7 @@ async def test_dms_are_off_by_default_and_a_dm_that_arrives_anyway_is_refused(an
     record = await env.stand_in.slash(None, None, None, "animate", options={"steps": 2},
                                       attachments={"image": ("cat.png", png_bytes(), "image/png")}, dm=True)
     assert await refusal(record) == "I don't work in direct messages; please use me in a server channel."
-    assert not await env.service.store.jobs_for_user(env.stand_in.user.id, None, limit=5)
+    assert not await env.service.store.jobs.for_user(env.stand_in.user.id, None, limit=5)
 
 
 async def test_with_allow_dms_a_member_animates_in_their_direct_messages(animate_bot: AnimateFactory) -> None:
@@ -38,7 +38,7 @@ async def test_with_allow_dms_a_member_animates_in_their_direct_messages(animate
     assert message["channel_id"] == str(stand_in.dm_channel().id) and "guild_id" not in message
     video = next(a for a in message["attachments"] if a["filename"].startswith("animation_"))
     assert len(attachment_bytes(stand_in, video)) > 0
-    jobs = await env.service.store.jobs_for_user(stand_in.user.id, None, limit=5)
+    jobs = await env.service.store.jobs.for_user(stand_in.user.id, None, limit=5)
     assert len(jobs) == 1 and jobs[0].guild_id is None
     await wait_job(env.service, jobs[0].id, "delivered")
     # /mod makes no sense without a server: it is not offered in DMs

@@ -12,6 +12,7 @@ from standins.discord_server import InteractionRecord, message_text
 from standins.discord_server.records import DEFERRED_CHANNEL_MESSAGE
 from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, add_role, animate, member_with, mod, refusal
 from tests.moderation_discord.test_settings import delivered
+from tests.storage.helpers import usage_today
 
 
 async def admin_and_exempt_member(env: Any) -> tuple[Any, Any]:
@@ -66,7 +67,7 @@ async def test_cooldown_quota_and_in_flight_refuse_with_the_time_to_wait_but_not
         assert accepted(record), message_text(record.original or {})
     for record in records:
         await delivered(record)
-    assert await env.service.store.usage_today(stand_in.guild.id, star.id) == 4
+    assert await usage_today(env.service.store, stand_in.guild.id, star.id) == 4
 
 
 @pytest.mark.timeout(60)
@@ -97,9 +98,9 @@ async def test_a_hundred_animates_in_ten_seconds_from_one_member(animate_bot: An
     for record in refused:
         text = message_text(record.original or {})
         assert ("in progress" in text or "generations for today" in text), text
-    jobs = await env.service.store.jobs_for_user(flooder.id, stand_in.guild.id, limit=200)
+    jobs = await env.service.store.jobs.for_user(flooder.id, stand_in.guild.id, limit=200)
     assert len(jobs) == len(admitted)  # only what the limits allow was queued
-    assert await env.service.store.usage_today(stand_in.guild.id, flooder.id) == len(jobs)  # refused ones refunded
+    assert await usage_today(env.service.store, stand_in.guild.id, flooder.id) == len(jobs)  # refused ones refunded
     for job in jobs:
         await wait_job(env.service, job.id, "delivered", timeout=30)
     assert not stand_in.violations  # no late ack, no second ack, nothing over Discord's limits
@@ -130,4 +131,4 @@ async def test_the_server_daily_cap_counts_every_member_and_holds_even_for_an_ex
         await lifted.wait_ack()
         assert accepted(lifted)
         await delivered(lifted)
-    assert await env.service.store.usage_today(stand_in.guild.id, members[2].id) == 1  # the refusal was not counted
+    assert await usage_today(env.service.store, stand_in.guild.id, members[2].id) == 1  # the refusal was not counted

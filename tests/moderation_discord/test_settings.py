@@ -36,7 +36,7 @@ async def test_only_moderators_change_settings_and_a_moderator_role_is_enough(an
     assert NOT_MOD in await mod(env, None, "limits", cooldown=30.0)
     assert NOT_MOD in await mod(env, helper, "settings")
     assert NOT_MOD in await mod(env, helper, "moderators", role1=mod_role)
-    assert (await env.service.store.get_guild_settings(stand_in.guild.id)).cooldown_seconds == 0
+    assert (await env.service.store.guilds.get_settings(stand_in.guild.id)).cooldown_seconds == 0
 
     # Manage Server names the moderator role; then the role may change settings...
     assert "moderator roles" in await mod(env, admin, "moderators", role1=mod_role)
@@ -46,7 +46,7 @@ async def test_only_moderators_change_settings_and_a_moderator_role_is_enough(an
     # ...but not hand out moderator rights (Manage Server only)
     assert NOT_MOD in await mod(env, helper, "moderators")
     assert NOT_MOD in await mod(env, None, "settings")
-    settings = await env.service.store.get_guild_settings(stand_in.guild.id)
+    settings = await env.service.store.guilds.get_settings(stand_in.guild.id)
     assert settings.moderator_role_ids == (mod_role.id,) and settings.cooldown_seconds == 30
 
 

@@ -195,7 +195,7 @@ async def test_data_folder_that_cannot_be_created_fails(comfy_server: ComfyTestS
 async def test_store_from_a_newer_bot_fails(comfy_server: ComfyTestServer, tmp_path: Path) -> None:
     import sqlite3
 
-    from bot.store import SCHEMA_VERSION
+    from bot.storage import SCHEMA_VERSION
 
     settings = settings_for(tmp_path, [("gpu-box", comfy_server.url)])
     settings.data_dir.mkdir(parents=True)

@@ -1,0 +1,155 @@
+"""Per-guild moderation records: the ``guild_settings``, ``bans`` and ``usage`` tables.
+
+:class:`GuildStore` keeps each guild's :class:`~bot.moderation.models.GuildSettings` (as JSON),
+its :class:`~bot.moderation.models.Ban` list and the members' daily usage counters, and decides
+the daily limits atomically (:meth:`GuildStore.try_record_usage`). The rules about who may do
+what live in :mod:`bot.moderation`; this module only keeps the records.
+
+Days for usage counters are UTC calendar days (``YYYY-MM-DD``); quotas reset at 00:00 UTC.
+Usage rows for direct messages use guild id 0.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiosqlite
+
+from bot.clock import Clock
+from bot.moderation.models import Ban, GuildSettings, UsageDecision, next_utc_midnight, utc_day
+from bot.storage.database import Database
+
+__all__ = ["GuildStore", "DM_GUILD_ID"]
+
+DM_GUILD_ID = 0
+
+_UPSERT_SETTINGS = (
+    "INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at"
+)
+_UPSERT_BAN = (
+    "INSERT INTO bans (guild_id, user_id, reason, banned_by, banned_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(guild_id, user_id) DO UPDATE SET reason = excluded.reason, "
+    "banned_by = excluded.banned_by, banned_at = excluded.banned_at"
+)
+_COUNT_USE = (
+    "INSERT INTO usage (guild_id, user_id, day, count, last_job_at) VALUES (?, ?, ?, 1, ?) "
+    "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET count = count + 1, "
+    "last_job_at = MAX(COALESCE(last_job_at, 0), excluded.last_job_at)"
+)
+
+
+def _ban(row: aiosqlite.Row) -> Ban:
+    return Ban(row["guild_id"], row["user_id"], row["reason"], row["banned_by"], row["banned_at"])
+
+
+class GuildStore:
+    """Guild settings, bans and usage of :class:`~bot.storage.database.Database`.
+
+    Methods that need "now" take it as an argument and default to ``clock``.
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    # ---- settings
+
+    async def get_settings(self, guild_id: int) -> GuildSettings:
+        """The guild's settings, or the defaults if it never changed any."""
+        row = await self.db.fetchone("SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        return GuildSettings.from_dict(json.loads(row["settings"])) if row else GuildSettings()
+
+    async def update_settings(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Change some settings (read-modify-write under the write lock) and return the result."""
+        async with self.db.transaction() as connection:
+            updated = (await self.get_settings(guild_id)).replace(**changes)
+            blob = json.dumps(updated.to_dict(), sort_keys=True)
+            await connection.execute(_UPSERT_SETTINGS, (guild_id, blob, self.clock.now()))
+        return updated
+
+    # ---- bans
+
+    async def ban(
+        self, guild_id: int, user_id: int, *, reason: str | None, by: int | None, at: float | None = None
+    ) -> Ban:
+        """Ban a member from the bot in a guild (banning again replaces reason and author)."""
+        record = Ban(guild_id, user_id, reason, by, self.clock.now() if at is None else at)
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                _UPSERT_BAN, (record.guild_id, record.user_id, record.reason, record.banned_by, record.banned_at)
+            )
+        return record
+
+    async def unban(self, guild_id: int, user_id: int) -> bool:
+        """Lift a ban; False if the member was not banned."""
+        async with self.db.transaction() as connection:
+            cursor = await connection.execute("DELETE FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+            return cursor.rowcount > 0
+
+    async def get_ban(self, guild_id: int, user_id: int) -> Ban | None:
+        row = await self.db.fetchone("SELECT * FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+        return _ban(row) if row else None
+
+    # ---- usage
+
+    async def try_record_usage(
+        self,
+        guild_id: int | None,
+        user_id: int,
+        *,
+        at: float | None = None,
+        cooldown: float = 0.0,
+        daily_quota: int | None = None,
+        guild_daily_cap: int | None = None,
+    ) -> UsageDecision:
+        """Check the cooldown, the member's daily quota and the guild's daily cap, and count
+        the job only if all allow it, in one transaction (a burst of requests cannot slip
+        past a limit between the check and the count). Pass no limits for exempt members.
+        """
+        at = self.clock.now() if at is None else at
+        gid, day = guild_id or DM_GUILD_ID, utc_day(at)
+        async with self.db.transaction() as connection:
+            row = await self.db.fetchone(
+                "SELECT COALESCE(SUM(CASE WHEN user_id = ? THEN count END), 0), COALESCE(SUM(count), 0) "
+                "FROM usage WHERE guild_id = ? AND day = ?",
+                (user_id, gid, day),
+            )
+            member_today, guild_today = (int(row[0]), int(row[1])) if row else (0, 0)
+            last_row = await self.db.fetchone(
+                "SELECT MAX(last_job_at) FROM usage WHERE guild_id = ? AND user_id = ?", (gid, user_id)
+            )
+            last = float(last_row[0]) if last_row and last_row[0] is not None else None
+            refusal: tuple[str, float] | None = None
+            if cooldown > 0 and last is not None and at - last < cooldown:
+                refusal = ("cooldown", cooldown - (at - last))
+            elif daily_quota is not None and member_today >= daily_quota:
+                refusal = ("quota", next_utc_midnight(at) - at)
+            elif guild_daily_cap is not None and guild_today >= guild_daily_cap:
+                refusal = ("guild_cap", next_utc_midnight(at) - at)
+            if refusal is not None:
+                return UsageDecision(False, refusal[0], member_today, guild_today, refusal[1])
+            await connection.execute(_COUNT_USE, (gid, user_id, day, at))
+        return UsageDecision(True, "ok", member_today + 1, guild_today + 1)
+
+    async def refund_usage(self, guild_id: int | None, user_id: int, *, at: float) -> bool:
+        """Take back one use counted at ``at`` (the job was refused before it ran).
+
+        The count of that UTC day goes down by one; if that use was the member's latest, the
+        cooldown no longer runs from it. Returns False when there was nothing to take back.
+        """
+        gid, day = guild_id or DM_GUILD_ID, utc_day(at)
+        async with self.db.transaction() as connection:
+            cursor = await connection.execute(
+                "UPDATE usage SET count = count - 1, "
+                "last_job_at = CASE WHEN last_job_at = ? THEN NULL ELSE last_job_at END "
+                "WHERE guild_id = ? AND user_id = ? AND day = ? AND count > 0",
+                (at, gid, user_id, day),
+            )
+            return cursor.rowcount > 0
+
+    async def forget_usage_before(self, cutoff: float) -> None:
+        """Drop the usage rows of the UTC days before ``cutoff``'s day (retention)."""
+        async with self.db.transaction() as connection:
+            await connection.execute("DELETE FROM usage WHERE day < ?", (utc_day(cutoff),))
