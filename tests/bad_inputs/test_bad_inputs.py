@@ -20,7 +20,6 @@ import pickle
 import random
 import re
 import resource
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -199,19 +198,16 @@ def _rss_bytes() -> int:
 def test_memory_stays_flat_over_the_whole_run() -> None:
     """All 500 cases on 2 threads, twice: the second pass must not grow the process."""
     runnable = [c for c in CASES if c.id not in KNOWN_BUGS]
-    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = list(pool.map(check, runnable))
         after_first = _rss_bytes()
         second = list(pool.map(check, runnable))
         after_second = _rss_bytes()
-    elapsed = time.perf_counter() - started
     assert [p for p in first if p] == [] and [p for p in second if p] == []
     growth = after_second - after_first
     assert growth < 48 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MiB during the second pass"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert peak < 1024 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
-    assert elapsed < 40, f"two passes took {elapsed:.1f} s"
 
 
 async def test_upload_name_never_comes_from_the_members_file_name(comfy_server: ComfyTestServer, tmp_path: Path) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from bot.errors import InvalidInput
 from bot.media.images import (
@@ -161,12 +160,15 @@ def _png_header(width: int, height: int) -> bytes:
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("size", [(20000, 10000), (12000, 10000)])  # 200 MP (Pillow refuses too) and 120 MP (ours)
-def test_pixel_bomb_is_refused_before_decoding(size: tuple[int, int]) -> None:
+def test_pixel_bomb_is_refused_before_decoding(size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     data = _png_header(*size)
-    start = time.perf_counter()
+
+    def no_decode(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
     message = refused(data, "too large" if size[0] * size[1] > 179_000_000 else "the limit is 100 MP")
     assert "Please send a smaller" in message
-    assert time.perf_counter() - start < 0.5
 
 
 def test_lower_pixel_limit_is_honoured() -> None:
@@ -178,13 +180,11 @@ def test_tiny_image_is_refused() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # 96 MP: our own check passed
-def test_12000x8000_jpeg_is_accepted_and_fast(big_jpeg: bytes) -> None:
-    start = time.perf_counter()
+def test_12000x8000_jpeg_is_accepted(big_jpeg: bytes) -> None:
+    # How fast is measured in bench/ (bench_prepare), not asserted here.
     prepared = prepare_image(big_jpeg)
-    elapsed = time.perf_counter() - start
     assert prepared.source_size == (12000, 8000)
     assert (prepared.width, prepared.height) == (1024, 576)
-    assert elapsed < 2.0  # draft mode: a full decode takes several seconds here
 
 
 def test_declared_size_check() -> None:
