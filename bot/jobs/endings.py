@@ -15,7 +15,7 @@ reason                     job state        when
 ``MOVED``                  (waiting again)  its server went away: back to the head of the line
 =========================  ===============  ==============================================
 
-While a job runs, the first reason decided wins (:meth:`bot.jobs.runner.Attempt.decide`);
+While a job runs, the first reason decided wins (:meth:`bot.jobs.attempt.Attempt.decide`);
 :meth:`Endings.finish` then writes it, once: the store refuses a second terminal state, so a
 job ends exactly once. It also drops everything kept in memory for the job, publishes the last
 progress update, tells the delivery (unless delivered) and the listeners.

@@ -2,8 +2,8 @@
 
 upload the prepared image -> inject it and the options into the workflow -> subscribe to the
 prompt on the server's hub, then ``POST /prompt`` with the bot's own prompt_id -> follow it to
-its end -> download the result. Fairness, persistence and retries live in
-:mod:`bot.jobs.service`; ``python -m bot animate`` calls these steps directly.
+its end -> download the result. Fairness, persistence and retries live in the job service
+(:mod:`bot.jobs.runner` runs these steps for a job); ``python -m bot animate`` calls them directly.
 """
 
 from __future__ import annotations
