@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -52,10 +51,16 @@ from bot.jobs.endings import (
 )
 from bot.jobs.meta import delivery_attempt_fields, moved_fields
 from bot.jobs.models import InvalidTransition, Job, JobState, new_prompt_id
-from bot.jobs.pipeline import build_graph, download_result, post_prompt, result_file, upload_input
+from bot.jobs.pipeline import (
+    build_graph,
+    download_result,
+    post_prompt,
+    read_prepared_input,
+    result_file,
+    upload_input,
+)
 from bot.jobs.progress import EtaEstimator, ProgressUpdate, progress_from_event
 from bot.logs import log_failure
-from bot.media.images import content_upload_name
 from bot.workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -132,26 +137,21 @@ class Runner:
     # ------------------------------------------------------------------ the one ending
 
     async def _end(self, attempt: Attempt) -> None:
-        """End the attempt as decided (see the module docstring)."""
+        """End the attempt as decided (see the module docstring): the one place a dispatched job ends."""
         if attempt.ending is None:  # every path decides first; never leave a job without an end
             attempt.decide(Ending.failed(GENERIC_FAILURE, "the attempt ended without a reason"))
         ending = attempt.ending
         assert ending is not None
         self._release(attempt)
-        if ending.reason is EndReason.DELIVERED:
-            try:
-                await self._collect(attempt)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self.endings.finish(attempt.job_id, _failure(attempt.job_id, exc))
-            return
         if ending.reason in _LEFT_THEIR_SERVER and attempt.prompt_id:
             self.abandon(attempt.backend.name, attempt.prompt_id)
         if ending.reason is EndReason.MOVED:
             job = await self.ctx.store.get_job(attempt.job_id)
             if job is not None and not job.is_terminal:
                 await self.requeue(job, ending.detail or "its server went away")
+            return
+        if ending.reason is EndReason.DELIVERED:
+            await self._end_delivering(attempt.job_id, await self._collect(attempt))
             return
         await self.endings.finish(attempt.job_id, ending)
 
@@ -212,11 +212,7 @@ class Runner:
         event that comes before the POST's answer is kept), or None when the attempt was decided
         meanwhile (nothing is posted then) or the server failed."""
         ctx, backend, job = self.ctx, attempt.backend, _job(attempt)
-        try:
-            png, upload_name = await asyncio.to_thread(_read_input, Path(job.input_path or ""))
-        except OSError as exc:
-            raise JobFailed("This job's image is no longer kept.", detail=str(exc)) from exc
-        width, height = _png_size(png)
+        png, upload_name, (width, height) = await read_prepared_input(Path(job.input_path or ""))
         try:
             image_name = await upload_input(hub.client, png, upload_name)
         except ComfyError as exc:
@@ -329,33 +325,50 @@ class Runner:
 
     # ------------------------------------------------------------------ the result
 
-    async def _collect(self, attempt: Attempt) -> None:
-        """Download a successful prompt's result, then deliver it."""
+    async def _collect(self, attempt: Attempt) -> Job | Ending:
+        """Download a successful prompt's result: the job, now delivering, or how it failed."""
         job, outcome = _job(attempt), attempt.outcome
-        workflow = self.ctx.workflows.get(job.workflow)
-        if workflow is None or outcome is None:
-            raise JobFailed("This job's workflow was removed by an admin.", detail=f"workflow {job.workflow} gone")
-        found = result_file(outcome, workflow)
-        path = await download_result(comfy(attempt.backend), found, self.ctx.results_dir, job.id)
-        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        try:
+            workflow = self.ctx.workflows.get(job.workflow)
+            if workflow is None or outcome is None:
+                raise JobFailed("This job's workflow was removed by an admin.", detail=f"workflow {job.workflow} gone")
+            found = result_file(outcome, workflow)
+            path = await download_result(comfy(attempt.backend), found, self.ctx.results_dir, job.id)
+            size = await asyncio.to_thread(lambda: path.stat().st_size)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return _failure(job.id, exc)
         meta = {**job.result_meta, "format": found.format, "size": size, "filename": found.filename}
-        job = await self.ctx.store.update_job(job.id, state=JobState.DELIVERING, result_path=str(path), result_meta=meta)
-        await self.deliver(job)
+        return await self.ctx.store.update_job(job.id, state=JobState.DELIVERING, result_path=str(path), result_meta=meta)
 
     async def _redeliver(self, job: Job) -> None:
         stored = Path(job.result_path) if job.result_path else None
-        if stored is not None and await asyncio.to_thread(stored.exists):
-            await self.deliver(job)
-        else:
-            await self.endings.finish(job.id, Ending.failed(RESULT_LOST))
+        found = stored is not None and await asyncio.to_thread(stored.exists)
+        await self._end_delivering(job.id, job if found else Ending.failed(RESULT_LOST))
 
-    async def deliver(self, job: Job) -> None:
-        """Hand the stored result to the delivery; retried with backoff. Never runs the job again."""
+    async def _end_delivering(self, job_id: str, result: Job | Ending) -> None:
+        """Deliver a delivering job (or end it as its result could not be had) and write how it ended."""
+        fields: dict[str, Any] = {}
+        if isinstance(result, Ending):
+            ending = result
+        else:
+            delivered = await self.deliver(result)
+            if delivered is None:
+                return  # no delivery connected: delivered on the next start
+            ending, fields = delivered
+        ended = await self.endings.finish(job_id, ending, **fields)
+        if ended is not None and ending.reason is EndReason.DELIVERED:
+            await self._forget_on_server(ended)
+
+    async def deliver(self, job: Job) -> tuple[Ending, dict[str, Any]] | None:
+        """Hand the stored result to the delivery, retried with backoff, and say how that ended
+        (with the fields to store); None when no delivery is connected. Never runs the job again."""
         ctx = self.ctx
         ctx.streams.publish(ProgressUpdate(job_id=job.id, phase="delivering", message="Posting the video"))
         if ctx.delivery is None:
             log.warning("job %s is ready but no delivery is set; it will be delivered on the next start", job.id)
-            return
+            return None
         delay = 1.0
         for attempt in range(1, ctx.limits.delivery_attempts + 1):
             # Counted before each try and kept across restarts: a delivery that is not the first
@@ -367,17 +380,14 @@ class Runner:
             except asyncio.CancelledError:
                 raise
             except UserFacingError as exc:
-                await self.endings.finish(job.id, Ending.failed(exc.user_message, exc.detail))
-                return
+                return Ending.failed(exc.user_message, exc.detail), {}
             except Exception:
                 log_failure(log, logging.WARNING, "job %s: delivery attempt %d failed", job.id, attempt)
                 await ctx.clock.sleep(delay)
                 delay = min(delay * 4, 120.0)
                 continue
-            await self.endings.finish(job.id, Ending.delivered(), delivered_message_id=message_id)
-            await self._forget_on_server(job)
-            return
-        await self.endings.finish(job.id, Ending.failed(NOT_POSTED, "delivery failed"))
+            return Ending.delivered(), {"delivered_message_id": message_id}
+        return Ending.failed(NOT_POSTED, "delivery failed"), {}
 
     async def _forget_on_server(self, job: Job) -> None:
         """Delete a delivered job's history entry on ComfyUI (best effort)."""
@@ -425,17 +435,3 @@ def _failure(job_id: str, exc: BaseException) -> Ending:
 def _job(attempt: Attempt) -> Job:
     assert attempt.job is not None, "the attempt's job is loaded first"
     return attempt.job
-
-
-def _read_input(path: Path) -> tuple[bytes, str]:
-    """A job's prepared PNG and the name to upload it under (from its content, see
-    :func:`bot.media.images.content_upload_name`)."""
-    png = path.read_bytes()
-    return png, content_upload_name(png)
-
-
-def _png_size(png: bytes) -> tuple[int, int]:
-    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
-        raise JobFailed("This job's prepared image is damaged.", detail="not a PNG")
-    width, height = struct.unpack(">II", png[16:24])
-    return int(width), int(height)
