@@ -214,11 +214,11 @@ class Marks:
 @contextlib.contextmanager
 def instrument(marks: Marks) -> Iterator[None]:
     """Wrap ``ComfyClient.queue_prompt``, ``ComfyHub._dispatch`` and image preparation (restored on exit)."""
-    import bot.jobs.service as service_module
+    import bot.jobs.intake as intake_module
 
     original_queue = ComfyClient.queue_prompt
     original_dispatch = ComfyHub._dispatch
-    original_prepare = service_module.prepare_image_async
+    original_prepare = intake_module.prepare_image_async
     original_upload = ComfyClient.upload_image
     original_download = ComfyClient.download
 
@@ -260,7 +260,7 @@ def instrument(marks: Marks) -> Iterator[None]:
 
     ComfyClient.queue_prompt = queue_prompt  # type: ignore[method-assign]
     ComfyHub._dispatch = dispatch  # type: ignore[method-assign]
-    service_module.prepare_image_async = prepare  # type: ignore[assignment]
+    intake_module.prepare_image_async = prepare  # type: ignore[assignment]
     ComfyClient.upload_image = upload_image  # type: ignore[method-assign]
     ComfyClient.download = download  # type: ignore[method-assign]
     try:
@@ -268,7 +268,7 @@ def instrument(marks: Marks) -> Iterator[None]:
     finally:
         ComfyClient.queue_prompt = original_queue  # type: ignore[method-assign]
         ComfyHub._dispatch = original_dispatch  # type: ignore[method-assign]
-        service_module.prepare_image_async = original_prepare  # type: ignore[assignment]
+        intake_module.prepare_image_async = original_prepare  # type: ignore[assignment]
         ComfyClient.upload_image = original_upload  # type: ignore[method-assign]
         ComfyClient.download = original_download  # type: ignore[method-assign]
 

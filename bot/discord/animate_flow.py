@@ -9,12 +9,15 @@ Starting a job: the member's access (DMs, ban, pause, channel, role, others' ima
 with the :class:`~bot.moderation.policy.AdmissionPolicy`, then what the payload tells
 (permissions, attachment type and size, options), and refused privately (a
 :class:`~bot.errors.UserFacingError`; the tree replies). Then the policy admits the job (jobs in
-flight, cooldown, quotas: counted at once) and the same in-flight limit goes to the job service.
-The interaction is deferred publicly: that message becomes the job's status message, edited by
-:class:`bot.discord.delivery.DiscordDelivery`. A job refused after admission gives its use back
-(:meth:`AdmissionPolicy.refund`); a failure after the defer turns the status into a one-line
-notice and the reason goes in an ephemeral followup. When a daily quota applies, the member is
-told privately how many generations are left.
+flight, cooldown, quotas: counted at once) and the job service reserves the member's slot under
+the same in-flight limit (:meth:`~bot.jobs.service.JobService.reserve`): from then on the job
+counts as in flight, while its image is downloaded and prepared, so a burst of requests is refused
+privately instead of being deferred and failing later. The interaction is deferred publicly: that
+message becomes the job's status message, edited by :class:`bot.discord.delivery.DiscordDelivery`.
+The reservation becomes the queued job, or is released however the request ends. A job refused
+after admission gives its use back (:meth:`AdmissionPolicy.refund`); a failure after the defer
+turns the status into a one-line notice and the reason goes in an ephemeral followup. When a
+daily quota applies, the member is told privately how many generations are left.
 
 Buttons: Cancel and Delete are allowed to the job's owner and the guild's moderators
 (:func:`bot.discord.requester.job_moderation`); Re-roll, More motion and Less motion start a new
@@ -36,7 +39,7 @@ from bot.discord.status import clamp_motion
 from bot.discord.tree import describe_error
 from bot.errors import InvalidInput, NotAllowed
 from bot.jobs.models import Job
-from bot.jobs.service import JobRequest, JobService
+from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
@@ -89,29 +92,33 @@ class AnimateFlow:
         chosen = self.jobs.workflow_for(workflow, options)
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
-        admission = await self._admit(requester, others_image=others_image)
-        status_id = await self._defer_admitted(interaction, admission)
+        admission, reservation = await self._admit(requester, others_image=others_image)
         try:
-            data = await image.read()
-            job = await self.jobs.submit(JobRequest(
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id or 0,
-                guild_id=interaction.guild_id,
-                image=data,
-                workflow=chosen.name,
-                options=options,
-                max_in_flight=admission.max_in_flight,
-                **self._interaction_fields(interaction, status_id),
-            ))
-        except discord.HTTPException as exc:
-            await self._refund(admission)
-            await self._failed_after_defer(interaction, InvalidInput(
-                "I could not download that image from Discord. Please try again.", detail=f"HTTP {exc.status}"))
-            return
-        except Exception as exc:
-            await self._refund(admission)
-            await self._failed_after_defer(interaction, exc)
-            return
+            status_id = await self._defer_admitted(interaction, admission)
+            try:
+                data = await image.read()
+                job = await self.jobs.submit(JobRequest(
+                    user_id=interaction.user.id,
+                    channel_id=interaction.channel_id or 0,
+                    guild_id=interaction.guild_id,
+                    image=data,
+                    workflow=chosen.name,
+                    options=options,
+                    max_in_flight=admission.max_in_flight,
+                    reservation=reservation,
+                    **self._interaction_fields(interaction, status_id),
+                ))
+            except discord.HTTPException as exc:
+                await self._refund(admission)
+                await self._failed_after_defer(interaction, InvalidInput(
+                    "I could not download that image from Discord. Please try again.", detail=f"HTTP {exc.status}"))
+                return
+            except Exception as exc:
+                await self._refund(admission)
+                await self._failed_after_defer(interaction, exc)
+                return
+        finally:
+            reservation.release()  # nothing once it became the job
         self.delivery.follow(job)
         await self._tell_quota(interaction, admission)
 
@@ -170,38 +177,43 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
-        admission = await self._admit(requester)
-        status_id = await self._defer_admitted(interaction, admission)
+        admission, reservation = await self._admit(requester)
         try:
-            new_job = await self.jobs.reroll(
-                job.id,
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id or job.channel_id,
-                guild_id=interaction.guild_id,
-                overrides=overrides,
-                new_seed=new_seed,
-                max_in_flight=admission.max_in_flight,
-                **self._interaction_fields(interaction, status_id),
-            )
-        except Exception as exc:
-            await self._refund(admission)
-            await self._failed_after_defer(interaction, exc)
-            return
+            status_id = await self._defer_admitted(interaction, admission)
+            try:
+                new_job = await self.jobs.reroll(
+                    job.id,
+                    user_id=interaction.user.id,
+                    channel_id=interaction.channel_id or job.channel_id,
+                    guild_id=interaction.guild_id,
+                    overrides=overrides,
+                    new_seed=new_seed,
+                    max_in_flight=admission.max_in_flight,
+                    reservation=reservation,
+                    **self._interaction_fields(interaction, status_id),
+                )
+            except Exception as exc:
+                await self._refund(admission)
+                await self._failed_after_defer(interaction, exc)
+                return
+        finally:
+            reservation.release()
         self.delivery.follow(new_job)
         await self._tell_quota(interaction, admission)
 
     # ------------------------------------------------------------------ helpers
 
-    async def _admit(self, requester: Requester, *, others_image: bool = False) -> Admission:
-        """Every moderation check and limit; counts the job. Refunded if the queue then refuses it."""
+    async def _admit(self, requester: Requester, *, others_image: bool = False) -> tuple[Admission, Reservation]:
+        """Every moderation check and limit; counts the job and reserves the member's slot in the
+        job service (release it however the request ends). Refunded if the queue refuses it."""
         admission = await self.policy.admit(requester, animating_others_image=others_image,
                                             in_flight=self.jobs.in_flight(requester.user_id))
         try:
-            self.jobs.check_can_accept(requester.user_id, admission.max_in_flight)
+            reservation = self.jobs.reserve(requester.user_id, admission.max_in_flight)
         except BaseException:
             await self._refund(admission)
             raise
-        return admission
+        return admission, reservation
 
     async def _defer_admitted(self, interaction: discord.Interaction[Any], admission: Admission) -> int:
         try:

@@ -12,6 +12,15 @@ limit caps. A global cap bounds the number of waiting jobs. Both refusals raise
 :class:`bot.errors.LimitReached` with the message a member reads, in the words the queue is
 given (:class:`QueueWording`; the job service passes the bot's, from :mod:`bot.moderation.messages`).
 
+A job admitted but not queued yet (its image is still being downloaded and prepared) holds a
+:class:`Reservation` (:meth:`FairQueue.reserve`): it counts as in flight for its member and
+against the waiting cap, so a burst of requests cannot slip past the limits while earlier ones
+are being prepared. It becomes the job when pushed with it (:meth:`FairQueue.push`), or is
+given back with :meth:`Reservation.release`.
+
+:data:`DEFAULT` is the one "use the queue's own per-member limit" marker; the queue is the one
+place that resolves it (:meth:`FairQueue.check_room`).
+
 On restart, rebuild it from the store: ``push(..., enforce_limits=False)`` for waiting jobs
 in creation order and ``mark_running`` for submitted/running/delivering ones.
 """
@@ -20,12 +29,12 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
 
 from bot.errors import LimitReached
 
-__all__ = ["FairQueue", "QueueEntry", "QueueWording", "DEFAULT"]
+__all__ = ["FairQueue", "QueueEntry", "QueueWording", "DEFAULT", "Limit", "Reservation"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,26 @@ class _Default:
         return "DEFAULT"
 
 
-#: Marker for "use the queue's own per-member limit" in :meth:`FairQueue.push`.
+#: Marker for "use the queue's own per-member limit" (:meth:`FairQueue.push`, :meth:`FairQueue.reserve`,
+#: and the job service's requests, which pass it through).
 DEFAULT: Final = _Default()
+
+#: A per-member limit: a number, None (no limit: an exempt role) or :data:`DEFAULT`.
+Limit: TypeAlias = int | None | _Default
+
+
+@dataclass(eq=False)
+class Reservation:
+    """A member's room held for a job being prepared (see the module docstring). ``active`` until
+    it becomes a queued job or is released; releasing twice, or after it was used, does nothing."""
+
+    member: Hashable
+    _queue: FairQueue = field(repr=False)
+    active: bool = True
+
+    def release(self) -> None:
+        """Give the room back (the request was refused or failed before it was queued)."""
+        self._queue._end_reservation(self)
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,7 @@ class FairQueue:
         self._member_of: dict[str, Hashable] = {}
         self._running: dict[Hashable, set[str]] = {}
         self._running_member: dict[str, Hashable] = {}
+        self._reserved: dict[Hashable, int] = {}  # member -> active reservations
 
     # ---- adding
 
@@ -81,19 +109,26 @@ class FairQueue:
         job_id: str,
         member: Hashable,
         *,
-        max_in_flight: int | None | _Default = DEFAULT,
+        max_in_flight: Limit = DEFAULT,
         enforce_limits: bool = True,
+        reservation: Reservation | None = None,
     ) -> int:
         """Add a waiting job at the end of its member's line; returns its position (1-based).
 
         Raises :class:`LimitReached` when the member already has ``max_in_flight`` jobs
         waiting or in flight, or when ``max_waiting`` jobs are waiting. ``enforce_limits=False``
-        skips both (restoring after a restart must never drop a job).
+        skips both (restoring after a restart must never drop a job). An active ``reservation``
+        of the member becomes this job: its room was checked when it was made.
         """
         if job_id in self._member_of or job_id in self._running_member:
             raise ValueError(f"job {job_id} is already in the queue")
-        if enforce_limits:
+        reserved = reservation is not None and reservation.active and reservation._queue is self \
+            and reservation.member == member
+        if enforce_limits and not reserved:
             self.check_room(member, max_in_flight=max_in_flight)
+        if reserved:
+            assert reservation is not None
+            self._end_reservation(reservation)
         line = self._lines.get(member)
         if line is None:
             line = self._lines[member] = deque()
@@ -101,13 +136,32 @@ class FairQueue:
         self._member_of[job_id] = member
         return self.position(job_id) or 0
 
-    def check_room(self, member: Hashable, *, max_in_flight: int | None | _Default = DEFAULT) -> None:
-        """Raise :class:`LimitReached` if :meth:`push` would refuse a new job of ``member`` now."""
+    def check_room(self, member: Hashable, *, max_in_flight: Limit = DEFAULT) -> None:
+        """Raise :class:`LimitReached` if :meth:`push` would refuse a new job of ``member`` now
+        (reservations count: as in flight for their member, and as waiting)."""
         limit = self.max_in_flight if isinstance(max_in_flight, _Default) else max_in_flight
         if limit is not None and self.in_flight(member) >= limit:
             raise LimitReached(self.wording.in_flight(limit), detail=f"member {member!r} at in-flight limit {limit}")
-        if self.max_waiting is not None and len(self) >= self.max_waiting:
-            raise LimitReached(self.wording.queue_full, detail=f"{len(self)} jobs waiting (cap {self.max_waiting})")
+        waiting = len(self) + self.reserved_count()
+        if self.max_waiting is not None and waiting >= self.max_waiting:
+            raise LimitReached(self.wording.queue_full, detail=f"{waiting} jobs waiting or being prepared (cap {self.max_waiting})")
+
+    def reserve(self, member: Hashable, *, max_in_flight: Limit = DEFAULT) -> Reservation:
+        """Hold room for a job of ``member`` that is not ready to be queued yet (checked as
+        :meth:`check_room` does, then counted until it is pushed or released)."""
+        self.check_room(member, max_in_flight=max_in_flight)
+        self._reserved[member] = self._reserved.get(member, 0) + 1
+        return Reservation(member, self)
+
+    def _end_reservation(self, reservation: Reservation) -> None:
+        if not reservation.active:
+            return
+        reservation.active = False
+        left = self._reserved.get(reservation.member, 0) - 1
+        if left > 0:
+            self._reserved[reservation.member] = left
+        else:
+            self._reserved.pop(reservation.member, None)
 
     def push_front(self, job_id: str, member: Hashable) -> None:
         """Put a job back at the very head of the queue (its server died before running it).
@@ -218,6 +272,10 @@ class FairQueue:
         """Jobs counted as in flight, all members together."""
         return len(self._running_member)
 
+    def reserved_count(self) -> int:
+        """Active reservations, all members together."""
+        return sum(self._reserved.values())
+
     def member_of(self, job_id: str) -> Hashable | None:
         return self._member_of.get(job_id, self._running_member.get(job_id))
 
@@ -229,8 +287,8 @@ class FairQueue:
         return set(self._running.get(member, ()))
 
     def in_flight(self, member: Hashable) -> int:
-        """Waiting + in-flight jobs of a member (what the per-member limit caps)."""
-        return len(self._lines.get(member, ())) + len(self._running.get(member, ()))
+        """Waiting + in-flight jobs of a member, and their reservations (what the per-member limit caps)."""
+        return len(self._lines.get(member, ())) + len(self._running.get(member, ())) + self._reserved.get(member, 0)
 
     def position(self, job_id: str) -> int | None:
         """1-based place in line (1 = served next), or None if the job is not waiting.

@@ -2,13 +2,15 @@
 
 upload the prepared image -> inject it and the options into the workflow -> subscribe to the
 prompt on the server's hub, then ``POST /prompt`` with the bot's own prompt_id -> follow it to
-its end -> download the result. Fairness, persistence and retries live in
-:mod:`bot.jobs.service`; ``python -m bot animate`` calls these steps directly.
+its end -> download the result. Fairness, persistence and retries live in the job service
+(:mod:`bot.jobs.runner` runs these steps for a job); ``python -m bot animate`` calls them directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from bot.comfy.follow import Outcome, follow_prompt
 from bot.comfy.hub import ComfyHub
 from bot.comfy.models import FileRef
 from bot.errors import JobFailed
+from bot.media.images import content_upload_name
 from bot.media.outputs import ResultFile, pick_result
 from bot.workflows import Workflow, inject
 from bot.workflows.model import ResolvedOptions
@@ -55,6 +58,19 @@ async def upload_input(client: ComfyClient, png: bytes, name: str) -> str:
     """
     ref = await client.upload_image(png, name, overwrite=False)
     return f"{ref.subfolder}/{ref.filename}" if ref.subfolder else ref.filename
+
+
+async def read_prepared_input(path: Path) -> tuple[bytes, str, tuple[int, int]]:
+    """A job's prepared PNG (kept in ``DATA_DIR``), the name to upload it under (from its content,
+    :func:`bot.media.images.content_upload_name`) and its size. :class:`JobFailed` if it is gone."""
+    try:
+        png = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise JobFailed("This job's image is no longer kept.", detail=str(exc)) from exc
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        raise JobFailed("This job's prepared image is damaged.", detail="not a PNG")
+    width, height = struct.unpack(">II", png[16:24])
+    return png, content_upload_name(png), (int(width), int(height))
 
 
 def build_graph(

@@ -10,16 +10,23 @@ same stream, each at its own pace.
 
 Previews are big and rare, so the last preview image seen is also kept on
 :attr:`ProgressStream.last_preview`, even after a later update without one.
+
+:func:`progress_from_event` is the one place that turns a ComfyUI event into an update (pure);
+the job service's runner publishes what it gives, and ``python -m bot animate`` draws it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-__all__ = ["Phase", "PHASES", "ProgressUpdate", "ProgressStream", "ProgressStreams", "EtaEstimator"]
+from bot.comfy.events import Event, Executing, ExecutionCached, ExecutionStart, PreviewImage, Progress
+from bot.workflows import Workflow
+
+__all__ = ["Phase", "PHASES", "ProgressUpdate", "ProgressStream", "ProgressStreams", "EtaEstimator",
+           "progress_from_event"]
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +223,43 @@ class EtaEstimator:
         if now is not None:
             remaining -= max(0.0, now - self._last_at)
         return max(0.0, remaining)
+
+
+def progress_from_event(event: Event, workflow: Workflow, *, job_id: str, latest: ProgressUpdate | None,
+                        elapsed: float | None = None) -> ProgressUpdate | None:
+    """The update a ComfyUI ``event`` of a job's prompt makes, given the job's ``latest`` update
+    (None when there is no new update to show). Pure: the caller publishes it, and adds the ETA
+    to a ``running`` update (:class:`EtaEstimator`, fed with its step and steps).
+
+    - the first execution event (while the job is waiting or queued) -> ``starting``;
+    - progress of the workflow's progress node -> ``running``, step k of n;
+      progress of any other node -> ``encoding``;
+    - a preview while ``running`` -> the latest update with that preview;
+    - the video node starting, or any node after the last sampling step (decoding the frames
+      counts too) -> ``encoding``.
+    """
+    if isinstance(event, Progress):
+        percent = 100.0 * event.value / event.max if event.max else None
+        if event.node == workflow.progress_node_id:
+            return ProgressUpdate(job_id=job_id, phase="running", step=event.value, steps=event.max, node=event.node,
+                                  percent=percent, elapsed=elapsed,
+                                  message=workflow.describe_progress(event.node, event.value, event.max))
+        return ProgressUpdate(job_id=job_id, phase="encoding", node=event.node, percent=percent, elapsed=elapsed,
+                              message="encoding")
+    if isinstance(event, PreviewImage):
+        return replace(latest, preview=event.image) if latest is not None and latest.phase == "running" else None
+    if isinstance(event, Executing) and event.node is not None and (
+        event.node == workflow.output_node_id or _past_sampling(latest, event.node)
+    ):
+        return ProgressUpdate(job_id=job_id, phase="encoding", node=event.node, elapsed=elapsed, message="encoding")
+    if isinstance(event, (ExecutionStart, ExecutionCached, Executing)) and (
+        latest is None or latest.phase in ("waiting", "queued")
+    ):
+        return ProgressUpdate(job_id=job_id, phase="starting", elapsed=0.0, message="Starting")
+    return None
+
+
+def _past_sampling(latest: ProgressUpdate | None, node: str) -> bool:
+    """Whether the job's last update was the final sampling step and ``node`` is another node."""
+    return (latest is not None and latest.phase == "running" and latest.step is not None
+            and latest.steps is not None and latest.step >= latest.steps and node != latest.node)

@@ -1,20 +1,16 @@
 """Clip surgery for "Extend" and "Boomerang": last frame, joining two clips, ping-pong order.
 
-This module owns the pure frame-order rules and the file work around them; it does not know
-about jobs, Discord or ComfyUI:
+This module owns the file work around the frame-order rules of :mod:`bot.media.frame_order`
+(re-exported here); it does not know about jobs, Discord or ComfyUI:
 
 * :func:`last_frame` gives the last frame of an ORIGINAL output file (GIF, MP4/WebM, animated
   WebP or PNG, as VHS_VideoCombine, core SaveVideo and core SaveAnimatedWEBP write them), decoded
   as is, never re-encoded: the input image of an Extend. For a boomerang it gives the forward
   part's last frame instead (the turning point), where an Extend must continue.
-* :func:`join_clips` decodes two clips and writes one: the first clip's frames, then the second
-  clip's frames without its first one (the second clip was generated from the first one's last
-  frame, so its frame 0 repeats it). With ``boomerang=True`` it joins the forward parts and
-  ping-pongs the result again.
-* :func:`boomerang_frames` is VideoHelperSuite's ``pingpong`` order (``to_pingpong`` in
-  ``videohelpersuite/nodes.py``): 0..n-1 then n-2..1, i.e. 2n-2 frames for n >= 2;
-  :func:`forward_part` undoes it; :func:`make_boomerang` re-encodes a clip that way (the
-  core-nodes workflow has no pingpong input).
+* :func:`join_clips` decodes two clips and writes one in an Extend's frame order
+  (:func:`~bot.media.frame_order.extend_frames`: the second clip without its first frame).
+* :func:`make_boomerang` re-encodes a clip in VideoHelperSuite's ``pingpong`` order
+  (:func:`~bot.media.frame_order.boomerang_frames`; the core-nodes workflow has no pingpong input).
 
 Clips of different sizes are refused with :class:`ClipSizeMismatch`, never scaled (an Extend is
 generated at the size of the clip it extends). The written file is H.264 MP4 in yuv420p by
@@ -37,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final, Literal, TypeAlias, TypeVar
+from typing import Final, Literal, TypeAlias
 
 import av
 import numpy as np
@@ -46,9 +42,21 @@ from av.video.stream import VideoStream
 from PIL import Image, ImageSequence
 
 from bot.errors import JobFailed
+from bot.media.frame_order import (
+    boomerang_frames,
+    extend_frames,
+    forward_last_index,
+    forward_length,
+    forward_part,
+    join_frames,
+)
 from bot.media.video import sniff_format
 
-T = TypeVar("T")
+__all__ = ["Clip", "ClipError", "ClipSizeMismatch", "ClipWriteFailed", "JoinedClip", "UnreadableClip", "WrittenClip",
+           "boomerang_frames", "extend_frames", "forward_last_index", "forward_length", "forward_part", "join_clips",
+           "join_clips_async", "join_frames", "last_frame", "last_frame_async", "last_frame_png",
+           "last_frame_png_async", "make_boomerang", "make_boomerang_async", "read_clip", "write_frames"]
+
 RGBArray: TypeAlias = npt.NDArray[np.uint8]
 OutputFormat: TypeAlias = Literal["mp4", "gif", "webp"]
 
@@ -92,73 +100,6 @@ class ClipWriteFailed(ClipError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__("The clips could not be put together.", detail=f"writing {path.name}: {reason}")
         self.path = path
-
-
-# --- pure frame order -------------------------------------------------------------------------
-
-
-def boomerang_frames(frames: Sequence[T]) -> list[T]:
-    """VHS_VideoCombine's ``pingpong`` order: frames 0..n-1, then n-2 down to 1.
-
-    2n-2 frames for n >= 2 (neither end is shown twice, so it loops smoothly); one or two
-    frames come back unchanged, as in VHS's ``to_pingpong``.
-    """
-    items = list(frames)
-    return items + items[-2:0:-1]
-
-
-def forward_length(count: int) -> int:
-    """How many frames the forward part of a ``count``-frame boomerang has (n for 2n-2).
-
-    Raises ``ValueError`` for a count no boomerang has (odd and above 1, or below 1).
-    """
-    if count < 1:
-        raise ValueError("a boomerang has at least one frame")
-    if count == 1:
-        return 1
-    if count % 2:
-        raise ValueError(f"{count} frames cannot be a boomerang (2n-2 is even)")
-    return count // 2 + 1
-
-
-def forward_last_index(count: int) -> int:
-    """Index, in a ``count``-frame boomerang, of the forward part's last frame (n-1 of 2n-2):
-    the frame an Extend of a boomerang continues from."""
-    return forward_length(count) - 1
-
-
-def forward_part(frames: Sequence[T]) -> list[T]:
-    """The forward part of a boomerang (frames 0..n-1 of 2n-2): the inverse of
-    :func:`boomerang_frames`. Raises ``ValueError`` when the count cannot be a boomerang."""
-    return list(frames[: forward_length(len(frames))])
-
-
-def join_frames(first: Sequence[T], second: Sequence[T], *, drop_boundary: bool = True) -> list[T]:
-    """``first`` then ``second``, without ``second[0]`` when ``drop_boundary`` (it repeats
-    ``first[-1]``, the frame the second clip was generated from)."""
-    return list(first) + list(second[1:] if drop_boundary else second)
-
-
-def extend_frames(
-    first: Sequence[T],
-    second: Sequence[T],
-    *,
-    first_boomerang: bool = False,
-    second_boomerang: bool = False,
-    boomerang: bool = False,
-    drop_boundary: bool = True,
-) -> list[T]:
-    """The frame order of an Extend, in one place.
-
-    Each input that is a boomerang (``*_boomerang``) is cut to its forward part first; the two
-    are joined with :func:`join_frames`; with ``boomerang`` the result is ping-ponged again.
-    The Extend of a boomerang is therefore
-    ``boomerang_frames(forward_part(first) + forward_part(second)[1:])``.
-    """
-    a = forward_part(first) if first_boomerang else list(first)
-    b = forward_part(second) if second_boomerang else list(second)
-    joined = join_frames(a, b, drop_boundary=drop_boundary)
-    return boomerang_frames(joined) if boomerang else joined
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -491,18 +432,8 @@ async def join_clips_async(
     preset: str = DEFAULT_PRESET,
 ) -> JoinedClip:
     return await asyncio.to_thread(
-        join_clips,
-        first,
-        second,
-        out,
-        fps=fps,
-        drop_boundary=drop_boundary,
-        first_boomerang=first_boomerang,
-        second_boomerang=second_boomerang,
-        boomerang=boomerang,
-        format=format,
-        crf=crf,
-        preset=preset,
+        join_clips, first, second, out, fps=fps, drop_boundary=drop_boundary, first_boomerang=first_boomerang,
+        second_boomerang=second_boomerang, boomerang=boomerang, format=format, crf=crf, preset=preset,
     )
 
 

@@ -30,11 +30,12 @@ import aiohttp
 
 from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
-from bot.comfy.events import Event, Executing, ExecutionCached, ExecutionStart, Progress, Reconnected
+from bot.comfy.events import Event, Reconnected
 from bot.comfy.follow import Outcome
 from bot.comfy.hub import ComfyHub, load_or_create_client_id
 from bot.errors import InvalidInput, UserFacingError
 from bot.jobs import pipeline
+from bot.jobs.progress import ProgressUpdate, progress_from_event
 from bot.media.images import check_declared_size, content_upload_name, prepare_image_async
 from bot.media.video import fit_video_async, sniff_format
 from bot.settings import ServerConfig, Settings
@@ -216,30 +217,29 @@ async def answering_servers(session: aiohttp.ClientSession, settings: Settings, 
 
 
 class ProgressReporter:
-    """Turns a prompt's events into progress-bar updates."""
+    """Draws a prompt's events on the progress bar, as the bot's status message reads them
+    (:func:`bot.jobs.progress.progress_from_event`)."""
 
     def __init__(self, workflow: Workflow, bar: ProgressBar) -> None:
         self.workflow = workflow
         self.bar = bar
-        self.sampled = False  # the last sampling step was seen: later nodes are "encoding"
+        self.latest: ProgressUpdate | None = None
 
     async def __call__(self, event: Event) -> None:
-        if isinstance(event, ExecutionStart):
-            self.bar.update("running")
-        elif isinstance(event, ExecutionCached) and event.nodes:
-            self.bar.update(f"running ({len(event.nodes)} nodes cached)")
-        elif isinstance(event, Progress):
-            text = self.workflow.describe_progress(event.node, event.value, event.max)
-            sampling = event.node is not None and event.node == self.workflow.progress_node_id
-            fraction = event.value / event.max if sampling and event.max else None
-            self.sampled = self.sampled or (sampling and event.max > 0 and event.value >= event.max)
-            self.bar.update(text, fraction)
-        elif isinstance(event, Executing) and event.node is not None and (
-            event.node == self.workflow.output_node_id or (self.sampled and event.node != self.workflow.progress_node_id)
-        ):
-            self.bar.update("encoding")
-        elif isinstance(event, Reconnected):
+        if isinstance(event, Reconnected):
             self.bar.update("connection to the server was lost; checking what happened")
+            return
+        update = progress_from_event(event, self.workflow, job_id="shell", latest=self.latest)
+        if update is None:
+            return
+        self.latest = update
+        if update.phase == "starting":
+            self.bar.update("running")
+        elif update.phase == "running":
+            fraction = update.step / update.steps if update.step is not None and update.steps else None
+            self.bar.update(update.message or "running", fraction)
+        else:
+            self.bar.update(update.message or update.phase)
 
 
 async def stop_prompt(client: ComfyClient, prompt_id: str) -> None:

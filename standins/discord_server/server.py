@@ -278,7 +278,8 @@ class DiscordStandIn:
              times: int = 1) -> Hold:
         """Hold back the next ``times`` REST requests matching ``method`` ("*" = any) and the fnmatch
         ``pattern`` (path under ``/api/v10``) until ``release()``: before they are handled, or
-        (``stage="after"``) handled but not answered. See :class:`Hold`."""
+        (``stage="after"``) handled but not answered. See :class:`Hold`. Attachment downloads from
+        the CDN can be held too (``"GET", "/cdn/*"``, stage ``before``)."""
         if stage not in ("before", "after"):
             raise ValueError("stage must be 'before' or 'after'")
         hold = Hold(method=method.upper(), pattern=pattern, stage=stage, with_files=with_files, times=times)
@@ -570,6 +571,8 @@ class DiscordStandIn:
         if path not in self.attachments:
             rec.status = 404
             return web.Response(status=404, text="Not Found")
+        if not await self._pass_holds(request, rec.path, False, "before", rec):
+            return _dropped(request, rec)
         if self.cdn_delay:
             await asyncio.sleep(self.cdn_delay)
         body, content_type = self.attachments[path]

@@ -23,7 +23,7 @@ async def test_per_job_counts_return_to_idle_after_jobs_end(animate_bot: Animate
     service, stand_in = env.service, env.stand_in
     idle = service.memory_counts()
     for name in ("progress_streams", "followers", "delivery_records", "scheduler_messages", "scheduler_channels",
-                 "hub_subscriptions", "hub_buffered_prompts", "job_tasks", "cancel_requests"):
+                 "hub_subscriptions", "hub_buffered_prompts", "job_tasks", "job_attempts", "queue_reservations"):
         assert idle.get(name) == 0, (name, idle)
 
     # two delivered on their status messages

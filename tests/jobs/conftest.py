@@ -54,5 +54,5 @@ async def make_service(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncI
 
     yield factory
     for service in services:
-        if not service._closing:
+        if not service.closing:
             await service.close()

@@ -123,3 +123,33 @@ def test_eta_from_step_timing() -> None:
     assert eta.eta(10_000.0) == 0.0
     eta.observe(0, 10, at=200.0)  # a new progress node starts over
     assert eta.eta(200.0) is None
+
+
+def test_one_function_turns_comfyui_events_into_updates() -> None:
+    from bot.comfy.events import Executing, ExecutionCached, ExecutionStart, PreviewImage, Progress
+    from bot.jobs.progress import progress_from_event
+    from tests.jobs.fakes import REGISTRY
+
+    workflow = REGISTRY.default
+    assert workflow is not None and workflow.progress_node_id and workflow.output_node_id
+    sampler, video = workflow.progress_node_id, workflow.output_node_id
+
+    def step(event: object, latest: ProgressUpdate | None) -> ProgressUpdate | None:
+        return progress_from_event(event, workflow, job_id="j1", latest=latest, elapsed=2.0)  # type: ignore[arg-type]
+
+    queued = ProgressUpdate(job_id="j1", phase="queued")
+    starting = step(ExecutionStart("p"), queued)
+    assert starting is not None and (starting.phase, starting.message) == ("starting", "Starting")
+    assert step(ExecutionCached("p", ["1"]), starting) is None  # started already
+    first = step(Progress("p", 1, 3, sampler), starting)
+    assert first is not None and (first.phase, first.step, first.steps, first.message) == ("running", 1, 3, "step 1 of 3")
+    assert first.percent is not None and round(first.percent) == 33 and first.elapsed == 2.0
+    with_preview = step(PreviewImage(b"jpeg", "image/jpeg", sampler, "p"), first)
+    assert with_preview == ProgressUpdate(**{**first.__dict__, "preview": b"jpeg"})
+    assert step(Executing("p", "some-node"), first) is None  # still sampling
+    last = step(Progress("p", 3, 3, sampler), first)
+    decoding = step(Executing("p", "decoder"), last)
+    assert decoding is not None and decoding.phase == "encoding"  # any node after the last step
+    assert step(Executing("p", video), first).phase == "encoding"  # type: ignore[union-attr]
+    other = step(Progress("p", 2, 4, video), last)
+    assert other is not None and (other.phase, other.percent) == ("encoding", 50.0)

@@ -132,3 +132,29 @@ async def test_the_server_daily_cap_counts_every_member_and_holds_even_for_an_ex
         assert accepted(lifted)
         await delivered(lifted)
     assert await usage_today(env.service.store, stand_in.guild.id, members[2].id) == 1  # the refusal was not counted
+
+
+@pytest.mark.timeout(60)
+async def test_a_job_whose_image_is_still_downloading_counts_as_in_flight(animate_bot: AnimateFactory) -> None:
+    """Two admitted jobs whose images are still being fetched from Discord's CDN count against
+    the in-flight limit: a third /animate is refused privately at once, not deferred publicly
+    and failed later ("I couldn't start this animation")."""
+    env = await animate_bot(max_jobs_per_member=2)
+    stand_in = env.stand_in
+    downloads = [stand_in.hold("GET", "/cdn/*"), stand_in.hold("GET", "/cdn/*")]
+    first, second = await animate(env, steps=2), await animate(env, steps=2)
+    for record, download in zip((first, second), downloads):
+        await download.wait_held()  # admitted and deferred; its image is not downloaded yet
+        assert accepted(record)
+
+    third = await animate(env)
+    assert await refusal(third) == "You already have 2 jobs in progress; wait for one to finish."
+    assert env.service.in_flight(stand_in.user.id) == 2
+
+    for download in downloads:
+        download.release()
+    for record in (first, second):
+        await delivered(record)
+    assert len(await env.service.store.jobs.for_user(stand_in.user.id, stand_in.guild.id, limit=10)) == 2
+    assert env.service.memory_counts()["queue_reservations"] == 0
+    assert not stand_in.violations

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import bot.jobs.runner as runner_module
 import bot.jobs.service as service_module
 from bot.jobs.models import JobState
 from bot.settings import load_settings
@@ -204,7 +205,7 @@ async def test_unexpected_exception_shows_members_nothing_secret(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(message)
 
-    monkeypatch.setattr(service_module, "build_graph", broken)
+    monkeypatch.setattr(runner_module, "build_graph", broken)
     member = discord_stand_in.add_member("unlucky")
     record = await animate(env, member)
     job = await job_end(env, member)
@@ -228,7 +229,7 @@ async def test_unexpected_exception_keeps_secrets_and_traceback_out_of_info_logs
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(message)
 
-    monkeypatch.setattr(service_module, "build_graph", broken)
+    monkeypatch.setattr(runner_module, "build_graph", broken)
     member = discord_stand_in.add_member("unlucky")
     await animate(world.env, member)
     assert (await job_end(world.env, member)).state is JobState.FAILED

@@ -1,0 +1,263 @@
+"""Intake: a member's request becomes a queued job (submit, re-roll), or a job is called off (cancel, a moderator's clear), within the limits.
+
+- **limits**: no answering server, the member's jobs in flight, the line's length. They are
+  checked before any work (:meth:`Intake.check_can_accept`) and again when the job is queued.
+  A request admitted before its image is ready holds a :class:`~bot.jobs.fairqueue.Reservation`
+  (:meth:`Intake.reserve`): the member's slot is counted from admission, so a burst cannot slip
+  past the limit while earlier images are being downloaded and prepared; the reservation becomes
+  the queued job, or is released when the request fails. The per-member limit is given as a
+  :data:`~bot.jobs.fairqueue.Limit`; :data:`~bot.jobs.fairqueue.DEFAULT` (the one "use the
+  default" marker) is resolved by the fair queue only.
+- **submit**: the workflow (the named one, or the default or a fallback a server can run), the
+  options checked, the image prepared in a thread (format judged from the bytes, size checked
+  before decoding, EXIF rotation, RGB, fitted), the job stored, then queued (:meth:`_queue_job`,
+  the one way a job is made); **re-roll**: a new job from an earlier one's input and options.
+- **cancel**: a waiting job is dropped from the line; a running one's attempt is told
+  (:meth:`bot.jobs.attempt.Attempt.decide`, the first decided reason wins) and the runner stops
+  its prompt; a job being moved off a lost server is cancelled once it is back in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import BackendUnavailable, InvalidInput, NotAllowed
+from bot.jobs.context import JobContext
+from bot.jobs.dispatcher import Dispatcher
+from bot.jobs.endings import EndReason, Ending, Endings, state_words
+from bot.jobs.fairqueue import DEFAULT, Limit, Reservation
+from bot.jobs.fleet import Fleet
+from bot.jobs.models import Job, JobState
+from bot.jobs.progress import ProgressStream
+from bot.jobs.runner import Runner
+from bot.media.images import prepare_image_async
+from bot.workflows import Workflow, resolve_options
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Intake", "JobRequest"]
+
+CANCEL_WAIT = 15.0  # seconds a cancel waits for the job to end before answering
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a member asked for. ``image`` is raw bytes; the service prepares it in a thread.
+
+    ``max_in_flight``: the member's limit (None: none, e.g. an exempt role; :data:`DEFAULT`: the
+    bot's). ``reservation``: the slot held for this request since it was admitted
+    (:meth:`Intake.reserve`); it becomes the job, or is released if the request fails.
+    """
+
+    user_id: int
+    channel_id: int
+    guild_id: int | None
+    image: bytes | None = field(default=None, repr=False)
+    source_job_id: str | None = None
+    workflow: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    interaction_token: str | None = field(default=None, repr=False)
+    application_id: int | None = None
+    interaction_created_at: float | None = None
+    status_message_id: int | None = None
+    max_in_flight: Limit = DEFAULT
+    extra: Mapping[str, Any] = field(default_factory=dict)  # kept with the job (e.g. the upload limit)
+    reservation: Reservation | None = field(default=None, repr=False, compare=False)
+
+
+class Intake:
+    """See the module docstring."""
+
+    def __init__(self, ctx: JobContext, *, dispatcher: Dispatcher, runner: Runner, endings: Endings, fleet: Fleet,
+                 rng: Any = None) -> None:
+        self.ctx = ctx
+        self.dispatcher = dispatcher
+        self.runner = runner
+        self.endings = endings
+        self.fleet = fleet
+        self.rng = rng
+
+    # ------------------------------------------------------------------ limits
+
+    def check_can_accept(self, user_id: int, max_in_flight: Limit = DEFAULT) -> None:
+        """Refuse now (before any work) when no server answers or a queue limit is reached."""
+        self.fleet.require_a_server()
+        self.ctx.queue.check_room(user_id, max_in_flight=max_in_flight)
+
+    def reserve(self, user_id: int, max_in_flight: Limit = DEFAULT) -> Reservation:
+        """:meth:`check_can_accept`, then hold the member's slot until the job is queued (pass it
+        in the request) or the reservation is released."""
+        self.fleet.require_a_server()
+        return self.ctx.queue.reserve(user_id, max_in_flight=max_in_flight)
+
+    def require_runnable(self, workflow: Workflow, options: Mapping[str, Any] | None = None) -> None:
+        """Refuse (:class:`BackendUnavailable`) when no server answers, or a workflow, or a
+        choice of its options, that no answering server can run."""
+        self.fleet.require_a_server()
+        self.ctx.router.require_runnable(workflow, options)
+
+    def _check_room(self, request: JobRequest) -> None:
+        if request.reservation is not None and request.reservation.active:
+            return  # its slot was held since it was admitted
+        self.ctx.queue.check_room(request.user_id, max_in_flight=request.max_in_flight)
+
+    # ------------------------------------------------------------------ new jobs
+
+    async def submit(self, request: JobRequest) -> Job:
+        """Check, prepare and queue a new job. Raises :class:`UserFacingError` subclasses."""
+        try:
+            workflow = self.ctx.router.workflow_for(request.workflow, request.options)
+            self.require_runnable(workflow, request.options)
+            self._check_room(request)
+            resolved = resolve_options(workflow, request.options, self.rng)
+            if request.image is None:
+                raise InvalidInput("Attach an image to animate.")
+            prepared = await prepare_image_async(
+                request.image, fit=str(resolved.get("fit", "crop")), max_pixels=self.ctx.limits.max_input_pixels
+            )
+            return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png)
+        finally:
+            if request.reservation is not None:
+                request.reservation.release()  # nothing if it became the job
+
+    async def reroll(self, job_id: str, request: JobRequest, *, overrides: Mapping[str, Any] | None = None,
+                     new_seed: bool = True, extra: Mapping[str, Any] | None = None) -> Job:
+        """A new job from an earlier one's input and options (a new seed unless one is given).
+        ``request`` says who asks and where; ``extra`` None keeps the earlier job's."""
+        try:
+            parent = await self.ctx.store.jobs.get(job_id)
+            if parent is None:
+                raise InvalidInput("That job is no longer known.")
+            if not parent.input_path or not await asyncio.to_thread(Path(parent.input_path).exists):
+                raise InvalidInput("The original image of that job is no longer kept; start a new /animate.")
+            workflow = self.ctx.workflows.get(parent.workflow)
+            if workflow is None:
+                raise InvalidInput("The workflow of that job is no longer available; start a new /animate.")
+            member_names = {o.name for o in workflow.member_options}
+            options = {k: v for k, v in parent.options.items() if k in member_names}
+            if new_seed:
+                options.pop("seed", None)
+            options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            resolved = resolve_options(workflow, options, self.rng)
+            self.require_runnable(workflow, resolved.as_dict())
+            self._check_room(request)
+            meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
+            return await self._queue_job(request, workflow, resolved.as_dict(), input_path=parent.input_path,
+                                         parent=parent, extra=meta)
+        finally:
+            if request.reservation is not None:
+                request.reservation.release()
+
+    async def _queue_job(self, request: JobRequest, workflow: Workflow, options: dict[str, Any], *,
+                         png: bytes | None = None, input_path: str | None = None, parent: Job | None = None,
+                         extra: Mapping[str, Any] | None = None) -> Job:
+        """Make the job (the one place), keep its prepared image, store it and queue it."""
+        meta = dict(request.extra if extra is None else extra)
+        job = Job.new(
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            guild_id=request.guild_id,
+            workflow=workflow.name,
+            created_at=self.ctx.clock.now(),
+            options=options,
+            input_path=input_path,
+            parent_job_id=parent.id if parent is not None else None,
+            interaction_token=request.interaction_token,
+            application_id=request.application_id,
+            interaction_created_at=request.interaction_created_at,
+            status_message_id=request.status_message_id,
+            result_meta={"request": meta} if meta else {},
+        )
+        if png is not None:
+            path = self.ctx.inputs_dir / f"{job.id}.png"
+            await asyncio.to_thread(_write_bytes, path, png)
+            job.input_path = str(path)
+        if self.ctx.closing:
+            raise BackendUnavailable("The bot is restarting. Please try again in a minute.")
+        self._check_room(request)
+        await self.ctx.store.jobs.add(job)
+        self.dispatcher.queue_new(job, request.reservation)
+        await self.ctx.emit(job, "queued", job.user_id)
+        return job
+
+    # ------------------------------------------------------------------ calling jobs off
+
+    async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
+        """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""
+        job = await self.ctx.store.jobs.get(job_id)
+        if job is None:
+            raise InvalidInput("That job is no longer known.")
+        if job.user_id != by_user and not moderator:
+            raise NotAllowed("Only the member who started this job, or a moderator, can cancel it.")
+        if job.is_terminal:
+            raise InvalidInput(f"That job has already ended ({state_words(job.state)}).")
+        if job.state is JobState.DELIVERING:
+            raise InvalidInput("That job is already done; its video is being posted.")
+        ending = Ending.cancelled(job.user_id, by_user)
+        stream = self.stream(job_id)
+        for _ in range(3):  # waiting, running, or being moved back to the line (then waiting)
+            if self.ctx.queue.remove(job_id):
+                await self.endings.finish(job_id, ending)
+                return await self._reload(job_id)
+            attempt = self.runner.attempt_of(job_id)
+            if attempt is None:
+                break
+            moving = attempt.ending is not None and attempt.ending.reason is EndReason.MOVED
+            if not moving:
+                attempt.decide(ending)  # the runner stops the prompt; a reason decided earlier wins
+                await attempt.wait_over(CANCEL_WAIT)
+                return await self._reload(job_id)
+            await attempt.wait_over(CANCEL_WAIT)  # it goes back to the line: cancel it there
+        await _wait_terminal(stream, CANCEL_WAIT)
+        return await self._reload(job_id)
+
+    async def clear_waiting(self, guild_id: int, *, by: int) -> list[Job]:
+        """Cancel every job of ``guild_id`` still waiting in the bot's line (a moderator's clear)."""
+        cleared: list[Job] = []
+        for entry in self.ctx.queue.order():
+            job = await self.ctx.store.jobs.get(entry.job_id)
+            if job is None or job.guild_id != guild_id or job.state is not JobState.WAITING:
+                continue
+            if not self.ctx.queue.remove(job.id):
+                continue
+            await self.endings.finish(job.id, Ending.cancelled(job.user_id, by))
+            cleared.append(await self._reload(job.id))
+        if cleared:
+            self.dispatcher.publish_positions()
+            self.ctx.wake()
+        return cleared
+
+    def stream(self, job_id: str) -> ProgressStream:
+        """The job's progress stream while it has not ended (else a closed one, kept nowhere)."""
+        if job_id in self.ctx.streams or self.ctx.queue.member_of(job_id) is not None:
+            return self.ctx.streams.get(job_id)
+        ended = ProgressStream(job_id)
+        ended.close()
+        return ended
+
+    async def _reload(self, job_id: str) -> Job:
+        job = await self.ctx.store.jobs.get(job_id)
+        assert job is not None
+        return job
+
+
+async def _wait_terminal(stream: ProgressStream, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            async for update in stream:
+                if update.is_terminal:
+                    return
+    except TimeoutError:
+        pass
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
