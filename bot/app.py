@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -243,14 +244,20 @@ class AnimateBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         """Stop the services (once; see :meth:`_stop_order`), then the Discord connection."""
-        if not self._stopped:
-            self._stopped = True
-            for name, closer in self._stop_order():
-                try:
-                    await closer()
-                except Exception:
-                    log_failure(log, logging.ERROR, "Closing the %s failed", name)
+        await self.close_services()
         await super().close()
+
+    async def close_services(self) -> None:
+        """Stop the services (once), leaving the Discord connection alone: :meth:`close` for a bot
+        that was started; alone for one that never was (discord.py's sharded client cannot close then)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for name, closer in self._stop_order():
+            try:
+                await closer()
+            except Exception:
+                log_failure(log, logging.ERROR, "Closing the %s failed", name)
 
     def diagnostic_sources(self) -> list[tuple[str, Any]]:
         """What SIGUSR1's diagnostics line asks for ``memory_counts()`` (:mod:`bot.observability.diagnostics`)."""
@@ -304,8 +311,9 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
                 await bot.start_observability()
             except OSError as exc:
                 port = settings.metrics_address[1] if settings.metrics_address else 0
-                log.error("METRICS_ADDRESS: cannot listen on port %d (%s)", port, exc.strerror or type(exc).__name__)
-                await bot.close()
+                reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+                log.error("METRICS_ADDRESS: cannot listen on port %d (%s)", port, reason.lower())
+                await bot.close_services()
                 return 2
             diagnostics = Diagnostics(bot.diagnostic_sources)  # SIGUSR1 -> one line of counts (bot/observability/diagnostics.py)
             diagnostics.install(loop)
