@@ -116,9 +116,10 @@ async def test_metrics_show_exactly_one_job_and_nothing_secret(animate_bot: Anim
     assert all(re.fullmatch(r"[A-Za-z0-9_.:/@ +-]+", value) for value in labels), labels
 
 
-async def test_refusals_are_counted_by_reason(animate_bot: AnimateFactory) -> None:
+async def test_refusals_and_discord_429s_are_counted(animate_bot: AnimateFactory) -> None:
     env = await animate_bot(**METRICS_ON)
     stand_in = env.stand_in
+    stand_in.add_fault("POST", "/interactions/*/callback", 429, times=1)  # discord.py waits and retries
     record = await stand_in.slash(None, None, None, "animate", options={},
                                   attachments={"image": ("notes.txt", b"not an image", "text/plain")})
     await record.wait_message(timeout=10)
@@ -127,9 +128,13 @@ async def test_refusals_are_counted_by_reason(animate_bot: AnimateFactory) -> No
     record = await stand_in.slash(None, None, None, "animate", options={},
                                   attachments={"image": ("cat.png", png_bytes(), "image/png")})
     await record.wait_message(timeout=10)
-    now = samples(await scrape(env))
+    text = await scrape(env)
+    now = samples(text)
     assert now[("animate_bot_refusals_total", (("reason", "bad_input"),))] == 1
     assert now[("animate_bot_refusals_total", (("reason", "moderation"),))] == 1
+    assert now[("animate_bot_discord_rate_limited_total",
+                (("route", "POST /interactions/:id/:id/callback"), ("scope", "user")))] == 1
+    assert record.token not in text and str(record.id) not in text
 
 
 async def test_readyz_follows_the_only_comfyui_server_down_and_back(animate_bot: AnimateFactory) -> None:
