@@ -101,9 +101,10 @@ class TimedComfyClient(ComfyClient):
 
 
 class TimedDelivery:
-    """The job service's :class:`~bot.jobs.service.Delivery`, timed: each ``deliver()`` is a
-    deliver leg (``observe(seconds)``), and the first one's start is kept per job until
-    :meth:`take_delivery_start` (the job's end) so the running time can end there."""
+    """The job service's :class:`~bot.jobs.service.Delivery`, timed: each ``deliver()`` that
+    returns is a deliver leg (``observe(seconds)``; one that raises is not), and the first one's
+    start is kept per job until :meth:`take_delivery_start` (the job's end) so the running time
+    can end there."""
 
     def __init__(self, inner: Delivery, observe: Callable[[float], None], *,
                  monotonic: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> None:
