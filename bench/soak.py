@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,7 +361,13 @@ def job_states(store: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------- the run
 
 
-async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_description: str) -> dict[str, Any]:
+#: Called with the bot's process once the end counts are taken, before it is stopped; what it
+#: returns goes into the result under ``"inspected"`` (``python -m bench scale`` reads /metrics here).
+Inspect = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_description: str, *,
+                   extra_env: Mapping[str, str] | None = None, inspect: Inspect | None = None) -> dict[str, Any]:
     from standins.bot_process import BotProcess
     from standins.discord_server import Channel, DiscordStandIn
     from standins.wait import wait_until
@@ -373,7 +380,7 @@ async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_descr
         stand_in.guild.channels.append(channel)
         channels.append(channel)
     members = [stand_in.add_member(f"member{m}") for m in range(config.members)]
-    env = config.bot_env(urls, stand_in.token, stand_in.guild.id, work / "bot-data")
+    env = config.bot_env(urls, stand_in.token, stand_in.guild.id, work / "bot-data") | dict(extra_env or {})
     bot = BotProcess(stand_in.api_base, stand_in.gateway_url, env, work / "bot.log")
     result: dict[str, Any] = {"config": asdict(config), "servers": layout_description, "settings": {
         "channels": config.n_channels, "in_flight": config.n_in_flight, "warmup": config.n_warmup}, "env": {
@@ -423,6 +430,8 @@ async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_descr
         rss_end = proc_rss_mb(bot.pid)
         await asyncio.sleep(0.5)  # a late duplicate would show up here
         driver.scan()
+        if inspect is not None:
+            result["inspected"] = await inspect(bot)
 
         acks = [r.ack_delay for r in stand_in.interactions.values() if r.ack_delay is not None]
         tally = driver.tally
@@ -469,6 +478,7 @@ async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_descr
             "ack_p99_ms": percentile(acks, 99) * 1000,
             "violations": dict(Counter(v.kind for v in stand_in.unexpected_violations())),
             "rest_requests": len(stand_in.requests),
+            "rest_by_route": dict(Counter(str(r.route) for r in stand_in.requests)),
             "driver_peak_rss_mb": own_peak_rss_mb(),
         }
     finally:

@@ -12,19 +12,27 @@ In order:
    :class:`~bot.discord.delivery.DiscordDelivery` (status messages and results, on the edit
    scheduler), the :class:`~bot.discord.audit.AuditLog` and the :class:`~bot.discord.animate_flow.AnimateFlow`
    (from an interaction to a job, and the job buttons' handler);
-3. the job service is connected to them: ``jobs.connect(bot.delivery)`` and
-   ``jobs.add_listener(bot.audit.on_job_event)``.
+3. the job service is connected to them: ``jobs.connect(bot.job_delivery)`` (the delivery, timed
+   when metrics are on) and ``jobs.add_listener(bot.audit.on_job_event)``; with ``METRICS_ADDRESS``
+   set, the bot's :class:`~bot.observability.wiring.Observability` (metrics feed, loop-lag monitor,
+   ``/metrics`` ``/healthz`` ``/readyz`` server) starts listening to the job service too.
+
+The bot is an ``AutoShardedBot``: discord.py asks Discord how many gateway shards it needs (one
+for most bots) and runs them all in this process; shard health shows in ``/status``, the log
+and ``/readyz`` (:mod:`bot.discord.shards`).
 
 Cogs get their services from the bot in their extension's ``setup(bot)``, explicitly (for example
 ``Queue(jobs=bot.jobs, policy=bot.policy)``). A job button's click reaches its handler through the
 client it came to (``interaction.client.job_buttons``, typed by
 :class:`~bot.discord.buttons.JobButtonClient`): discord.py makes the button itself.
 
-Running: ``setup_hook`` (after login, before the gateway) loads the extensions, syncs the
-commands, then starts the services: the edit scheduler, then the job service, whose recovery may
-deliver results and so needs the logged-in HTTP client. :meth:`AnimateBot.close` stops them in the
-reverse order (the audit log first, then the job service, the delivery, the edit scheduler), then
-the Discord connection. :func:`serve` owns the session and closes it last.
+Running: :func:`serve` starts the observability endpoints first (when on), so ``/healthz``
+answers while the bot logs in; ``setup_hook`` (after login, before the gateway) loads the
+extensions, syncs the commands, then starts the services: the edit scheduler, then the job
+service, whose recovery may deliver results and so needs the logged-in HTTP client.
+:meth:`AnimateBot.close` stops them in the reverse order (the audit log first, then the job
+service, the delivery, the edit scheduler, the observability endpoints), then the Discord
+connection. :func:`serve` owns the session and closes it last.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -49,11 +58,15 @@ from bot.discord.audit import AuditLog
 from bot.discord.buttons import JobButton
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.shards import ShardHealth, shard_health, shards_down
 from bot.discord.tree import BotTree
-from bot.jobs.service import JobService
+from bot.jobs.service import Delivery, JobService
 from bot.logs import log_failure
 from bot.moderation.policy import AdmissionPolicy
 from bot.observability.diagnostics import Diagnostics
+from bot.observability.discord_trace import discord_trace
+from bot.observability.legs import TimedDelivery
+from bot.observability.wiring import Observability
 from bot.services import Overrides, Services, build_services
 from bot.settings import Settings
 from bot.storage import Storage
@@ -81,9 +94,10 @@ def command_digest(tree: discord.app_commands.CommandTree[Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-class AnimateBot(commands.Bot):
+class AnimateBot(commands.AutoShardedBot):
     """The bot. It holds the services it was given and the three that need it as their Discord
-    client (delivery, audit log, the animate flow), and starts and stops them all in one order."""
+    client (delivery, audit log, the animate flow), plus its observability when metrics are on,
+    and starts and stops them all in one order."""
 
     def __init__(
         self,
@@ -96,6 +110,9 @@ class AnimateBot(commands.Bot):
         options.setdefault("intents", bot_intents())
         # Mentions are off unless a message names whom it may ping (the requester of a result).
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        metrics = services.metrics
+        if metrics is not None:
+            options.setdefault("http_trace", discord_trace(metrics))  # 429s and failed edits
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=BotTree, help_command=None, **options)
         self.settings: Settings = services.settings
         self.session: aiohttp.ClientSession = services.session
@@ -107,8 +124,17 @@ class AnimateBot(commands.Bot):
         self.delivery = DiscordDelivery(self, services.edit_scheduler, now=services.clock.now,
                                         member_options=services.jobs.member_option_names, service=services.jobs)
         self.audit = AuditLog(self, services.store)
+        #: what the job service hands results to: the delivery, timed when metrics are on
+        self.job_delivery: Delivery = self.delivery
+        self.observability: Observability | None = None
+        if metrics is not None and services.settings.metrics_address is not None:
+            timed = TimedDelivery(self.delivery, lambda seconds: metrics.legs(deliver_s=seconds), now=services.clock.now)
+            self.job_delivery = timed
+            self.observability = Observability(metrics, services.settings.metrics_address, jobs=services.jobs,
+                                               store=services.store, discord_state=self.discord_state, delivery=timed)
         self.animate_flow = AnimateFlow(jobs=services.jobs, delivery=self.delivery, policy=services.policy,
-                                        settings=services.settings)
+                                        settings=services.settings,
+                                        on_refused=self.observability.feed.refused if self.observability else None)
         self.add_dynamic_items(JobButton)  # a click finds its handler here: job_buttons
         self.initial_extensions: tuple[str, ...] = tuple(extensions)
         self.force_sync = sync
@@ -121,6 +147,7 @@ class AnimateBot(commands.Bot):
         return self.animate_flow
 
     async def setup_hook(self) -> None:
+        await self.start_observability()  # serve() started it already; tests that call start() directly get it here
         for name in self.initial_extensions:
             await self.load_extension(name)
         for cog in self.cogs.values():
@@ -157,7 +184,39 @@ class AnimateBot(commands.Bot):
             return "failed"
 
     async def on_ready(self) -> None:
-        log.info("Logged in as %s (id %s) in %d servers", self.user, self.user.id if self.user else "?", len(self.guilds))
+        log.info("Logged in as %s (id %s) in %d servers over %d gateway shard(s)", self.user,
+                 self.user.id if self.user else "?", len(self.guilds), self.shard_count or 1)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("Gateway shard %d ready", shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        log.info("Gateway shard %d resumed", shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        if not self.is_closed():
+            log.warning("Gateway shard %d disconnected; discord.py reconnects it", shard_id)
+
+    def shard_health(self) -> list[ShardHealth]:
+        """Each gateway shard: connected or not, latency (``/status``, ``/readyz``)."""
+        return shard_health(self)
+
+    def discord_state(self) -> tuple[bool, str | None]:
+        """Whether the bot is logged in with every shard connected, and if not why (for ``/readyz``)."""
+        if self.is_closed():
+            return False, "the connection is closed"
+        if not self.is_ready():
+            return False, "still connecting"
+        down = shards_down(self.shard_health())
+        if down:
+            return False, f"gateway shard(s) {', '.join(map(str, down))} disconnected"
+        return True, None
+
+    async def start_observability(self) -> None:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` when ``METRICS_ADDRESS`` is set (once;
+        ``OSError`` when the address cannot be bound)."""
+        if self.observability is not None and not self.observability.started and not self._stopped:
+            await self.observability.start()
 
     async def start_services(self) -> None:
         """Start the services in their order: edit scheduler, delivery, job service, audit log.
@@ -175,20 +234,30 @@ class AnimateBot(commands.Bot):
         """The reverse of :meth:`start_services`: the audit log stops posting (records are still
         stored); the job service stops dispatching, following and delivering (unfinished jobs stay
         stored; it closes the hubs and the store); the delivery stops its status followers; the
-        edit scheduler sends the edits still queued, then stops."""
-        return (("audit log", self.audit.close), ("job service", self.jobs.close),
-                ("delivery", self.delivery.close), ("edit scheduler", self.edit_scheduler.close))
+        edit scheduler sends the edits still queued, then stops; last the observability endpoints."""
+        stops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("audit log", self.audit.close), ("job service", self.jobs.close),
+            ("delivery", self.delivery.close), ("edit scheduler", self.edit_scheduler.close)]
+        if self.observability is not None:
+            stops.append(("metrics and health endpoints", self.observability.stop))
+        return stops
 
     async def close(self) -> None:
         """Stop the services (once; see :meth:`_stop_order`), then the Discord connection."""
-        if not self._stopped:
-            self._stopped = True
-            for name, closer in self._stop_order():
-                try:
-                    await closer()
-                except Exception:
-                    log_failure(log, logging.ERROR, "Closing the %s failed", name)
+        await self.close_services()
         await super().close()
+
+    async def close_services(self) -> None:
+        """Stop the services (once), leaving the Discord connection alone: :meth:`close` for a bot
+        that was started; alone for one that never was (discord.py's sharded client cannot close then)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for name, closer in self._stop_order():
+            try:
+                await closer()
+            except Exception:
+                log_failure(log, logging.ERROR, "Closing the %s failed", name)
 
     def diagnostic_sources(self) -> list[tuple[str, Any]]:
         """What SIGUSR1's diagnostics line asks for ``memory_counts()`` (:mod:`bot.observability.diagnostics`)."""
@@ -215,8 +284,10 @@ async def build(settings: Settings, session: aiohttp.ClientSession, *, sync: boo
     ``options`` (passed to discord.py's client) are for tests and benchmarks."""
     services = await build_services(settings, session, overrides)
     bot = AnimateBot(services, extensions=extensions, sync=sync, **options)
-    services.jobs.connect(bot.delivery)
+    services.jobs.connect(bot.job_delivery)
     services.jobs.add_listener(bot.audit.on_job_event)
+    if bot.observability is not None:
+        bot.observability.connect()  # job events, server health, websocket reconnects
     return bot
 
 
@@ -236,6 +307,14 @@ async def serve(settings: Settings, *, sync: bool = False, stop: asyncio.Event |
     try:
         async with aiohttp.ClientSession() as session:
             bot = await build(settings, session, sync=sync)
+            try:
+                await bot.start_observability()
+            except OSError as exc:
+                port = settings.metrics_address[1] if settings.metrics_address else 0
+                reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+                log.error("METRICS_ADDRESS: cannot listen on port %d (%s)", port, reason.lower())
+                await bot.close_services()
+                return 2
             diagnostics = Diagnostics(bot.diagnostic_sources)  # SIGUSR1 -> one line of counts (bot/observability/diagnostics.py)
             diagnostics.install(loop)
             bot_task = asyncio.create_task(bot.start(settings.discord_token), name="discord-bot")

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(os.environ)
     except SettingsError as exc:
         return _fail(str(exc))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     install_quiet_tracebacks(settings.log_level)
     install_redaction(settings)
 

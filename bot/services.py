@@ -10,7 +10,11 @@ Order (each step uses only what was built before it):
 5. one websocket hub per server, its client id kept in ``DATA_DIR``;
 6. the server pool (health, least-loaded choice);
 7. the job service over all of the above; it closes the hubs and the store when it closes;
-8. the status-edit scheduler and the moderation admission policy.
+8. the status-edit scheduler and the moderation admission policy;
+9. with ``METRICS_ADDRESS`` set, the :class:`~bot.observability.metrics.BotMetrics` (its own
+   registry, labelled with the configured server names and the loaded workflows); the ComfyUI
+   clients of step 2 are then :class:`~bot.observability.legs.TimedComfyClient`, which time each
+   job's submit leg (upload to ``POST /prompt`` answered) into it.
 
 They come back as one typed :class:`Services`. Nothing is started here: the job service needs
 its delivery first (:meth:`~bot.jobs.service.JobService.connect`), and the Discord side of the
@@ -34,6 +38,8 @@ from bot.discord.edit_scheduler import EditPacing, EditScheduler
 from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.service import JobService, ServiceLimits
 from bot.moderation.policy import AdmissionPolicy
+from bot.observability.legs import SubmitLegTimer, TimedComfyClient
+from bot.observability.metrics import BotMetrics
 from bot.settings import Settings
 from bot.storage import Storage
 from bot.workflows import WorkflowRegistry, load_registry
@@ -68,10 +74,19 @@ class Services:
     jobs: JobService
     edit_scheduler: EditScheduler
     policy: AdmissionPolicy
+    metrics: BotMetrics | None = None  #: None unless ``METRICS_ADDRESS`` is set
 
 
-def build_comfy_clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, ComfyClient]:
-    """One client per ``COMFYUI_URLS`` entry, by name, on the shared session."""
+def build_comfy_clients(settings: Settings, session: aiohttp.ClientSession,
+                        submit_timer: SubmitLegTimer | None = None) -> dict[str, ComfyClient]:
+    """One client per ``COMFYUI_URLS`` entry, by name, on the shared session (timing each job's
+    submit leg into ``submit_timer`` when given)."""
+    if submit_timer is not None:
+        return {
+            server.name: TimedComfyClient(session, server, token=settings.comfyui_token, timeout=settings.comfyui_timeout,
+                                          submit_timer=submit_timer)
+            for server in settings.comfyui_servers
+        }
     return {
         server.name: ComfyClient(session, server, token=settings.comfyui_token, timeout=settings.comfyui_timeout)
         for server in settings.comfyui_servers
@@ -83,10 +98,17 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
     """Build every discord-free service, in the order of the module docstring (nothing started)."""
     overrides = overrides or Overrides()
     clock = overrides.clock or SystemClock()
-    comfy = dict(overrides.comfy) if overrides.comfy is not None else build_comfy_clients(settings, session)
+    metrics = None
+    if settings.metrics_address is not None:
+        metrics = BotMetrics(server_names=[s.name for s in settings.comfyui_servers])
+    submit_timer = SubmitLegTimer(lambda seconds: metrics.legs(submit_s=seconds)) if metrics is not None else None
+    comfy = (dict(overrides.comfy) if overrides.comfy is not None
+             else build_comfy_clients(settings, session, submit_timer))
     store = await Storage.open(settings.store_path, clock=clock)
     try:
         workflows = await _load_workflows(settings)
+        if metrics is not None:
+            metrics.add_workflows(workflows.names())
         hubs = {name: ComfyHub(client, session, await asyncio.to_thread(load_or_create_client_id, settings.data_dir, name))
                 for name, client in comfy.items()}
     except BaseException:
@@ -124,6 +146,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         edit_scheduler=EditScheduler(clock=clock, pacing=overrides.edit_pacing),
         policy=AdmissionPolicy(store.guilds, clock=clock, allow_dms=settings.allow_dms,
                                default_max_in_flight=settings.max_jobs_per_member),
+        metrics=metrics,
     )
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from bot.comfy.client import ServerConfig
@@ -53,6 +54,9 @@ class Settings:
     retention_days: int = 7
     allow_dms: bool = False
     owner_ids: tuple[int, ...] = ()
+    #: where /metrics, /healthz and /readyz listen, ``(host, port)``; None (the default): off
+    metrics_address: tuple[str, int] | None = None
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def store_path(self) -> Path:
@@ -151,6 +155,9 @@ def _optional_str(env: Mapping[str, str], var: str) -> str | None:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build and validate :class:`Settings` from an environment mapping."""
+    # imported here: bot.observability.config raises this module's SettingsError
+    from bot.observability.config import parse_log_format, parse_metrics_address
+
     token = _optional_str(env, "DISCORD_TOKEN")
     if token is not None and (any(c.isspace() for c in token) or len(token) < 20):
         raise SettingsError("DISCORD_TOKEN", "does not look like a bot token (copy it from the Developer Portal, Bot tab)")
@@ -177,12 +184,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         retention_days=_int(env, "RETENTION_DAYS", 7, 1),
         allow_dms=_bool(env, "ALLOW_DMS", False),
         owner_ids=tuple(_snowflake("OWNER_IDS", o) for o in owners_raw.split(",") if o.strip()),
+        metrics_address=parse_metrics_address(env.get("METRICS_ADDRESS"), variable="METRICS_ADDRESS"),
+        log_format=parse_log_format(env.get("LOG_FORMAT"), variable="LOG_FORMAT"),
     )
 
 
-def configure_logging(level: str) -> None:
-    """Set up the root logger once, at start (never on import)."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Set up the root logger once, at start (never on import). ``log_format="json"``: one JSON
+    object per line (:class:`bot.observability.json_logs.JsonFormatter`); the filters that mask
+    secrets and drop tracebacks (:mod:`bot.logs`) are added to the same handler afterwards, and a
+    handler runs its filters before its formatter, so JSON lines are masked like text ones."""
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if log_format == "json":
+        from bot.observability.json_logs import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter(tracebacks=level.upper() == "DEBUG"))

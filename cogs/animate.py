@@ -23,9 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import AnimateBot
-from bot.discord.animate_flow import AnimateFlow, is_image_attachment
-from bot.discord.requester import requester_from
-from bot.errors import InvalidInput
+from bot.discord.animate_flow import AnimateFlow
 from bot.jobs.service import JobService
 from bot.moderation.policy import AdmissionPolicy
 from bot.settings import Settings
@@ -112,12 +110,8 @@ class Animate(commands.Cog):
         self.context_menus = [menu]
 
     async def animate_message(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        others = message.author.id != interaction.user.id
-        await self.policy.check_access(requester_from(interaction), animating_others_image=others)
-        image = next((a for a in message.attachments if is_image_attachment(a)), None)
-        if image is None:
-            raise InvalidInput("That message has no image to animate. Use it on a message with an image attached.")
-        await self.flow.animate_attachment(interaction, image, workflow=None, options={}, others_image=others)
+        """The "Animate image" menu: see :meth:`AnimateFlow.animate_message`."""
+        await self.flow.animate_message(interaction, message)
 
     async def animate_attachment(self, interaction: discord.Interaction[Any], image: discord.Attachment, *,
                                  workflow: str | None, options: Mapping[str, Any]) -> None:

@@ -1,14 +1,15 @@
 """``/help`` (generated from the registered commands) and ``/status`` (each ComfyUI server by name).
 
-The cog is a thin adapter: it gets the command tree and the ComfyUI clients explicitly, so a
-test can build it without a whole bot. ``/status`` never shows a URL: only the server's name.
+The cog is a thin adapter: it gets the command tree, the ComfyUI clients and the gateway shards'
+health explicitly, so a test can build it without a whole bot. ``/status`` never shows a URL:
+only the server's name; its footer says how the bot's gateway shards are doing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from discord.ext import commands
 
 from bot.app import AnimateBot
 from bot.comfy.errors import ComfyAuthError, ComfyTimeout
+from bot.discord.shards import ShardHealth, shard_summary
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def _gib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024**3:.1f} GiB"
 
 
-def status_embed(statuses: Sequence[ServerStatus]) -> discord.Embed:
+def status_embed(statuses: Sequence[ServerStatus], shards: Sequence[ShardHealth] | None = None) -> discord.Embed:
     up = sum(s.up for s in statuses)
     embed = discord.Embed(title="ComfyUI servers", colour=EMBED_COLOUR,
                           description=f"{up} of {len(statuses)} up" if statuses else "No ComfyUI server is configured.")
@@ -111,6 +113,8 @@ def status_embed(statuses: Sequence[ServerStatus]) -> discord.Embed:
         else:
             lines = [f"🔴 down ({s.problem or 'unreachable'})"]
         embed.add_field(name=s.name[:256], value="\n".join(lines)[:MAX_FIELD_VALUE], inline=True)
+    if shards is not None:
+        embed.set_footer(text=shard_summary(shards)[:2048])
     return embed
 
 
@@ -175,10 +179,12 @@ class Meta(commands.Cog):
     """``/help`` and ``/status``."""
 
     def __init__(self, *, tree: app_commands.CommandTree[Any], comfy: Mapping[str, StatusSource],
-                 status_timeout: float = STATUS_TIMEOUT) -> None:
+                 status_timeout: float = STATUS_TIMEOUT,
+                 shards: Callable[[], Sequence[ShardHealth]] | None = None) -> None:
         self.tree = tree
         self.comfy = comfy
         self.status_timeout = status_timeout
+        self.shards = shards
 
     def registered(self, guild: discord.abc.Snowflake | None) -> list[Any]:
         """Commands a member can use here: global ones plus this guild's, once each."""
@@ -199,9 +205,10 @@ class Meta(commands.Cog):
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         statuses = await gather_status(self.comfy, self.status_timeout)
-        await interaction.followup.send(embed=status_embed(statuses), ephemeral=True)
+        shards = self.shards() if self.shards is not None else None
+        await interaction.followup.send(embed=status_embed(statuses, shards), ephemeral=True)
 
 
 async def setup(bot: AnimateBot) -> None:
     timeout = min(STATUS_TIMEOUT, bot.settings.comfyui_timeout)
-    await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout))
+    await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout, shards=bot.shard_health))

@@ -57,7 +57,7 @@ class Owner(commands.Cog):
 
     owner = app_commands.Group(name="owner", description="Commands for the bot's owner")
 
-    def __init__(self, *, bot: commands.Bot, jobs: JobService, settings: Settings) -> None:
+    def __init__(self, *, bot: commands.Bot | commands.AutoShardedBot, jobs: JobService, settings: Settings) -> None:
         self.bot = bot
         self.jobs = jobs
         self.settings = settings

@@ -5,6 +5,10 @@ delivery, the admission policy and the settings. ``/animate`` and the "Animate i
 (:mod:`cogs.animate`) hand it the attachment; the job buttons (:mod:`bot.discord.buttons`)
 reach it as the bot's ``job_buttons``.
 
+Every refusal of a new job (before or after the defer: moderation, limits, bad input, missing
+permissions, no server) is also handed to ``on_refused`` when given (the bot's metrics count
+them by reason); cancel and delete refusals are not new jobs and are not handed over.
+
 Starting a job: the member's access (DMs, ban, pause, channel, role, others' images) is checked
 with the :class:`~bot.moderation.policy.AdmissionPolicy`, then what the payload tells
 (permissions, attachment type and size, options), and refused privately (a
@@ -26,8 +30,9 @@ job from the old one's input, admitted like ``/animate``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import discord
@@ -37,7 +42,7 @@ from bot.discord.permissions import ensure_app_permissions
 from bot.discord.requester import job_moderation, requester_from
 from bot.discord.status import clamp_motion
 from bot.discord.tree import describe_error
-from bot.errors import InvalidInput, NotAllowed
+from bot.errors import InvalidInput, NotAllowed, UserFacingError
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
@@ -66,11 +71,28 @@ class AnimateFlow:
     """Starts jobs from interactions and handles the job buttons (see the module docstring)."""
 
     def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, policy: AdmissionPolicy,
-                 settings: Settings) -> None:
+                 settings: Settings, on_refused: Callable[[BaseException], None] | None = None) -> None:
         self.jobs = jobs
         self.delivery = delivery
         self.policy = policy
         self.settings = settings
+        self.on_refused = on_refused
+
+    def _refused(self, error: BaseException) -> None:
+        if self.on_refused is not None:
+            try:
+                self.on_refused(error)
+            except Exception:
+                log_failure(log, logging.WARNING, "counting a refusal failed")
+
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        """Hand a member-facing refusal raised inside to ``on_refused`` (it still propagates)."""
+        try:
+            yield
+        except UserFacingError as exc:
+            self._refused(exc)
+            raise
 
     # ------------------------------------------------------------------ starting a job
 
@@ -80,6 +102,23 @@ class AnimateFlow:
 
         ``others_image``: the "Animate image" menu on someone else's message (it checked access already).
         """
+        with self._counting_refusals():
+            await self._animate_attachment(interaction, image, workflow=workflow, options=options,
+                                           others_image=others_image)
+
+    async def animate_message(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        """The "Animate image" menu: access (animating someone else's image is a moderator's
+        choice), then the first image of ``message`` like ``/animate`` with default options."""
+        others = message.author.id != interaction.user.id
+        with self._counting_refusals():
+            await self.policy.check_access(requester_from(interaction), animating_others_image=others)
+            image = next((a for a in message.attachments if is_image_attachment(a)), None)
+            if image is None:
+                raise InvalidInput("That message has no image to animate. Use it on a message with an image attached.")
+        await self.animate_attachment(interaction, image, workflow=None, options={}, others_image=others)
+
+    async def _animate_attachment(self, interaction: discord.Interaction[Any], image: discord.Attachment, *,
+                                  workflow: str | None, options: Mapping[str, Any], others_image: bool) -> None:
         requester = requester_from(interaction)
         if not others_image:  # the context menu checked already
             await self.policy.check_access(requester)
@@ -133,7 +172,8 @@ class AnimateFlow:
         elif action == "delete":
             await self._delete(interaction, job)
         else:
-            await self._variation(interaction, job, action)
+            with self._counting_refusals():
+                await self._variation(interaction, job, action)
 
     async def _require_owner_or_mod(self, interaction: discord.Interaction[Any], job: Job, what: str) -> bool:
         """Owner or a moderator of the job's guild; returns whether acting as a moderator."""
@@ -259,6 +299,7 @@ class AnimateFlow:
 
     async def _failed_after_defer(self, interaction: discord.Interaction[Any], error: BaseException) -> None:
         """The status becomes a one-line notice; the reason goes privately to the member."""
+        self._refused(error)
         text = describe_error(error, where="/animate")
         notice = "❌ I couldn't start this animation."
         try:

@@ -1,4 +1,4 @@
-"""Counting Discord's HTTP 429 answers through an aiohttp ``TraceConfig``.
+"""Counting Discord's HTTP 429 answers and failed message edits through an aiohttp ``TraceConfig``.
 
 discord.py waits out and retries rate-limited requests itself and has no hook for them, but it
 accepts an aiohttp ``TraceConfig`` for its HTTP session: ``discord.Client(..., http_trace=trace)``
@@ -10,6 +10,12 @@ Each 429 is counted with a route template (method and path, with ids and tokens 
 ``:id``: an interaction token sits in the path of webhook routes and must never become a label)
 and Discord's ``X-RateLimit-Scope`` (``user``, ``global``, ``shared``; ``unknown`` when absent, as
 on Cloudflare's own 429s). This module does not import discord.
+
+:func:`discord_trace` (what the bot passes) also counts failed status-message edits: an edit
+(``PATCH`` of a webhook message, the interaction's original response included, or of a channel
+message) that Discord refused for good (a 4xx other than 429, which discord.py retries), or that
+never got an answer. The delivery handles such a failure itself (the result still goes out), so
+this is where they are seen. A 5xx is left out: discord.py tries again, so it is not yet a failure.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from yarl import URL
 
 from bot.observability.metrics import BotMetrics
 
-__all__ = ["rate_limit_trace", "route_template"]
+__all__ = ["EDIT_ROUTES", "discord_trace", "rate_limit_trace", "route_template"]
 
 _API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/|$)")
 # a path word kept as it is: lower-case letters, '-' or '_' between them, an optional leading '@'
@@ -31,6 +37,13 @@ _WORD = re.compile(r"@?[a-z]+(?:[-_][a-z]+)*")
 _MAX_SEGMENTS = 10
 # /webhooks/{id}/{token}/... and /interactions/{id}/{token}/callback: the segment after the id is a token
 _TOKEN_AFTER = frozenset({"webhooks", "interactions"})
+
+#: The route templates of a message edit.
+EDIT_ROUTES = frozenset({
+    "PATCH /webhooks/:id/:id/messages/:id",
+    "PATCH /webhooks/:id/:id/messages/@original",
+    "PATCH /channels/:id/messages/:id",
+})
 
 
 def route_template(method: str, url: URL | str) -> str:
@@ -63,4 +76,27 @@ def rate_limit_trace(metrics: BotMetrics) -> aiohttp.TraceConfig:
 
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(on_request_end)
+    return trace
+
+
+def discord_trace(metrics: BotMetrics) -> aiohttp.TraceConfig:
+    """The bot's ``http_trace``: every 429 (as :func:`rate_limit_trace`) and every failed message
+    edit (``metrics.edit_failed``; see the module docstring)."""
+    trace = rate_limit_trace(metrics)
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        status = params.response.status
+        if 400 <= status < 500 and status != 429 and route_template(params.method, params.url) in EDIT_ROUTES:
+            metrics.edit_failed()
+
+    async def on_request_exception(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        if route_template(params.method, params.url) in EDIT_ROUTES:
+            metrics.edit_failed()
+
+    trace.on_request_end.append(on_request_end)
+    trace.on_request_exception.append(on_request_exception)
     return trace

@@ -2,7 +2,9 @@
 
 - ``/metrics``: the bot's own registry through prometheus-client's aiohttp handler
   (``prometheus_client.aiohttp.make_aiohttp_handler``, prometheus-client 0.24 and later), which
-  also answers OpenMetrics when the scraper asks for it and compresses when asked.
+  also answers OpenMetrics when the scraper asks for it and compresses when asked. An optional
+  ``before_scrape`` coroutine runs first (the bot refreshes its gauges there: jobs by state,
+  each server's health and queue); if it fails or takes too long the registry is served as it is.
 - ``/healthz``: liveness only. The handler runs on the bot's event loop, so an answer at all
   proves the process and its loop are alive: ``200 {"status": "ok"}``.
 - ``/readyz``: whether the bot can do its work: logged in to Discord, the job store open, and at
@@ -30,7 +32,7 @@ from prometheus_client.registry import Collector
 from bot.logs import log_failure
 from bot.observability.metrics import label_value
 
-__all__ = ["ObservabilityServer", "Readiness", "ReadinessProbe", "ServerHealth", "make_app", "readiness_from"]
+__all__ = ["BeforeScrape", "ObservabilityServer", "Readiness", "ReadinessProbe", "ServerHealth", "make_app", "readiness_from"]
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +85,14 @@ def readiness_from(
     store_open: bool,
     servers: Iterable[ServerHealth],
     default_workflow: str,
+    discord_detail: str | None = None,
 ) -> Readiness:
     """The readiness verdict from plain facts. Server and workflow names are reduced to
-    ``[A-Za-z0-9_.-]``; pass configured names only (``ServerConfig.name``), never URLs."""
+    ``[A-Za-z0-9_.-]``; pass configured names only (``ServerConfig.name``), never URLs.
+    ``discord_detail`` says more when not logged in (e.g. which gateway shards are down)."""
     reasons: list[str] = []
     if not discord_logged_in:
-        reasons.append("not logged in to Discord")
+        reasons.append("not logged in to Discord" + (f" ({discord_detail})" if discord_detail else ""))
     if not store_open:
         reasons.append("the job store is not open")
     listed = list(servers)
@@ -111,8 +115,25 @@ def readiness_from(
     )
 
 
-def make_app(registry: Collector, readiness: ReadinessProbe, *, readiness_timeout: float = 5.0) -> web.Application:
+#: What ``/metrics`` awaits before serving the registry (refreshing gauges read at scrape time).
+BeforeScrape = Callable[[], Awaitable[None]]
+
+
+def make_app(registry: Collector, readiness: ReadinessProbe, *, readiness_timeout: float = 5.0,
+             before_scrape: BeforeScrape | None = None) -> web.Application:
     """An aiohttp application with the three routes (to run alone, or to add as a sub-application)."""
+    exposition = make_aiohttp_handler(registry)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        if before_scrape is not None:
+            try:
+                async with asyncio.timeout(readiness_timeout):
+                    await before_scrape()
+            except TimeoutError:
+                log.warning("refreshing the metrics took longer than %g s", readiness_timeout)
+            except Exception:
+                log_failure(log, logging.WARNING, "refreshing the metrics failed")
+        return await exposition(request)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, headers=_NO_STORE)
@@ -122,7 +143,7 @@ def make_app(registry: Collector, readiness: ReadinessProbe, *, readiness_timeou
         return web.json_response(verdict.to_json(), status=200 if verdict.ready else 503, headers=_NO_STORE)
 
     app = web.Application()
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -159,9 +180,10 @@ class ObservabilityServer:
         readiness: ReadinessProbe,
         *,
         readiness_timeout: float = 5.0,
+        before_scrape: BeforeScrape | None = None,
     ) -> None:
         self.address = address
-        self.app = make_app(registry, readiness, readiness_timeout=readiness_timeout)
+        self.app = make_app(registry, readiness, readiness_timeout=readiness_timeout, before_scrape=before_scrape)
         self._runner: web.AppRunner | None = None
         self._bound: tuple[str, int] | None = None
 

@@ -111,6 +111,16 @@ class JobStore:
         )
         return [Job.from_row(r) for r in rows]
 
+    async def count_by_state(self, states: Iterable[JobState | str]) -> dict[JobState, int]:
+        """How many jobs are in each of these states (a state with none is left out); for metrics."""
+        values = sorted({JobState(s).value for s in states})
+        if not values:
+            return {}
+        rows = await self.db.fetchall(
+            f"SELECT state, COUNT(*) FROM jobs WHERE state IN ({placeholders(len(values))}) GROUP BY state", values
+        )
+        return {JobState(row[0]): int(row[1]) for row in rows}
+
     async def active(self) -> list[Job]:
         """Every job not in a terminal state, oldest first (what recovery reconciles)."""
         return await self.in_states(ACTIVE_STATES)

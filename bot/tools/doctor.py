@@ -5,7 +5,9 @@ Checks, in order: the settings, the Discord token's form (never printed), every 
 workflow file in ``WORKFLOWS_DIR`` (loads; validates against each reachable server's
 ``/object_info``: node packs, inputs, checkpoint and other choice values; the checkpoint's
 metadata via ``/view_metadata`` where the server offers it), the data folder (writable; the job
-store opens at the current schema version) and the Discord permissions the invite link asks for.
+store opens at the current schema version), whether the metrics and health endpoints are on and
+where (``METRICS_ADDRESS``: the port free to listen on; a warning when it is not loopback) and the
+Discord permissions the invite link asks for.
 
 The exit status is 0 when no check FAILs (WARN lines are advice). Operators see server names and
 paths; tokens, passwords and server URLs are never printed.
@@ -16,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import logging
 import os
 import random
 import re
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -78,8 +82,50 @@ def check_settings(settings: Settings) -> Check:
         "PASS",
         "settings",
         f"loaded; ComfyUI servers: {names}; workflows: {settings.workflows_dir}; data: {settings.data_dir}; "
-        f"log level {settings.log_level}",
+        f"log level {settings.log_level}, log format {settings.log_format}",
     )
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now (None when it can)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"{host} does not resolve ({exc.strerror or type(exc).__name__})"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return (os.strerror(exc.errno) if exc.errno else type(exc).__name__).lower()
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_metrics(settings: Settings) -> Check:
+    """Whether ``/metrics``, ``/healthz`` and ``/readyz`` are served, and where."""
+    if settings.metrics_address is None:
+        return Check("PASS", "metrics", "off (set METRICS_ADDRESS to a loopback host:port to serve /metrics, "
+                                        "/healthz and /readyz)")
+    host, port = settings.metrics_address
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = f"on at http://{shown}/metrics, /healthz and /readyz"
+    problem = _bind_problem(host, port)
+    if problem is not None:
+        return Check("WARN", "metrics", f"{where}, but the port cannot be listened on now ({problem}); "
+                                        "`run` stops unless it is free (is the bot already running?)")
+    if not _is_loopback(host):
+        return Check("WARN", "metrics", f"{where}; {host} is not a loopback address and the endpoints have no "
+                                        "authentication: keep the port behind a firewall")
+    return Check("PASS", "metrics", where)
 
 
 def token_problem(token: str | None) -> str | None:
@@ -283,7 +329,7 @@ async def metadata_checks(loaded: LoadResult, reports: Sequence[ServerReport]) -
 async def collect_checks(settings: Settings, session: aiohttp.ClientSession) -> list[Check]:
     """Every check, in display order."""
     timeout = min(settings.comfyui_timeout, DEFAULT_SERVER_TIMEOUT)
-    checks = [check_settings(settings), check_token(settings)]
+    checks = [check_settings(settings), check_token(settings), check_metrics(settings)]
     loading = asyncio.create_task(asyncio.to_thread(load_workflows, settings.workflows_dir))
     try:
         reports = await asyncio.gather(*(check_server(session, settings, s, timeout) for s in settings.comfyui_servers))

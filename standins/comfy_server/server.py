@@ -134,6 +134,7 @@ class ComfyTestServer:
         self.history_delay = 0.0
         self.requests: list[tuple[str, str]] = []
         self.gates = Gates()  # test control under /_standin/ (see gates.py); not part of ComfyUI
+        self.ws_opened = 0  # websocket connections accepted since construction (GET /_standin/websockets)
         self.port: int | None = None
         self._definitions = load_node_definitions()
         for class_type in without_nodes:  # as if its node pack were not installed
@@ -247,6 +248,11 @@ class ComfyTestServer:
                     continue
                 app.router.add_route(method, full, handler)
         add_control_routes(app, self.gates, self.path_prefix)
+        app.router.add_get(self.path_prefix + CONTROL_PREFIX + "/websockets", self._websocket_counts)
+
+    async def _websocket_counts(self, request: web.Request) -> web.Response:
+        """Test control: websockets accepted so far and open now (benchmarks check one per client)."""
+        return web.json_response({"opened": self.ws_opened, "open": len(self._sockets)})
 
     def _route_path(self, request: web.Request) -> str:
         path = request.path
@@ -366,6 +372,7 @@ class ComfyTestServer:
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
         sock = _Socket(ws=ws, sid=sid)
+        self.ws_opened += 1
         # a reconnect with the same clientId replaces the old socket
         self._sockets = [s for s in self._sockets if s.sid != sid]
         self._sockets.append(sock)

@@ -1,9 +1,12 @@
 """Point discord.py at the stand-in for the duration of a test, then restore the originals.
 
-discord.py builds REST URLs (interaction webhooks included) from ``discord.http.Route.BASE``
-and connects a plain ``Client`` to ``DiscordWebSocket.DEFAULT_GATEWAY`` without asking
-``/gateway/bot``. Attachment URLs come from the payloads (the stand-in's CDN route), so no
-CDN base needs changing. Reconnect back-off is made short so tests stay fast.
+discord.py builds REST URLs (interaction webhooks included) from ``discord.http.Route.BASE``.
+The bot, an ``AutoShardedClient``, asks ``GET /gateway/bot`` for its shard count and gateway URL,
+which the stand-in answers with its own; a plain ``Client`` connects to
+``DiscordWebSocket.DEFAULT_GATEWAY`` without asking, and a sharded one falls back to it after a
+session that cannot be resumed, so it is pointed at the stand-in too. Attachment URLs come from
+the payloads (the stand-in's CDN route), so no CDN base needs changing. Reconnect back-off is made
+short so tests stay fast.
 """
 
 from __future__ import annotations

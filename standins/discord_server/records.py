@@ -58,6 +58,14 @@ class SnowflakeFactory:
         ms = int(self._clock() * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (self._counter & 0x3FFFFF)
 
+    def for_shard(self, shard: int, shard_count: int) -> int:
+        """A snowflake whose guild would be on ``shard`` of ``shard_count`` (``(id >> 22) % count``):
+        its timestamp is moved at most ``shard_count - 1`` ms ahead."""
+        self._counter += 1
+        ms = int(self._clock() * 1000) - DISCORD_EPOCH_MS
+        ms += (shard - ms) % shard_count
+        return (ms << 22) | (self._counter & 0x3FFFFF)
+
 
 @dataclass
 class RecordedRequest:
@@ -312,6 +320,7 @@ class InteractionRecord:
     followups: list[dict[str, Any]] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    shard: int | None = None  # the gateway shard the interaction was dispatched on
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property

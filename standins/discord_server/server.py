@@ -2,9 +2,18 @@
 
 It serves the gateway (``/gateway``: hello, identify, ready, guild create, heartbeats, resume,
 forced reconnect, invalid session, ``zlib-stream`` / ``zstd-stream`` compression), the REST
-routes the bot uses under ``/api/v10`` (login, application info, command sync, interaction
-callbacks and webhooks, channel messages with multipart files) and a CDN route for
-attachments. Tests drive it with :meth:`DiscordStandIn.slash`, :meth:`context_menu_message`
+routes the bot uses under ``/api/v10`` (login, application info, ``GET /gateway/bot``, command
+sync, interaction callbacks and webhooks, channel messages with multipart files) and a CDN route
+for attachments.
+
+Sharding: ``DiscordStandIn(shards=N)`` announces ``N`` shards in ``GET /gateway/bot`` (with its
+own gateway URL, so discord.py's ``AutoShardedClient`` connects here without any patching) and
+expects one IDENTIFY per shard (``"shard": [id, N]``; a wrong count is closed with 4011
+"Sharding required", a shard id out of range with 4010 "Invalid shard"). Each shard's READY lists
+only its guilds, and every guild's events (its GUILD_CREATE, its interactions) go out on the
+shard Discord would use, ``(guild_id >> 22) % N``; direct messages on shard 0. :meth:`add_guild`
+makes a guild on a chosen shard; :attr:`InteractionRecord.shard` says where each interaction
+went. :attr:`ready` is set once every shard has had its READY. Tests drive it with :meth:`DiscordStandIn.slash`, :meth:`context_menu_message`
 and :meth:`click`, and assert on what it recorded: requests, violations of Discord's rules,
 and per-interaction records. Faults (429, any status) can be injected per route, and a
 chosen request can be held back until released (:meth:`DiscordStandIn.hold`), e.g. to stop
@@ -106,6 +115,7 @@ class _Session:
     token: str
     events: list[dict[str, Any]]  # every dispatch sent, for replay on resume
     seq: int = 0
+    shard: int = 0
 
 
 class _GatewayConnection:
@@ -147,8 +157,11 @@ class DiscordStandIn:
     """
 
     def __init__(self, *, token: str | None = None, upload_limit: int = DEFAULT_UPLOAD_LIMIT,
-                 keep_file_bytes: bool = True) -> None:
+                 keep_file_bytes: bool = True, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
         self.token = token or f"standin.{secrets.token_urlsafe(24)}"
+        self.shard_count = shards  # what GET /gateway/bot announces
         self.upload_limit = upload_limit
         # False (long benchmark runs): files the bot uploads are checked, then kept by name and
         # size only (RecordedRequest.files holds b"", the CDN serves b"").
@@ -170,6 +183,7 @@ class DiscordStandIn:
         self.dm_channels: dict[int, Channel] = {}  # user id -> the bot's DM channel with them
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []  # (guild id or None, payload)
         self.identifies = 0
+        self.identified_shards: list[tuple[int, int]] = []  # (shard id, shard count) of each IDENTIFY
         self.resumes = 0
         self.gateway_compressions: list[str | None] = []
         self.ready = asyncio.Event()  # set on each READY sent (clear it to wait for the next one)
@@ -234,6 +248,24 @@ class DiscordStandIn:
             self._runner = None
 
     # ------------------------------------------------------------------ world set-up
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard a guild's events go out on (direct messages: shard 0)."""
+        return 0 if guild_id is None else (guild_id >> 22) % self.shard_count
+
+    def add_guild(self, name: str, *, shard: int | None = None) -> Guild:
+        """Another guild, on ``shard`` (default: wherever its id falls), with ``#general``, the
+        default member :attr:`user` and the bot in it. Add guilds before the bot connects."""
+        if shard is not None and not 0 <= shard < self.shard_count:
+            raise ValueError(f"shard {shard} is outside 0..{self.shard_count - 1}")
+        guild_id = self.snowflake() if shard is None else self.snowflake.for_shard(shard, self.shard_count)
+        guild = Guild(id=guild_id, name=name, owner_id=self.guild.owner_id)
+        guild.roles.append(Role(id=guild_id, name="@everyone", permissions=DEFAULT_APP_PERMISSIONS))
+        guild.channels.append(Channel(id=self.snowflake(), guild_id=guild_id, name="general"))
+        owner = self.guild.members[0]
+        guild.members += [owner, self.user, Member(id=self.bot_user.id, username="animate-bot", bot=True)]
+        self.guilds.append(guild)
+        return guild
 
     def add_member(self, username: str, *, permissions: int = DEFAULT_APP_PERMISSIONS, guild: Guild | None = None) -> Member:
         member = Member(id=self.snowflake(), username=username, permissions=permissions)
@@ -344,15 +376,25 @@ class DiscordStandIn:
             if data.get("token") != self.token:
                 await conn.ws.close(code=4004, message=b"Authentication failed.")
                 return
+            shard_id, shard_count = (data.get("shard") or [0, 1])[:2]
+            if shard_count != self.shard_count:
+                await conn.ws.close(code=4011, message=b"Sharding required.")
+                return
+            if not 0 <= shard_id < shard_count:
+                await conn.ws.close(code=4010, message=b"Invalid shard.")
+                return
             self.identifies += 1
-            session = _Session(id=secrets.token_hex(16), token=data["token"], events=[])
+            self.identified_shards.append((shard_id, shard_count))
+            session = _Session(id=secrets.token_hex(16), token=data["token"], events=[], shard=shard_id)
             self._sessions[session.id] = session
             conn.session = session
+            guilds = [g for g in self.guilds if self.shard_of(g.id) == shard_id]
             await self._dispatch(conn, "READY", {
                 "v": 10,
                 "user": self.bot_user.user_payload() | {"verified": True, "mfa_enabled": False, "flags": 0},
-                "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds],
+                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
                 "session_id": session.id,
+                "shard": [shard_id, shard_count],
                 "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume-gateway",
                 "session_type": "normal",
                 "application": {"id": str(self.application_id), "flags": 0},
@@ -364,9 +406,10 @@ class DiscordStandIn:
                 "user_settings": {},
                 "_trace": ["stand-in"],
             })
-            for guild in self.guilds:
+            for guild in guilds:
                 await self._dispatch(conn, "GUILD_CREATE", guild.payload())
-            self.ready.set()
+            if all(self._shard_connection(shard) is not None for shard in range(self.shard_count)):
+                self.ready.set()
         elif op == OP_RESUME:
             session = self._sessions.get(data.get("session_id", ""))
             if session is None or data.get("token") != session.token:
@@ -387,30 +430,47 @@ class DiscordStandIn:
         conn.session.events.append(payload)
         await conn.send(payload)
 
-    def _live_connection(self) -> _GatewayConnection:
+    def _shard_connection(self, shard: int) -> _GatewayConnection | None:
+        """The newest live, identified connection of ``shard``."""
+        for conn in reversed(self._connections):
+            if conn.session is not None and conn.session.shard == shard and not conn.ws.closed:
+                return conn
+        return None
+
+    def _live_connection(self, shard: int | None = None) -> _GatewayConnection:
+        """The connection of ``shard``, or (None) the newest live one of any shard."""
+        if shard is not None:
+            found = self._shard_connection(shard)
+            if found is None:
+                raise AssertionError(f"no bot is connected to the stand-in gateway on shard {shard}")
+            return found
         for conn in reversed(self._connections):
             if conn.session is not None and not conn.ws.closed:
                 return conn
         raise AssertionError("no bot is connected to the stand-in gateway")
 
-    async def dispatch_event(self, event: str, data: dict[str, Any]) -> None:
-        """Send any gateway event to the connected bot."""
-        await self._dispatch(self._live_connection(), event, data)
+    async def dispatch_event(self, event: str, data: dict[str, Any], *, shard: int | None = None) -> None:
+        """Send any gateway event to the connected bot, on ``shard`` (default: the shard of the
+        event's ``guild_id``, shard 0 without one)."""
+        if shard is None:
+            guild_id = data.get("guild_id")
+            shard = self.shard_of(int(guild_id) if guild_id else None)
+        await self._dispatch(self._live_connection(shard), event, data)
 
-    async def force_reconnect(self) -> None:
+    async def force_reconnect(self, *, shard: int | None = None) -> None:
         """Send op 7 RECONNECT: discord.py reconnects to resume_gateway_url and RESUMEs."""
-        await self._live_connection().send({"op": OP_RECONNECT, "d": None, "s": None, "t": None})
+        await self._live_connection(shard).send({"op": OP_RECONNECT, "d": None, "s": None, "t": None})
 
-    async def invalidate_session(self, *, resumable: bool = False) -> None:
+    async def invalidate_session(self, *, resumable: bool = False, shard: int | None = None) -> None:
         """Send op 9 INVALID_SESSION: with ``resumable=False`` discord.py identifies again on DEFAULT_GATEWAY."""
-        conn = self._live_connection()
+        conn = self._live_connection(shard)
         if not resumable and conn.session is not None:
             self._sessions.pop(conn.session.id, None)
         await conn.send({"op": OP_INVALID_SESSION, "d": resumable, "s": None, "t": None})
 
-    async def drop_connection(self) -> None:
+    async def drop_connection(self, *, shard: int | None = None) -> None:
         """Close the gateway socket abnormally (as a network failure would)."""
-        await self._live_connection().ws.close(code=4000, message=b"stand-in dropped the connection")
+        await self._live_connection(shard).ws.close(code=4000, message=b"stand-in dropped the connection")
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.ready.wait(), timeout)
@@ -555,7 +615,9 @@ class DiscordStandIn:
 
     async def _send_interaction(self, payload: dict[str, Any]) -> InteractionRecord:
         record = self._record(payload)
-        await self.dispatch_event("INTERACTION_CREATE", payload)
+        guild_id = payload.get("guild_id")
+        record.shard = self.shard_of(int(guild_id) if guild_id else None)
+        await self.dispatch_event("INTERACTION_CREATE", payload, shard=record.shard)
         return record
 
     # ------------------------------------------------------------------ REST
@@ -657,6 +719,9 @@ class DiscordStandIn:
         if self._bot_auth(request) is not None:
             route("unauthorized")
             return self._bot_auth(request)  # type: ignore[return-value]
+        if parts == ["gateway", "bot"] and method == "GET":
+            route("gateway_bot")
+            return json_response(self._gateway_bot_payload())
         if parts == ["users", "@me"] and method == "GET":
             route("users_me")
             return json_response(self.bot_user.user_payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
@@ -687,6 +752,15 @@ class DiscordStandIn:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
         return None
+
+    def _gateway_bot_payload(self) -> dict[str, Any]:
+        """``GET /gateway/bot``: this stand-in's gateway URL and how many shards to open."""
+        return {
+            "url": self.gateway_url,
+            "shards": self.shard_count,
+            "session_start_limit": {"total": 1000, "remaining": 1000 - self.identifies, "reset_after": 86_400_000,
+                                    "max_concurrency": 1},
+        }
 
     def _application_payload(self) -> dict[str, Any]:
         owner = self.guild.members[0]

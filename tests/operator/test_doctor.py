@@ -226,3 +226,24 @@ async def test_python_m_bot_doctor_subprocess(comfy_server: ComfyTestServer, tmp
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "FAIL  server dead:" in stdout.decode() and "Traceback" not in stderr.decode()
+
+
+async def test_doctor_says_whether_metrics_are_on_and_where(comfy_server: ComfyTestServer, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    settings = settings_for(tmp_path, [("gpu-box", comfy_server.url)])
+    _, out = await doctor(settings)
+    assert "PASS  metrics: off (set METRICS_ADDRESS" in out
+    port = free_port()
+    code, out = await doctor(replace(settings, metrics_address=("127.0.0.1", port)))
+    assert code == 0, out
+    assert f"PASS  metrics: on at http://127.0.0.1:{port}/metrics, /healthz and /readyz" in out
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        _, out = await doctor(replace(settings, metrics_address=("127.0.0.1", port)))
+    assert f"WARN  metrics: on at http://127.0.0.1:{port}/metrics" in out and "address already in use" in out
+    _, out = await doctor(replace(settings, metrics_address=("0.0.0.0", port)))
+    assert "WARN  metrics:" in out and "not a loopback address" in out
