@@ -13,7 +13,9 @@ In order:
    scheduler), the :class:`~bot.discord.audit.AuditLog` and the :class:`~bot.discord.animate_flow.AnimateFlow`
    (from an interaction to a job, and the job buttons' handler);
 3. the job service is connected to them: ``jobs.connect(bot.delivery)`` and
-   ``jobs.add_listener(bot.audit.on_job_event)``.
+   ``jobs.add_listener(bot.audit.on_job_event)``; the safety gate's refusals and withheld results
+   go to ``bot.audit.on_safety_event``. The delivery judges each result with the gate
+   (:class:`~bot.discord.safe_delivery.ResultGate`) before posting it.
 
 Cogs get their services from the bot in their extension's ``setup(bot)``, explicitly (for example
 ``Queue(jobs=bot.jobs, policy=bot.policy)``). A job button's click reaches its handler through the
@@ -21,7 +23,8 @@ client it came to (``interaction.client.job_buttons``, typed by
 :class:`~bot.discord.buttons.JobButtonClient`): discord.py makes the button itself.
 
 Running: ``setup_hook`` (after login, before the gateway) loads the extensions, syncs the
-commands, then starts the services: the edit scheduler, then the job service, whose recovery may
+commands, then starts the services: the safety detector is loaded (in a thread; a failure is
+recorded and logged once, and every job that needs it is refused), the edit scheduler, then the job service, whose recovery may
 deliver results and so needs the logged-in HTTP client. :meth:`AnimateBot.close` stops them in the
 reverse order (the audit log first, then the job service, the delivery, the edit scheduler), then
 the Discord connection. :func:`serve` owns the session and closes it last.
@@ -49,11 +52,15 @@ from bot.discord.audit import AuditLog
 from bot.discord.buttons import JobButton
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.safe_delivery import ResultGate
 from bot.discord.tree import BotTree
+from bot.discord.withheld import WithheldReview
+from bot.discord.withheld_buttons import WithheldButton
 from bot.jobs.service import JobService
 from bot.logs import log_failure
 from bot.moderation.policy import AdmissionPolicy
 from bot.observability.diagnostics import Diagnostics
+from bot.safety.gate import SafetyGate
 from bot.services import Overrides, Services, build_services
 from bot.settings import Settings
 from bot.storage import Storage
@@ -104,12 +111,16 @@ class AnimateBot(commands.Bot):
         self.jobs: JobService = services.jobs
         self.policy: AdmissionPolicy = services.policy
         self.edit_scheduler: EditScheduler = services.edit_scheduler
+        self.safety: SafetyGate = services.safety
         self.delivery = DiscordDelivery(self, services.edit_scheduler, now=services.clock.now,
-                                        member_options=services.jobs.member_option_names, service=services.jobs)
+                                        member_options=services.jobs.member_option_names, service=services.jobs,
+                                        result_check=ResultGate(self, services.safety))
         self.audit = AuditLog(self, services.store)
         self.animate_flow = AnimateFlow(jobs=services.jobs, delivery=self.delivery, policy=services.policy,
-                                        settings=services.settings)
-        self.add_dynamic_items(JobButton)  # a click finds its handler here: job_buttons
+                                        settings=services.settings, safety=services.safety)
+        self.withheld_review = WithheldReview(self, withheld=services.store.withheld, jobs=services.jobs,
+                                              policy=services.policy, audit=self.audit)
+        self.add_dynamic_items(JobButton, WithheldButton)  # a click finds its handler here: job_buttons, withheld_buttons
         self.initial_extensions: tuple[str, ...] = tuple(extensions)
         self.force_sync = sync
         self.synced: str | None = None  # "guild", "global", "unchanged" or "failed" after setup_hook
@@ -119,6 +130,11 @@ class AnimateBot(commands.Bot):
     def job_buttons(self) -> AnimateFlow:
         """What a job button's click is handed to (:class:`~bot.discord.buttons.JobButtonClient`)."""
         return self.animate_flow
+
+    @property
+    def withheld_buttons(self) -> WithheldReview:
+        """What Release/Delete on a withheld result is handed to (:class:`~bot.discord.withheld_buttons.WithheldButtonClient`)."""
+        return self.withheld_review
 
     async def setup_hook(self) -> None:
         for name in self.initial_extensions:
@@ -160,13 +176,15 @@ class AnimateBot(commands.Bot):
         log.info("Logged in as %s (id %s) in %d servers", self.user, self.user.id if self.user else "?", len(self.guilds))
 
     async def start_services(self) -> None:
-        """Start the services in their order: edit scheduler, delivery, job service, audit log.
+        """Load the safety detector, then start the services in their order: edit scheduler,
+        delivery, job service, audit log.
 
         The delivery and the audit log have nothing to start (they act when the job service calls
         them); :meth:`close` stops all four in the reverse order. The job service's recovery may
         deliver results at once: its delivery (connected by :func:`build`), the edit scheduler and
         the logged-in HTTP client are ready by now.
         """
+        await self.safety.load()  # before any job: a failure is recorded, logged once, and fails closed
         self.edit_scheduler.start()
         log.info("Starting the job service")
         await self.jobs.start()
@@ -217,6 +235,7 @@ async def build(settings: Settings, session: aiohttp.ClientSession, *, sync: boo
     bot = AnimateBot(services, extensions=extensions, sync=sync, **options)
     services.jobs.connect(bot.delivery)
     services.jobs.add_listener(bot.audit.on_job_event)
+    services.safety.add_listener(bot.audit.on_safety_event)
     return bot
 
 

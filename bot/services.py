@@ -9,8 +9,11 @@ Order (each step uses only what was built before it):
 4. the workflows of ``WORKFLOWS_DIR`` (a file that does not load is logged; the others load);
 5. one websocket hub per server, its client id kept in ``DATA_DIR``;
 6. the server pool (health, least-loaded choice);
-7. the job service over all of the above; it closes the hubs and the store when it closes;
-8. the status-edit scheduler and the moderation admission policy.
+7. the content-safety gate around its detector (:class:`~bot.safety.gate.SafetyGate`; NudeNet unless
+   :class:`Overrides` gives another; loaded later, when the bot starts);
+8. the job service over all of the above (the gate checks every input); it closes the hubs and
+   the store when it closes;
+9. the status-edit scheduler and the moderation admission policy.
 
 They come back as one typed :class:`Services`. Nothing is started here: the job service needs
 its delivery first (:meth:`~bot.jobs.service.JobService.connect`), and the Discord side of the
@@ -34,6 +37,8 @@ from bot.discord.edit_scheduler import EditPacing, EditScheduler
 from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.service import JobService, ServiceLimits
 from bot.moderation.policy import AdmissionPolicy
+from bot.safety.detector import SafetyDetector
+from bot.safety.gate import SafetyGate, default_detector
 from bot.settings import Settings
 from bot.storage import Storage
 from bot.workflows import WorkflowRegistry, load_registry
@@ -54,6 +59,7 @@ class Overrides:
     health_interval: float = 5.0  #: seconds between server health checks
     sweep_interval: float = 5.0  #: seconds between time-out and retention sweeps
     edit_pacing: EditPacing | None = None  #: status-edit pacing (default: Discord's real limits)
+    safety_detector: SafetyDetector | None = None  #: e.g. ``standins.fake_safety`` (default: NudeNet)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Services:
     jobs: JobService
     edit_scheduler: EditScheduler
     policy: AdmissionPolicy
+    safety: SafetyGate
 
 
 def build_comfy_clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, ComfyClient]:
@@ -97,6 +104,8 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         clock=clock,
         failure_threshold=FAILURE_THRESHOLD,
     )
+    safety = SafetyGate(overrides.safety_detector or default_detector(), guilds=store.guilds,
+                        withheld=store.withheld, clock=clock)
     jobs = JobService(
         store=store,
         pool=pool,
@@ -113,6 +122,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         clock=clock,
         health_interval=overrides.health_interval,
         sweep_interval=overrides.sweep_interval,
+        input_check=safety,
     )
     return Services(
         settings=settings,
@@ -124,6 +134,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         edit_scheduler=EditScheduler(clock=clock, pacing=overrides.edit_pacing),
         policy=AdmissionPolicy(store.guilds, clock=clock, allow_dms=settings.allow_dms,
                                default_max_in_flight=settings.max_jobs_per_member),
+        safety=safety,
     )
 
 

@@ -57,6 +57,7 @@ from bot.jobs.routing import Needs, WorkflowRouter
 from bot.logs import log_failure
 from bot.media.images import content_upload_name, prepare_image_async
 from bot.moderation import messages
+from bot.safety.gate import SAFETY_KEY, InputCheck, InputSubject  # safety hook (issue 16)
 from bot.storage import Storage, remove_files
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 from bot.workflows.support import WorkflowSupport
@@ -153,6 +154,7 @@ class JobService:
         health_interval: float = 5.0,
         sweep_interval: float = 5.0,
         owns_hubs: bool = True,
+        input_check: InputCheck | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -172,6 +174,7 @@ class JobService:
         self._health_interval = health_interval
         self._sweep_interval = sweep_interval
         self._owns_hubs = owns_hubs
+        self.input_check = input_check  # safety hook (issue 16): judges every input before it is stored or sent
         self._controls: dict[str, _Control] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -280,6 +283,9 @@ class JobService:
             png = prepared.png
         else:
             raise InvalidInput("Attach an image to animate.")
+        # --- safety hook (issue 16): the prepared input is judged before the job is stored or uploaded
+        safety = None if self.input_check is None else await self.input_check.check_input(InputSubject(
+            request.user_id, request.guild_id, request.channel_id, png, request.extra))
         job = Job.new(
             user_id=request.user_id,
             channel_id=request.channel_id,
@@ -293,6 +299,8 @@ class JobService:
             status_message_id=request.status_message_id,
             result_meta={"request": dict(request.extra)} if request.extra else {},
         )
+        if safety is not None:  # safety hook (issue 16): kept for re-rolls and the result check
+            job.result_meta[SAFETY_KEY] = safety
         path = self.inputs_dir / f"{job.id}.png"
         await asyncio.to_thread(_write_bytes, path, png)
         job.input_path = str(path)
@@ -333,6 +341,9 @@ class JobService:
         limit = self.limits.max_in_flight if max_in_flight == DEFAULT_LIMIT else max_in_flight
         self._check_limits(user_id, limit)
         meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
+        # --- safety hook (issue 16): the stored input scores are judged again (mode and channel of now)
+        safety = None if self.input_check is None else await self.input_check.check_input(InputSubject(
+            user_id, guild_id, channel_id, Path(parent.input_path), meta, parent.result_meta.get(SAFETY_KEY)))
         job = Job.new(
             user_id=user_id,
             channel_id=channel_id,
@@ -348,6 +359,8 @@ class JobService:
             status_message_id=status_message_id,
             result_meta={"request": meta} if meta else {},
         )
+        if safety is not None:  # safety hook (issue 16)
+            job.result_meta[SAFETY_KEY] = safety
         return await self._enqueue(job, limit)
 
     async def set_status_message(self, job_id: str, message_id: int) -> None:
