@@ -39,7 +39,7 @@ import discord
 
 from bot.discord.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
 from bot.discord.edit_scheduler import EditScheduler
-from bot.discord.status import ended_details, ended_notice, file_note, render_update, result_embed
+from bot.discord.status import ended_details, ended_notice, ended_public, file_note, render_update, result_embed
 from bot.discord.tree import DEAD_TOKEN_CODES
 from bot.errors import JobFailed
 from bot.jobs.models import Job
@@ -360,7 +360,7 @@ class DiscordDelivery:
                     log.warning("job %s: could not tell the member it ended: %s", job.id, exc)
                     return
         try:
-            await self._channel_send(job, f"<@{job.user_id}> {text}")
+            await self._channel_send(job, f"<@{job.user_id}> {ended_public(job)}")  # a withheld reason stays private
         except discord.HTTPException as exc:
             log.warning("job %s: could not tell the member it ended (HTTP %s)", job.id, exc.status)
 

@@ -110,6 +110,15 @@ def ended_notice(job: Job) -> str:
     return "❌ This animation failed."
 
 
+def ended_public(job: Job) -> str:
+    """What the channel is told, mentioning the member, once the private route is gone: the notice
+    and the reason, but only the notice for a withheld result (its reason stays private)."""
+    notice, details = ended_notice(job), ended_details(job)
+    if not details or notice == WITHHELD_NOTICE:
+        return notice
+    return f"{notice} {details}"
+
+
 def ended_details(job: Job) -> str | None:
     """The details sent privately to the requester (None for a plain cancel)."""
     if job.state is JobState.CANCELLED:

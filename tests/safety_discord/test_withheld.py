@@ -20,6 +20,7 @@ from bot.safety.verdict import Detections
 from bot.storage.withheld import DELETED, RELEASED, WITHHELD
 from standins.discord_server import Channel, DiscordStandIn, InteractionRecord, Member, message_text
 from standins.fake_safety import EXPLICIT_DETECTIONS, FakeSafetyDetector, centre_colour
+from standins.wait import wait_until
 from tests.animate.conftest import AnimateEnv, AnimateFactory, wait_job
 from tests.animate.test_animate_flow import custom_ids
 from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, add_channel, member_with, mod, reply, slash_with
@@ -191,3 +192,23 @@ async def test_safety_settings_and_withheld_results_survive_a_restart(animate_bo
     released = await click(stand_in, listing.original, f"safety:release:{job_id}", admin)
     assert "Released as a spoiler" in message_text(released.messages()[-1])
     assert len(channel_videos(stand_in)) == 1
+
+
+async def test_after_the_token_expired_the_channel_is_told_only_that_it_was_withheld(
+        animate_bot: AnimateFactory) -> None:
+    env = await animate_bot(safety=ExplicitResults.with_markers(), step_time=0.2)
+    stand_in = env.stand_in
+    stand_in.allow_violation("token_expired")  # Discord expired the token early: the bot cannot know
+    record = await animate_colour(env, CYAN)
+    await record.wait_ack()
+    jobs = await wait_until(lambda: env.service.recent_jobs(stand_in.user.id, stand_in.guild.id, limit=1),
+                            timeout=10, what="the job to be stored")
+    stand_in.expire_tokens()
+    await wait_job(env.service, jobs[0].id, "failed", timeout=30)
+
+    def told() -> list[str]:
+        return [message_text(m) for m in stand_in.channel_messages() if messages.WITHHELD_NOTICE in message_text(m)]
+
+    await record.wait_for(lambda r: bool(told()), timeout=10)
+    assert told() == [f"<@{stand_in.user.id}> {messages.WITHHELD_NOTICE}"]  # no rule in public
+    assert channel_videos(stand_in) == []
