@@ -10,6 +10,7 @@ import pytest
 
 from standins.discord_server import message_text
 from standins.fake_safety import FakeSafetyDetector
+from standins.wait import wait_until
 from tests.animate.conftest import AnimateFactory
 from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, member_with, mod
 from tests.safety_discord.helpers import CLEAN, EXPLICIT, SUGGESTIVE, animate_colour, outcome, video_attachment
@@ -58,3 +59,18 @@ async def test_each_mode_in_an_ordinary_and_an_age_restricted_channel(animate_bo
         # every input was checked once, and every result that ran on three sampled frames
         ran = sum(1 for result in seen.values() if result != "refused")
         assert len(detector.calls) == len(seen) + 2 * ran  # 2 frames each: all of them are sampled
+
+
+async def test_the_channels_age_restriction_is_read_again_when_the_result_is_posted(
+        animate_bot: AnimateFactory) -> None:
+    env = await animate_bot(step_time=0.3)
+    stand_in = env.stand_in
+    adults = await stand_in.add_channel("adults-only", nsfw=True)
+    admin = member_with(stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    await mod(env, admin, "safety", mode="standard")
+    record = await animate_colour(env, EXPLICIT, channel=adults)  # allowed: the channel is age-restricted
+    await wait_until(lambda: env.service.recent_jobs(stand_in.user.id, stand_in.guild.id, limit=1), timeout=10,
+                     what="the job to be stored")
+    await stand_in.set_nsfw(adults, False)  # a moderator unticks "age-restricted" while it runs
+    assert await outcome(record) == "withheld"
+    assert [m for m in stand_in.channel_messages(adults) if video_attachment(m)] == []
