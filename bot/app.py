@@ -13,7 +13,9 @@ In order:
    scheduler), the :class:`~bot.discord.audit.AuditLog` and the :class:`~bot.discord.animate_flow.AnimateFlow`
    (from an interaction to a job, and the job buttons' handler);
 3. the job service is connected to them: ``jobs.connect(bot.job_delivery)`` (the delivery, timed
-   when metrics are on) and ``jobs.add_listener(bot.audit.on_job_event)``; with ``METRICS_ADDRESS``
+   when metrics are on) and ``jobs.add_listener(bot.audit.on_job_event)``; the safety gate's refusals and withheld results
+   go to ``bot.audit.on_safety_event``, and the delivery judges each result with the gate
+   (:class:`~bot.discord.safe_delivery.ResultGate`) before posting it; with ``METRICS_ADDRESS``
    set, the bot's :class:`~bot.observability.wiring.Observability` (metrics feed, loop-lag monitor,
    ``/metrics`` ``/healthz`` ``/readyz`` server) starts listening to the job service too.
 
@@ -28,8 +30,9 @@ client it came to (``interaction.client.job_buttons``, typed by
 
 Running: :func:`serve` starts the observability endpoints first (when on), so ``/healthz``
 answers while the bot logs in; ``setup_hook`` (after login, before the gateway) loads the
-extensions, syncs the commands, then starts the services: the edit scheduler, then the job
-service, whose recovery may deliver results and so needs the logged-in HTTP client.
+extensions, syncs the commands, then starts the services: the safety detector is loaded (in a
+thread; a failure is recorded and logged once, and every job that needs it is refused), the edit
+scheduler, then the job service, whose recovery may deliver results and so needs the logged-in HTTP client.
 :meth:`AnimateBot.close` stops them in the reverse order (the audit log first, then the job
 service, the delivery, the edit scheduler, the observability endpoints), then the Discord
 connection. :func:`serve` owns the session and closes it last.
@@ -58,8 +61,11 @@ from bot.discord.audit import AuditLog
 from bot.discord.buttons import JobButton
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.safe_delivery import ResultGate
 from bot.discord.shards import ShardHealth, shard_health, shards_down
 from bot.discord.tree import BotTree
+from bot.discord.withheld import WithheldReview
+from bot.discord.withheld_buttons import WithheldButton
 from bot.jobs.service import Delivery, JobService
 from bot.logs import log_failure
 from bot.moderation.policy import AdmissionPolicy
@@ -67,6 +73,7 @@ from bot.observability.diagnostics import Diagnostics
 from bot.observability.discord_trace import discord_trace
 from bot.observability.legs import TimedDelivery
 from bot.observability.wiring import Observability
+from bot.safety.gate import SafetyGate
 from bot.services import Overrides, Services, build_services
 from bot.settings import Settings
 from bot.storage import Storage
@@ -121,8 +128,10 @@ class AnimateBot(commands.AutoShardedBot):
         self.jobs: JobService = services.jobs
         self.policy: AdmissionPolicy = services.policy
         self.edit_scheduler: EditScheduler = services.edit_scheduler
+        self.safety: SafetyGate = services.safety
         self.delivery = DiscordDelivery(self, services.edit_scheduler, now=services.clock.now,
-                                        member_options=services.jobs.member_option_names, service=services.jobs)
+                                        member_options=services.jobs.member_option_names, service=services.jobs,
+                                        result_check=ResultGate(self, services.safety))
         self.audit = AuditLog(self, services.store)
         #: what the job service hands results to: the delivery, timed when metrics are on
         self.job_delivery: Delivery = self.delivery
@@ -133,9 +142,11 @@ class AnimateBot(commands.AutoShardedBot):
             self.observability = Observability(metrics, services.settings.metrics_address, jobs=services.jobs,
                                                store=services.store, discord_state=self.discord_state, delivery=timed)
         self.animate_flow = AnimateFlow(jobs=services.jobs, delivery=self.delivery, policy=services.policy,
-                                        settings=services.settings,
+                                        settings=services.settings, safety=services.safety,
                                         on_refused=self.observability.feed.refused if self.observability else None)
-        self.add_dynamic_items(JobButton)  # a click finds its handler here: job_buttons
+        self.withheld_review = WithheldReview(self, withheld=services.store.withheld, jobs=services.jobs,
+                                              policy=services.policy, audit=self.audit)
+        self.add_dynamic_items(JobButton, WithheldButton)  # a click finds its handler here: job_buttons, withheld_buttons
         self.initial_extensions: tuple[str, ...] = tuple(extensions)
         self.force_sync = sync
         self.synced: str | None = None  # "guild", "global", "unchanged" or "failed" after setup_hook
@@ -145,6 +156,11 @@ class AnimateBot(commands.AutoShardedBot):
     def job_buttons(self) -> AnimateFlow:
         """What a job button's click is handed to (:class:`~bot.discord.buttons.JobButtonClient`)."""
         return self.animate_flow
+
+    @property
+    def withheld_buttons(self) -> WithheldReview:
+        """What Release/Delete on a withheld result is handed to (:class:`~bot.discord.withheld_buttons.WithheldButtonClient`)."""
+        return self.withheld_review
 
     async def setup_hook(self) -> None:
         await self.start_observability()  # serve() started it already; tests that call start() directly get it here
@@ -219,13 +235,15 @@ class AnimateBot(commands.AutoShardedBot):
             await self.observability.start()
 
     async def start_services(self) -> None:
-        """Start the services in their order: edit scheduler, delivery, job service, audit log.
+        """Load the safety detector, then start the services in their order: edit scheduler,
+        delivery, job service, audit log.
 
         The delivery and the audit log have nothing to start (they act when the job service calls
         them); :meth:`close` stops all four in the reverse order. The job service's recovery may
         deliver results at once: its delivery (connected by :func:`build`), the edit scheduler and
         the logged-in HTTP client are ready by now.
         """
+        await self.safety.load()  # before any job: a failure is recorded, logged once, and fails closed
         self.edit_scheduler.start()
         log.info("Starting the job service")
         await self.jobs.start()
@@ -286,6 +304,7 @@ async def build(settings: Settings, session: aiohttp.ClientSession, *, sync: boo
     bot = AnimateBot(services, extensions=extensions, sync=sync, **options)
     services.jobs.connect(bot.job_delivery)
     services.jobs.add_listener(bot.audit.on_job_event)
+    services.safety.add_listener(bot.audit.on_safety_event)
     if bot.observability is not None:
         bot.observability.connect()  # job events, server health, websocket reconnects
     return bot

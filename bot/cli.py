@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a workflow option, e.g. -o motion=127 -o frames=14 (repeatable)",
     )
+    animate.add_argument(
+        "--safety", choices=("strict", "standard", "off"), default="strict",
+        help="content-safety check of the input and the result, and the verdict printed (default: strict)",
+    )
     return parser
 
 

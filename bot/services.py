@@ -9,10 +9,13 @@ Order (each step uses only what was built before it):
 4. the workflows of ``WORKFLOWS_DIR`` (a file that does not load is logged; the others load);
 5. one websocket hub per server, its client id kept in ``DATA_DIR``;
 6. the server pool (health, least-loaded choice);
-7. the job service over all of the above; it closes the hubs and the store when it closes;
-8. the status-edit scheduler and the moderation admission policy;
-9. with ``METRICS_ADDRESS`` set, the :class:`~bot.observability.metrics.BotMetrics` (its own
-   registry, labelled with the configured server names and the loaded workflows); the ComfyUI
+7. the content-safety gate around its detector (:class:`~bot.safety.gate.SafetyGate`; NudeNet unless
+   :class:`Overrides` gives another; loaded later, when the bot starts);
+8. the job service over all of the above (the gate checks every input); it closes the hubs and
+   the store when it closes;
+9. the status-edit scheduler and the moderation admission policy;
+10. with ``METRICS_ADDRESS`` set, the :class:`~bot.observability.metrics.BotMetrics` (its own
+    registry, labelled with the configured server names and the loaded workflows); the ComfyUI
    clients of step 2 are then :class:`~bot.observability.legs.TimedComfyClient`, which time each
    job's submit leg (upload to ``POST /prompt`` answered) into it.
 
@@ -40,6 +43,8 @@ from bot.jobs.service import JobService, ServiceLimits
 from bot.moderation.policy import AdmissionPolicy
 from bot.observability.legs import SubmitLegTimer, TimedComfyClient
 from bot.observability.metrics import BotMetrics
+from bot.safety.detector import SafetyDetector
+from bot.safety.gate import SafetyGate, default_detector
 from bot.settings import Settings
 from bot.storage import Storage
 from bot.workflows import WorkflowRegistry, load_registry
@@ -60,6 +65,7 @@ class Overrides:
     health_interval: float = 5.0  #: seconds between server health checks
     sweep_interval: float = 5.0  #: seconds between time-out and retention sweeps
     edit_pacing: EditPacing | None = None  #: status-edit pacing (default: Discord's real limits)
+    safety_detector: SafetyDetector | None = None  #: e.g. ``standins.fake_safety`` (default: NudeNet)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Services:
     jobs: JobService
     edit_scheduler: EditScheduler
     policy: AdmissionPolicy
+    safety: SafetyGate
     metrics: BotMetrics | None = None  #: None unless ``METRICS_ADDRESS`` is set
 
 
@@ -119,6 +126,8 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         clock=clock,
         failure_threshold=FAILURE_THRESHOLD,
     )
+    safety = SafetyGate(overrides.safety_detector or default_detector(), guilds=store.guilds,
+                        withheld=store.withheld, clock=clock)
     jobs = JobService(
         store=store,
         pool=pool,
@@ -135,6 +144,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         clock=clock,
         health_interval=overrides.health_interval,
         sweep_interval=overrides.sweep_interval,
+        input_check=safety,
     )
     return Services(
         settings=settings,
@@ -147,6 +157,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         policy=AdmissionPolicy(store.guilds, clock=clock, allow_dms=settings.allow_dms,
                                default_max_in_flight=settings.max_jobs_per_member),
         metrics=metrics,
+        safety=safety,
     )
 
 

@@ -3,6 +3,7 @@
 The cog is a thin adapter: it gets the command tree, the ComfyUI clients and the gateway shards'
 health explicitly, so a test can build it without a whole bot. ``/status`` never shows a URL:
 only the server's name; its footer says how the bot's gateway shards are doing.
+``/help`` starts with the content-safety mode that applies where it is asked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.comfy.errors import ComfyAuthError, ComfyTimeout
 from bot.discord.shards import ShardHealth, shard_summary
+from bot.safety.gate import SafetyGate
+from bot.safety.messages import ALWAYS_STRICT, mode_summary
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +183,22 @@ class Meta(commands.Cog):
 
     def __init__(self, *, tree: app_commands.CommandTree[Any], comfy: Mapping[str, StatusSource],
                  status_timeout: float = STATUS_TIMEOUT,
-                 shards: Callable[[], Sequence[ShardHealth]] | None = None) -> None:
+                 shards: Callable[[], Sequence[ShardHealth]] | None = None,
+                 safety: SafetyGate | None = None) -> None:
         self.tree = tree
         self.comfy = comfy
         self.status_timeout = status_timeout
         self.shards = shards
+        self.safety = safety
+
+    async def safety_entry(self, guild_id: int | None) -> tuple[str, str] | None:
+        """The help entry that says which content-safety mode applies here."""
+        if self.safety is None:
+            return None
+        if guild_id is None:
+            return ("Content safety", f"In direct messages: {mode_summary('strict')}.")
+        mode = (await self.safety.settings_for(guild_id)).mode
+        return ("Content safety", f"On this server: {mode_summary(mode)}. {ALWAYS_STRICT}")
 
     def registered(self, guild: discord.abc.Snowflake | None) -> list[Any]:
         """Commands a member can use here: global ones plus this guild's, once each."""
@@ -196,7 +210,9 @@ class Meta(commands.Cog):
 
     @app_commands.command(name="help", description="Show every command and its options")
     async def help(self, interaction: discord.Interaction[Any]) -> None:
-        pages = help_pages(help_entries(self.registered(interaction.guild)))
+        entries = help_entries(self.registered(interaction.guild))
+        safety = await self.safety_entry(interaction.guild_id)
+        pages = help_pages(([safety] if safety is not None else []) + entries)
         await interaction.response.send_message(embeds=pages[0], ephemeral=True)
         for page in pages[1:]:
             await interaction.followup.send(embeds=page, ephemeral=True)
@@ -211,4 +227,5 @@ class Meta(commands.Cog):
 
 async def setup(bot: AnimateBot) -> None:
     timeout = min(STATUS_TIMEOUT, bot.settings.comfyui_timeout)
-    await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout, shards=bot.shard_health))
+    await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout, shards=bot.shard_health,
+                           safety=bot.safety))

@@ -3,7 +3,9 @@
 Who may use it is checked by the bot itself on every call (Manage Server, or one of the
 guild's moderator roles: :func:`bot.moderation.policy.is_moderator`), not with
 ``default_permissions``: Discord would then hide the commands from a moderator role that
-lacks Manage Server. ``/mod moderators`` needs Manage Server itself.
+lacks Manage Server. ``/mod moderators`` and ``/mod safety`` need Manage Server itself.
+``/mod withheld`` lists the results the safety check withheld, with Release and Delete
+(:mod:`bot.discord.withheld_buttons`; for guilds without an audit channel, whose records carry them).
 
 Every change is validated and written to the audit log by the action (:mod:`bot.moderation.actions`,
 on the job store); the cog then posts the record to the guild's audit channel
@@ -25,12 +27,15 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.discord.audit import AuditLog
 from bot.discord.requester import requester_from
+from bot.discord.withheld_buttons import withheld_view
 from bot.errors import InvalidInput, NotAllowed
 from bot.jobs.service import JobService
 from bot.moderation import actions, messages
 from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUILD_DAILY_CAP, MAX_IN_FLIGHT, Actions
 from bot.moderation.audit_text import render
 from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
+from bot.safety.gate import SafetyGate, SafetyState
+from bot.safety.verdict import SCORE_FLOOR
 from bot.settings import Settings
 from bot.storage import AuditRecord, Storage
 
@@ -40,6 +45,9 @@ NONE = discord.AllowedMentions.none()
 #: Channel types that make no sense as "where /animate works" or an audit channel.
 _NOT_MESSAGEABLE = (discord.ChannelType.category, discord.ChannelType.voice, discord.ChannelType.stage_voice)
 LimitName = Literal["cooldown", "daily quota", "jobs in flight", "server daily cap", "all"]
+SafetyModeName = Literal["strict", "standard", "off"]
+ThresholdName = Literal["suggestive", "explicit", "both"]
+WITHHELD_SHOWN = 5  # one row of Release/Delete each
 
 __all__ = ["Mod", "setup"]
 
@@ -66,12 +74,13 @@ class Mod(commands.Cog):
     mod = app_commands.Group(name="mod", description="Moderate the animation bot on this server", guild_only=True)
 
     def __init__(self, *, jobs: JobService, store: Storage, audit: AuditLog, policy: AdmissionPolicy,
-                 settings: Settings) -> None:
+                 settings: Settings, safety: SafetyGate | None = None) -> None:
         self.jobs = jobs
         self.store = store  # what the moderation actions change
         self.audit = audit
         self.policy = policy
         self.settings = settings
+        self.safety_gate = safety
 
     # ------------------------------------------------------------------ helpers
 
@@ -101,6 +110,13 @@ class Mod(commands.Cog):
         for label, value in actions.describe_settings(settings,
                                                       default_max_in_flight=self.settings.max_jobs_per_member):
             embed.add_field(name=label, value=value[:1024] or "—", inline=False)
+        if self.safety_gate is not None:
+            status = self.safety_gate.status
+            if status.state is SafetyState.UNAVAILABLE:
+                detector = f"⚠️ not working ({status.reason}): every animation is refused unless the mode is off"
+            else:
+                detector = f"{status.detector} ({status.state.value})"
+            embed.add_field(name="Safety detector", value=detector[:1024], inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NONE)
 
     @mod.command(name="channels", description="Channels where /animate works (none given: every channel)")
@@ -210,6 +226,45 @@ class Mod(commands.Cog):
         result = await actions.set_audit_channel(self.store, requester_from(interaction), ids[0] if ids else None)
         await self._done(interaction, result.audit)
 
+    @mod.command(name="safety", description="Content safety mode and thresholds (Manage Server only)")
+    @app_commands.describe(
+        mode="strict: explicit refused everywhere; standard: allowed in age-restricted channels; off: no checks",
+        suggestive=f"Score from which a result counts as suggestive (spoiler); {SCORE_FLOOR}-1, default 0.40",
+        explicit=f"Score from which an image counts as explicit; {SCORE_FLOOR}-1, default 0.50",
+        default_thresholds="Put a threshold (or both) back to the bot's default",
+    )
+    async def safety(self, interaction: discord.Interaction[Any], mode: Optional[SafetyModeName] = None,
+                     suggestive: Optional[app_commands.Range[float, SCORE_FLOOR, 1.0]] = None,
+                     explicit: Optional[app_commands.Range[float, SCORE_FLOOR, 1.0]] = None,
+                     default_thresholds: Optional[ThresholdName] = None) -> None:
+        values: dict[str, Any] = {"mode": KEEP if mode is None else mode,
+                                  "suggestive": KEEP if suggestive is None else suggestive,
+                                  "explicit": KEEP if explicit is None else explicit}
+        for name in {"suggestive": ("suggestive",), "explicit": ("explicit",),
+                     "both": ("suggestive", "explicit")}.get(default_thresholds or "", ()):
+            values[name] = None
+        result = await actions.set_safety(self.store, requester_from(interaction), **values)
+        await self._done(interaction, result.audit)
+
+    @mod.command(name="withheld", description="Results the safety check withheld, with Release and Delete")
+    async def withheld(self, interaction: discord.Interaction[Any]) -> None:
+        requester = await self._moderator(interaction)
+        assert requester.guild_id is not None
+        items = await self.store.withheld.for_guild(requester.guild_id, limit=WITHHELD_SHOWN)
+        if not items:
+            await interaction.response.send_message("No result is withheld on this server.", ephemeral=True)
+            return
+        total = await self.store.withheld.count(requester.guild_id)
+        lines = [f"**Withheld results** ({total}; newest first)"]
+        for number, item in enumerate(items, start=1):
+            labels = ", ".join(f"{label} {score:.2f}" for label, score in item.labels[:4]) or item.level
+            lines.append(f"{number}. job `{item.job_id}` of {messages.user_mention(item.user_id)} in "
+                         f"{messages.channel_mention(item.channel_id)} <t:{int(item.at)}:R>: {item.level} ({labels})")
+        if total > len(items):
+            lines.append(f"…and {total - len(items)} older; decide on these first.")
+        await interaction.response.send_message("\n".join(lines)[:1900], ephemeral=True, allowed_mentions=NONE,
+                                                view=withheld_view([i.job_id for i in items], numbered=True))
+
     # ------------------------------------------------------------------ jobs
 
     @mod.command(name="cancel", description="Cancel any animation waiting or running on this server")
@@ -256,4 +311,5 @@ class Mod(commands.Cog):
 
 
 async def setup(bot: AnimateBot) -> None:
-    await bot.add_cog(Mod(jobs=bot.jobs, store=bot.store, audit=bot.audit, policy=bot.policy, settings=bot.settings))
+    await bot.add_cog(Mod(jobs=bot.jobs, store=bot.store, audit=bot.audit, policy=bot.policy, settings=bot.settings,
+                          safety=bot.safety))

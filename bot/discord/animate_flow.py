@@ -23,6 +23,13 @@ after admission gives its use back (:meth:`AdmissionPolicy.refund`); a failure a
 turns the status into a one-line notice and the reason goes in an ephemeral followup. When a
 daily quota applies, the member is told privately how many generations are left.
 
+Content safety (issue 16): when the detector is unavailable and the guild's mode (or a forced strict)
+needs it, the request is refused privately before anything is counted; otherwise the job service's
+input check judges the prepared image. The request tells it whether the channel is age-restricted
+and whether the image is another member's (``JobRequest.extra``). A refused input turns the status
+into the neutral :data:`~bot.safety.messages.NOT_RUN` notice, with the rule sent privately and the use
+given back.
+
 Buttons: Cancel and Delete are allowed to the job's owner and the guild's moderators
 (:func:`bot.discord.requester.job_moderation`); Re-roll, More motion and Less motion start a new
 job from the old one's input, admitted like ``/animate``.
@@ -40,6 +47,7 @@ import discord
 from bot.discord.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
 from bot.discord.permissions import ensure_app_permissions
 from bot.discord.requester import job_moderation, requester_from
+from bot.discord.safe_delivery import age_restricted
 from bot.discord.status import clamp_motion
 from bot.discord.tree import describe_error
 from bot.errors import InvalidInput, NotAllowed, UserFacingError
@@ -48,6 +56,8 @@ from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
+from bot.safety.gate import AGE_RESTRICTED_KEY, OTHERS_IMAGE_KEY, SAFETY_KEY, SafetyGate, SafetyRefused
+from bot.safety.messages import NOT_RUN
 from bot.settings import Settings
 from bot.workflows import resolve_options
 
@@ -71,11 +81,13 @@ class AnimateFlow:
     """Starts jobs from interactions and handles the job buttons (see the module docstring)."""
 
     def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, policy: AdmissionPolicy,
-                 settings: Settings, on_refused: Callable[[BaseException], None] | None = None) -> None:
+                 settings: Settings, safety: SafetyGate | None = None,
+                 on_refused: Callable[[BaseException], None] | None = None) -> None:
         self.jobs = jobs
         self.delivery = delivery
         self.policy = policy
         self.settings = settings
+        self.safety = safety
         self.on_refused = on_refused
 
     def _refused(self, error: BaseException) -> None:
@@ -131,9 +143,13 @@ class AnimateFlow:
         chosen = self.jobs.workflow_for(workflow, options)
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
+        await self._require_safety(interaction, others_image=others_image)
         admission, reservation = await self._admit(requester, others_image=others_image)
         try:
             status_id = await self._defer_admitted(interaction, admission)
+            fields = self._interaction_fields(interaction, status_id)
+            if others_image:
+                fields["extra"][OTHERS_IMAGE_KEY] = True
             try:
                 data = await image.read()
                 job = await self.jobs.submit(JobRequest(
@@ -145,7 +161,7 @@ class AnimateFlow:
                     options=options,
                     max_in_flight=admission.max_in_flight,
                     reservation=reservation,
-                    **self._interaction_fields(interaction, status_id),
+                    **fields,
                 ))
             except discord.HTTPException as exc:
                 await self._refund(admission)
@@ -217,6 +233,8 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
+        stored = job.result_meta.get(SAFETY_KEY) or {}
+        await self._require_safety(interaction, others_image=bool(stored.get(OTHERS_IMAGE_KEY)))
         admission, reservation = await self._admit(requester)
         try:
             status_id = await self._defer_admitted(interaction, admission)
@@ -242,6 +260,12 @@ class AnimateFlow:
         await self._tell_quota(interaction, admission)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _require_safety(self, interaction: discord.Interaction[Any], *, others_image: bool) -> None:
+        """Refuse privately, before anything is counted, when the safety detector is unavailable."""
+        if self.safety is not None:
+            await self.safety.require_available(guild_id=interaction.guild_id, channel_id=interaction.channel_id or 0,
+                                                user_id=interaction.user.id, others_image=others_image)
 
     async def _admit(self, requester: Requester, *, others_image: bool = False) -> tuple[Admission, Reservation]:
         """Every moderation check and limit; counts the job and reserves the member's slot in the
@@ -286,7 +310,8 @@ class AnimateFlow:
         return int(message_id)
 
     def _interaction_fields(self, interaction: discord.Interaction[Any], status_id: int) -> dict[str, Any]:
-        extra: dict[str, Any] = {UPLOAD_LIMIT_KEY: interaction.filesize_limit}
+        extra: dict[str, Any] = {UPLOAD_LIMIT_KEY: interaction.filesize_limit,
+                                 AGE_RESTRICTED_KEY: interaction.guild_id is not None and age_restricted(interaction.channel)}
         if interaction.guild is not None and getattr(interaction.guild, "premium_tier", None) is not None:
             extra[PREMIUM_TIER_KEY] = interaction.guild.premium_tier
         return {
@@ -301,7 +326,7 @@ class AnimateFlow:
         """The status becomes a one-line notice; the reason goes privately to the member."""
         self._refused(error)
         text = describe_error(error, where="/animate")
-        notice = "❌ I couldn't start this animation."
+        notice = NOT_RUN if isinstance(error, SafetyRefused) else "❌ I couldn't start this animation."
         try:
             await interaction.edit_original_response(content=notice)
             await interaction.followup.send(text, ephemeral=True)

@@ -8,9 +8,15 @@ each job event (queued, delivered, failed, cancelled, timed out, deleted) become
 :mod:`bot.moderation.actions`; the /mod cog hands their records to :meth:`AuditLog.post`, or has
 :meth:`AuditLog.record` store and post one it describes.
 
+Content safety (issue 16): the :class:`~bot.safety.gate.SafetyGate` hands every refusal and withheld
+result to :meth:`AuditLog.on_safety_event` (wired by :func:`bot.app.build`): stored, and posted with
+the labels and scores; a withheld result's post carries the Release and Delete buttons
+(:mod:`bot.discord.withheld_buttons`).
+
 Posting: when the guild has an audit channel, the record's one-line rendering
-(:func:`bot.moderation.audit_text.render`) is sent there with mentions disabled; a queued job
-carries a small thumbnail of its input image (made in a thread). Posts go through one worker
+(:func:`bot.moderation.audit_text.render`) is sent there with mentions disabled. A queued job, a
+refused input and a withheld result carry a small thumbnail (made in a thread) **only when the
+audit channel is age-restricted** (Discord's NSFW flag, read when posting). Posts go through one worker
 in order, so a burst of events never floods the channel with parallel requests, and a slow
 or failing Discord never holds up the job service. Once closed it posts nothing more (records
 are still stored).
@@ -27,10 +33,15 @@ from typing import Any
 
 import discord
 
+from bot.discord.safe_delivery import channel_age_restricted
+from bot.discord.withheld_buttons import withheld_view
+from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.logs import log_failure
 from bot.media.thumbnails import thumbnail_png
-from bot.moderation.audit_text import JobEvents, job_record, render
+from bot.media.video import poster_frame
+from bot.moderation.audit_text import JobEvents, SafetyActions, job_record, render
+from bot.safety.gate import SafetyEvent
 from bot.storage import AuditRecord, Storage
 from bot.tasks import cancel_and_wait
 
@@ -51,10 +62,15 @@ EVENT_ACTIONS: dict[str, str] = {
 __all__ = ["AuditLog", "EVENT_ACTIONS"]
 
 
+#: Safety event kind -> audit action.
+SAFETY_ACTIONS: dict[str, str] = {"refused": SafetyActions.REFUSED, "withheld": SafetyActions.WITHHELD}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Post:
     record: AuditRecord
-    thumbnail: Path | None = None
+    thumbnail: Path | bytes | None = None  # an image file, a video's first frame, or PNG bytes
+    withheld_job: str | None = None  # carries Release and Delete for this job's withheld result
 
 
 class AuditLog:
@@ -80,22 +96,36 @@ class AuditLog:
         thumbnail = Path(job.input_path) if event == "queued" and job.input_path else None
         self.post(record, thumbnail=thumbnail)
 
-    async def record(self, *, guild_id: int, actor_id: int, action: str, details: dict[str, Any]) -> AuditRecord:
+    async def on_safety_event(self, event: SafetyEvent) -> None:
+        """The safety gate's listener: store a refusal or withheld result, then queue its post."""
+        action = SAFETY_ACTIONS.get(event.kind)
+        if action is None:
+            return
+        record = AuditRecord(guild_id=event.guild_id, at=event.at, actor_id=event.user_id, action=action,
+                             job_id=event.job_id, details=event.details())
+        record = dataclasses.replace(record, id=await self.store.audit.add(record))
+        thumbnail: Path | bytes | None = event.thumbnail if event.thumbnail is not None else event.result_path
+        self.post(record, thumbnail=thumbnail,
+                  withheld_job=event.job_id if action == SafetyActions.WITHHELD else None)
+
+    async def record(self, *, guild_id: int, actor_id: int, action: str, details: dict[str, Any],
+                     job_id: str | None = None) -> AuditRecord:
         """Store a moderation record made now and queue its post; returns it with its id."""
         record = AuditRecord(guild_id=guild_id, at=self.store.clock.now(), actor_id=actor_id, action=action,
-                             details=details)
+                             job_id=job_id, details=details)
         record = dataclasses.replace(record, id=await self.store.audit.add(record))
         self.post(record)
         return record
 
     # ------------------------------------------------------------------ posting
 
-    def post(self, record: AuditRecord, *, thumbnail: Path | None = None) -> None:
+    def post(self, record: AuditRecord, *, thumbnail: Path | bytes | None = None,
+             withheld_job: str | None = None) -> None:
         """Queue ``record`` (already stored) for the guild's audit channel, if it has one."""
         if record.guild_id is None or self._closed:
             return
         try:
-            self._queue.put_nowait(_Post(record, thumbnail))
+            self._queue.put_nowait(_Post(record, thumbnail, withheld_job))
         except asyncio.QueueFull:
             log.warning("audit channel posts are backed up; not posting record %s", record.id)
             return
@@ -134,11 +164,25 @@ class AuditLog:
         if settings.audit_channel_id is None:
             return
         fields: dict[str, Any] = {}
-        if item.thumbnail is not None:
-            data = await asyncio.to_thread(thumbnail_png, item.thumbnail)
+        # Images only where Discord marks the audit channel age-restricted (issue 16).
+        if item.thumbnail is not None and channel_age_restricted(self.client, settings.audit_channel_id, record.guild_id):
+            data = await asyncio.to_thread(_thumbnail, item.thumbnail)
             if data is not None:
-                fields["file"] = discord.File(io.BytesIO(data), filename=f"input_{record.job_id or 'job'}.png")
+                name = "result" if record.action == SafetyActions.WITHHELD else "input"
+                fields["file"] = discord.File(io.BytesIO(data), filename=f"{name}_{record.job_id or 'job'}.png")
+        if item.withheld_job is not None:
+            fields["view"] = withheld_view([item.withheld_job])
         channel = self.client.get_partial_messageable(settings.audit_channel_id, guild_id=record.guild_id)
         await channel.send(render(record), allowed_mentions=discord.AllowedMentions.none(), **fields)
         self.posted += 1
 
+
+def _thumbnail(source: Path | bytes) -> bytes | None:
+    """A small PNG of an image file, of PNG bytes, or of a video's first frame (blocking)."""
+    data = thumbnail_png(source)
+    if data is None and isinstance(source, Path):
+        try:
+            return poster_frame(source, max_side=256)
+        except JobFailed:
+            return None
+    return data

@@ -14,6 +14,9 @@
   the channel. A channel the bot can no longer post in (unknown channel, missing access or
   permissions) or a file Discord refuses ends the delivery at once (:class:`JobFailed`)
   instead of being retried.
+- Safety (issue 16): right before posting, ``result_check`` (:class:`bot.discord.safe_delivery.ResultGate`)
+  judges the original output file: a result to hide is posted as ``SPOILER_animation_...`` without a
+  poster (embed images cannot be hidden); a withheld one raises ``ResultWithheld`` and nothing is posted.
 - :meth:`DiscordDelivery.job_ended` turns the status into a one-line notice (final edit) and
   sends the reason privately as an ephemeral followup while the token is valid; otherwise it
   says it in the channel, mentioning the requester.
@@ -28,7 +31,7 @@ import asyncio
 import functools
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +39,7 @@ import discord
 
 from bot.discord.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
 from bot.discord.edit_scheduler import EditScheduler
-from bot.discord.status import ended_details, ended_notice, file_note, render_update, result_embed
+from bot.discord.status import ended_details, ended_notice, ended_public, file_note, render_update, result_embed
 from bot.discord.tree import DEAD_TOKEN_CODES
 from bot.errors import JobFailed
 from bot.jobs.models import Job
@@ -91,8 +94,10 @@ class DiscordDelivery:
         now: Callable[[], float],
         member_options: Callable[[str], Iterable[str] | None] | None = None,
         service: JobSource | None = None,
+        result_check: Callable[[Job, Path], Awaitable[bool]] | None = None,
     ) -> None:
         self.client = client
+        self.result_check = result_check  # safety (issue 16): True = a spoiler; raises ResultWithheld
         self.scheduler = scheduler
         self.now = now
         self.service = service
@@ -231,12 +236,13 @@ class DiscordDelivery:
                 log.info("job %s: its result was already posted (message %s); not posting it again", job.id, posted)
                 return posted
         limit = upload_limit_for(job)
-        poster: bytes | None = await poster_frame_async(result)
+        spoiler = await self.result_check(job, result) if self.result_check is not None else False  # safety
+        poster: bytes | None = None if spoiler else await poster_frame_async(result)
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it
         budget = limit - (len(poster) if poster else 0) - POSTER_MARGIN
         try:
-            return await self._post_result(job, result, limit, budget, poster)
+            return await self._post_result(job, result, limit, budget, poster, spoiler)
         except discord.HTTPException as exc:
             if exc.status != 413:
                 raise
@@ -244,19 +250,20 @@ class DiscordDelivery:
         log.warning("job %s: Discord refused the upload as too large (limit %d bytes); trying a smaller file",
                     job.id, limit)
         try:
-            return await self._post_result(job, result, limit, int(budget * 0.7), None)
+            return await self._post_result(job, result, limit, int(budget * 0.7), None, spoiler)
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise JobFailed("The video was made but is too big to post in this channel.",
                                 detail=f"HTTP 413 with a {limit}-byte limit") from None
             raise
 
-    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None) -> int | None:
+    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None,
+                           spoiler: bool = False) -> int | None:
         """Fit the video to ``budget`` bytes and post it (editing the status message while the
         interaction lives, else as a channel message); a 413 is raised as is."""
         fitted = await fit_video_async(result, max(MIN_VIDEO_BUDGET, budget))
         video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
-        video_name = f"animation_{job.id}.{fitted.format}"
+        video_name = f"{'SPOILER_' if spoiler else ''}animation_{job.id}.{fitted.format}"
         poster_name = f"poster_{job.id}.png" if poster is not None else None
         embed = discord.Embed.from_dict(
             result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name,
@@ -297,7 +304,7 @@ class DiscordDelivery:
         name = f"animation_{job.id}."
 
         def carries(message: discord.Message) -> bool:
-            return any(a.filename.startswith(name) for a in message.attachments)
+            return any(a.filename.removeprefix("SPOILER_").startswith(name) for a in message.attachments)
 
         try:
             if self._can_edit(job) and job.status_message_id is not None:
@@ -353,7 +360,7 @@ class DiscordDelivery:
                     log.warning("job %s: could not tell the member it ended: %s", job.id, exc)
                     return
         try:
-            await self._channel_send(job, f"<@{job.user_id}> {text}")
+            await self._channel_send(job, f"<@{job.user_id}> {ended_public(job)}")  # a withheld reason stays private
         except discord.HTTPException as exc:
             log.warning("job %s: could not tell the member it ended (HTTP %s)", job.id, exc.status)
 

@@ -17,6 +17,7 @@ from typing import Any
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
 from bot.media.video import FittedVideo
+from bot.safety.messages import WITHHELD_DETAIL, WITHHELD_NOTICE
 
 BAR_WIDTH = 20
 BAR_FULL, BAR_EMPTY = "█", "░"
@@ -104,7 +105,18 @@ def ended_notice(job: Job) -> str:
         return f"🚫 {job.error or 'Cancelled.'}"
     if job.state is JobState.TIMED_OUT:
         return "⌛ This animation took too long and was stopped."
+    if (job.error_detail or "").startswith(WITHHELD_DETAIL):
+        return WITHHELD_NOTICE  # the result was withheld by the safety check (issue 16)
     return "❌ This animation failed."
+
+
+def ended_public(job: Job) -> str:
+    """What the channel is told, mentioning the member, once the private route is gone: the notice
+    and the reason, but only the notice for a withheld result (its reason stays private)."""
+    notice, details = ended_notice(job), ended_details(job)
+    if not details or notice == WITHHELD_NOTICE:
+        return notice
+    return f"{notice} {details}"
 
 
 def ended_details(job: Job) -> str | None:

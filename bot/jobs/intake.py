@@ -29,13 +29,14 @@ from typing import Any
 from bot.errors import BackendUnavailable, InvalidInput, NotAllowed
 from bot.jobs.context import JobContext
 from bot.jobs.dispatcher import Dispatcher
-from bot.jobs.endings import EndReason, Ending, Endings, state_words
+from bot.jobs.endings import Ending, Endings, EndReason, state_words
 from bot.jobs.fairqueue import DEFAULT, Limit, Reservation
 from bot.jobs.fleet import Fleet
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
 from bot.media.images import prepare_image_async
+from bot.safety.gate import SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ class Intake:
     """See the module docstring."""
 
     def __init__(self, ctx: JobContext, *, dispatcher: Dispatcher, runner: Runner, endings: Endings, fleet: Fleet,
-                 rng: Any = None) -> None:
+                 rng: Any = None, input_check: InputCheck | None = None) -> None:
         self.ctx = ctx
+        self.input_check = input_check  # content safety: judges every input before it is stored or sent
         self.dispatcher = dispatcher
         self.runner = runner
         self.endings = endings
@@ -120,7 +122,9 @@ class Intake:
             prepared = await prepare_image_async(
                 request.image, fit=str(resolved.get("fit", "crop")), max_pixels=self.ctx.limits.max_input_pixels
             )
-            return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png)
+            safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                    prepared.png, request.extra))
+            return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png, safety=safety)
         finally:
             if request.reservation is not None:
                 request.reservation.release()  # nothing if it became the job
@@ -147,15 +151,18 @@ class Intake:
             self.require_runnable(workflow, resolved.as_dict())
             self._check_room(request)
             meta = dict(extra) if extra is not None else dict(parent.result_meta.get("request", {}))
+            # the stored input scores are judged again, by the mode and channel of now
+            safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                    Path(parent.input_path), meta, parent.result_meta.get(SAFETY_KEY)))
             return await self._queue_job(request, workflow, resolved.as_dict(), input_path=parent.input_path,
-                                         parent=parent, extra=meta)
+                                         parent=parent, extra=meta, safety=safety)
         finally:
             if request.reservation is not None:
                 request.reservation.release()
 
     async def _queue_job(self, request: JobRequest, workflow: Workflow, options: dict[str, Any], *,
                          png: bytes | None = None, input_path: str | None = None, parent: Job | None = None,
-                         extra: Mapping[str, Any] | None = None) -> Job:
+                         extra: Mapping[str, Any] | None = None, safety: dict[str, Any] | None = None) -> Job:
         """Make the job (the one place), keep its prepared image, store it and queue it."""
         meta = dict(request.extra if extra is None else extra)
         job = Job.new(
@@ -173,6 +180,8 @@ class Intake:
             status_message_id=request.status_message_id,
             result_meta={"request": meta} if meta else {},
         )
+        if safety is not None:  # kept for re-rolls and the result check
+            job.result_meta[SAFETY_KEY] = safety
         if png is not None:
             path = self.ctx.inputs_dir / f"{job.id}.png"
             await asyncio.to_thread(_write_bytes, path, png)
@@ -184,6 +193,10 @@ class Intake:
         self.dispatcher.queue_new(job, request.reservation)
         await self.ctx.emit(job, "queued", job.user_id)
         return job
+
+    async def _judge(self, subject: InputSubject) -> dict[str, Any] | None:
+        """The content-safety verdict on an input (raises :class:`~bot.safety.gate.SafetyRefused`)."""
+        return None if self.input_check is None else await self.input_check.check_input(subject)
 
     # ------------------------------------------------------------------ calling jobs off
 

@@ -7,8 +7,8 @@ applies the change and appends an :class:`bot.storage.AuditRecord`. It returns a
 :class:`ActionResult` with the new value and the stored record (with its id), which the
 cog can render with :func:`bot.moderation.audit_text.render` for the audit channel.
 
-Changing who is a moderator (:func:`set_moderator_roles`) needs Manage Server itself: a
-moderator role alone cannot hand out moderator rights.
+Changing who is a moderator (:func:`set_moderator_roles`) and the content-safety mode or thresholds
+(:func:`set_safety`) need Manage Server itself: a moderator role alone cannot do either.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from typing import Any, Final, Generic, TypeVar
 from bot.errors import InvalidInput, NotAllowed
 from bot.moderation import messages
 from bot.moderation.policy import Requester, is_moderator
-from bot.moderation.models import Ban, GuildSettings
+from bot.moderation.models import SAFETY_MODES, Ban, GuildSettings
+from bot.safety.messages import ALWAYS_STRICT, mode_summary
+from bot.safety.verdict import Thresholds
 from bot.storage import AuditRecord, Storage
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "ban",
     "unban",
     "set_audit_channel",
+    "set_safety",
     "describe_settings",
 ]
 
@@ -77,6 +80,7 @@ class Actions:
     MODERATOR_ROLES = "settings.moderator_roles"
     ALLOW_OTHERS = "settings.allow_others"
     AUDIT_CHANNEL = "settings.audit_channel"
+    SAFETY = "settings.safety"
     PAUSED = "guild.paused"
     RESUMED = "guild.resumed"
     BANNED = "member.banned"
@@ -251,6 +255,43 @@ async def set_audit_channel(store: Storage, actor: Requester, channel_id: int | 
     return await _change(store, actor, Actions.AUDIT_CHANNEL, audit_channel_id=_valid_id(channel_id, what="channel"))
 
 
+async def set_safety(
+    store: Storage,
+    actor: Requester,
+    *,
+    mode: str | _Keep = KEEP,
+    suggestive: float | None | _Keep = KEEP,
+    explicit: float | None | _Keep = KEEP,
+) -> ActionResult[GuildSettings]:
+    """The content-safety mode (strict, standard, off) and thresholds; Manage Server only.
+
+    A threshold of None goes back to the bot's default; :data:`KEEP` leaves it. Thresholds must
+    lie between the detector's floor (0.25) and 1, suggestive not above explicit.
+    """
+    changes: dict[str, Any] = {}
+    if not isinstance(mode, _Keep):
+        if mode not in SAFETY_MODES:
+            raise InvalidInput(f"The safety mode must be one of {', '.join(SAFETY_MODES)}.")
+        changes["safety_mode"] = mode
+    if not isinstance(suggestive, _Keep):
+        changes["safety_suggestive"] = suggestive
+    if not isinstance(explicit, _Keep):
+        changes["safety_explicit"] = explicit
+    if not changes:
+        raise InvalidInput("Give a mode or a threshold to change; /mod settings shows the current ones.")
+    if actor.guild_id is not None and ("safety_suggestive" in changes or "safety_explicit" in changes):
+        after = (await store.guilds.get_settings(actor.guild_id)).replace(**changes)
+        defaults = Thresholds()
+        try:
+            Thresholds(
+                suggestive=defaults.suggestive if after.safety_suggestive is None else after.safety_suggestive,
+                explicit=defaults.explicit if after.safety_explicit is None else after.safety_explicit,
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"Those thresholds can't be used: {exc}.") from None
+    return await _change(store, actor, Actions.SAFETY, manage_guild=True, **changes)
+
+
 # --------------------------------------------------------------------------- bans
 
 
@@ -313,4 +354,17 @@ def describe_settings(settings: GuildSettings, *, default_max_in_flight: int | N
         ("Moderator roles", mentions(settings.moderator_role_ids, messages.role_mention, "Manage Server only")),
         ("Animate others' images", "allowed" if settings.allow_animate_others else "own images only"),
         ("Audit channel", messages.channel_mention(settings.audit_channel_id) if settings.audit_channel_id else "off"),
+        ("Content safety", f"{mode_summary(settings.safety_mode)}. {ALWAYS_STRICT}"),
+        ("Safety thresholds", safety_thresholds_text(settings)),
     ]
+
+
+def safety_thresholds_text(settings: GuildSettings) -> str:
+    """``suggestive 0.40 (default) · explicit 0.50 (default)``"""
+    defaults = Thresholds()
+
+    def one(name: str, value: float | None, default: float) -> str:
+        return f"{name} {default:.2f} (default)" if value is None else f"{name} {value:.2f}"
+
+    return (one("suggestive", settings.safety_suggestive, defaults.suggestive) + " · "
+            + one("explicit", settings.safety_explicit, defaults.explicit))

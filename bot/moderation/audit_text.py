@@ -24,6 +24,7 @@ from bot.storage import AuditRecord
 
 __all__ = [
     "JobEvents",
+    "SafetyActions",
     "MAX_LINE",
     "render",
     "job_record",
@@ -48,6 +49,27 @@ class JobEvents:
     CANCELLED = "job.cancelled"
     DELETED = "job.deleted"
 
+
+class SafetyActions:
+    """Audit action names of the content-safety check (issue 16). ``refused`` and ``withheld`` carry
+    the member, channel, rule, mode, level and labels with scores; ``released`` and ``deleted`` the
+    moderator's decision on a withheld result."""
+
+    REFUSED = "safety.refused"
+    WITHHELD = "safety.withheld"
+    RELEASED = "safety.released"
+    DELETED = "safety.deleted"
+
+
+_MODE_WORDS: Final = {"strict": "strict", "standard": "standard", "off": "off (no detection)"}
+_RULE_WORDS: Final = {
+    "strict": "explicit images are not allowed on this server",
+    "ordinary_channel": "explicit only in age-restricted channels",
+    "direct_message": "always strict in direct messages",
+    "others_image": "always strict on another member's image",
+    "unchecked": "could not be checked",
+    "unavailable": "the detector is not working",
+}
 
 _DISCORD_LINK = re.compile(r"^https://(?:ptb\.|canary\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/\d+/\d+$")
 _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.IGNORECASE)
@@ -178,6 +200,38 @@ def _render_job(record: AuditRecord, details: Mapping[str, Any]) -> str:
     return f"{job}: {scrub(action, limit=60)}"
 
 
+def _labels_text(details: Mapping[str, Any]) -> str:
+    """``explicit: FEMALE_BREAST_EXPOSED 0.90, BELLY_EXPOSED 0.45`` from a safety record's details."""
+    level = scrub(str(details.get("level") or "not checked"), limit=20)
+    pairs = []
+    for item in details.get("labels") or []:
+        try:
+            label, score = item
+            pairs.append(f"{scrub(str(label), limit=40)} {float(score):.2f}")
+        except (TypeError, ValueError):
+            continue
+    return level + (": " + ", ".join(pairs[:10]) if pairs else "")
+
+
+def _render_safety(record: AuditRecord, details: Mapping[str, Any]) -> str:
+    owner = _user(details.get("user_id", record.actor_id))
+    where = f" in {messages.channel_mention(cid)}" if (cid := _int(details.get("channel_id"))) else ""
+    mode = _MODE_WORDS.get(str(details.get("mode")), scrub(str(details.get("mode") or "?"), limit=20))
+    rule = _RULE_WORDS.get(str(details.get("rule")), scrub(str(details.get("rule") or "?"), limit=40))
+    if record.action == SafetyActions.REFUSED:
+        return f"🛡️ input of {owner} refused{where} ({mode} mode: {rule}): {_labels_text(details)}"
+    if record.action == SafetyActions.WITHHELD:
+        return (f"🛡️ result of job {_job_id(record)} of {owner} withheld{where} ({mode} mode: {rule}): "
+                f"{_labels_text(details)}. Release or Delete it below (or with /mod withheld)")
+    if record.action == SafetyActions.RELEASED:
+        link = _link(record, details)
+        return f"🔓 {_user(record.actor_id)} released the withheld result of job {_job_id(record)} of {owner}" + (
+            f": {link}" if link else "")
+    if record.action == SafetyActions.DELETED:
+        return f"🗑️ {_user(record.actor_id)} deleted the withheld result of job {_job_id(record)} of {owner}"
+    return f"{_user(record.actor_id)}: {scrub(record.action, limit=60)}"
+
+
 def _show(name: str, value: Any) -> str:
     if name in ("allowed_channel_ids", "audit_channel_id"):
         ids = value if isinstance(value, list) else ([] if value is None else [value])
@@ -195,6 +249,10 @@ def _show(name: str, value: Any) -> str:
         return "bot default" if value is None else str(_int(value))
     if name == "allow_animate_others":
         return "allowed" if value else "own images only"
+    if name == "safety_mode":
+        return _MODE_WORDS.get(str(value), scrub(str(value), limit=20))
+    if name in ("safety_suggestive", "safety_explicit"):
+        return "default" if value is None else f"{float(value):.2f}"
     return scrub(str(value), limit=80)
 
 
@@ -209,6 +267,9 @@ _LABELS: Final = {
     "moderator_role_ids": "moderator roles",
     "allow_animate_others": "animate others' images",
     "audit_channel_id": "audit channel",
+    "safety_mode": "safety mode",
+    "safety_suggestive": "suggestive threshold",
+    "safety_explicit": "explicit threshold",
 }
 
 
@@ -225,6 +286,8 @@ def _render(record: AuditRecord) -> str:
     details: Mapping[str, Any] = record.details if isinstance(record.details, Mapping) else {}
     action = record.action
     actor = _user(record.actor_id)
+    if action.startswith("safety."):
+        return _render_safety(record, details)
     if action.startswith("job.") or (record.job_id and not action.startswith(("settings.", "guild.", "member."))):
         return _render_job(record, details)
     if action.startswith("settings."):

@@ -14,7 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GuildSettings", "Ban", "UsageDecision", "utc_day", "next_utc_midnight"]
+__all__ = ["GuildSettings", "Ban", "UsageDecision", "SAFETY_MODES", "SAFETY_FIELDS", "utc_day", "next_utc_midnight"]
+
+#: A guild's content-safety modes (``bot.safety.policy.Mode`` values); ``strict`` is every guild's default.
+SAFETY_MODES: tuple[str, ...] = ("strict", "standard", "off")
+#: The settings kept in columns of their own (``guild_settings``), not in its JSON.
+SAFETY_FIELDS: tuple[str, ...] = ("safety_mode", "safety_suggestive", "safety_explicit")
 
 
 def _ids(values: Iterable[Any] | None) -> tuple[int, ...]:
@@ -31,7 +36,9 @@ class GuildSettings:
 
     ``None`` for a limit means "no guild-specific limit": ``daily_quota``/``guild_daily_cap``
     are then unlimited and ``max_in_flight`` falls back to ``MAX_JOBS_PER_MEMBER``.
-    An empty ``allowed_channel_ids`` means every channel.
+    An empty ``allowed_channel_ids`` means every channel. ``safety_mode`` is one of
+    :data:`SAFETY_MODES`; ``safety_suggestive``/``safety_explicit`` are the guild's detection
+    thresholds, None for the bot's defaults (``bot.safety.Thresholds``).
     """
 
     allowed_channel_ids: tuple[int, ...] = ()
@@ -46,6 +53,9 @@ class GuildSettings:
     pause_message: str | None = None
     moderator_role_ids: tuple[int, ...] = ()
     audit_channel_id: int | None = None
+    safety_mode: str = "strict"
+    safety_suggestive: float | None = None
+    safety_explicit: float | None = None
 
     def __post_init__(self) -> None:
         # Normalise (JSON gives lists; callers may pass strings of ids).
@@ -58,6 +68,12 @@ class GuildSettings:
         object.__setattr__(self, "max_in_flight", _opt_int(self.max_in_flight))
         object.__setattr__(self, "guild_daily_cap", _opt_int(self.guild_daily_cap))
         object.__setattr__(self, "cooldown_seconds", float(self.cooldown_seconds))
+        object.__setattr__(self, "safety_mode", str(self.safety_mode or "strict"))
+        if self.safety_mode not in SAFETY_MODES:
+            raise ValueError(f"safety_mode must be one of {', '.join(SAFETY_MODES)}, not {self.safety_mode!r}")
+        for name in ("safety_suggestive", "safety_explicit"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else float(value))
         for name in ("cooldown_seconds", "daily_quota", "max_in_flight", "guild_daily_cap"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -10,6 +10,9 @@ No discord here, and nothing happens on import (the model is loaded by ``await d
 * :mod:`bot.safety.nudenet_detector`: ``NudeNetDetector``, NudeNet 3.4 on our own ONNX Runtime session.
 * :mod:`bot.safety.result_check`: sample first/middle/last frames of a video and judge them together.
 * :mod:`bot.safety.errors`: ``SafetyError``, ``SafetyUnavailable``, ``UnreadableMedia``.
+* :mod:`bot.safety.gate`: ``SafetyGate``, where the bot's jobs meet all of the above and the guild's
+  mode (import it from there: it needs the bot's storage, so it is not re-exported here).
+* :mod:`bot.safety.messages`: every safety text members and moderators read, and the rules they name.
 """
 
 from bot.safety.detector import (

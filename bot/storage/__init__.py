@@ -5,6 +5,7 @@
 - :mod:`bot.storage.jobs`: the ``jobs`` table, state changes checked against the job state machine.
 - :mod:`bot.storage.guilds`: guild settings, bans and daily usage counters.
 - :mod:`bot.storage.audit`: the audit log.
+- :mod:`bot.storage.withheld`: results the content-safety check withheld, for moderators.
 
 The moderation types these keep (``GuildSettings``, ``Ban``, ``UsageDecision``) are in
 :mod:`bot.moderation.models`; jobs are :class:`bot.jobs.models.Job`.
@@ -15,6 +16,7 @@ from bot.storage.database import MIGRATIONS, SCHEMA_VERSION, Database, Migration
 from bot.storage.guilds import GuildStore
 from bot.storage.jobs import JobNotFound, JobStore, remove_files
 from bot.storage.storage import Storage
+from bot.storage.withheld import WithheldResult, WithheldStore
 
 __all__ = [
     "AuditRecord",
@@ -28,5 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Storage",
     "StoreError",
+    "WithheldResult",
+    "WithheldStore",
     "remove_files",
 ]

@@ -18,7 +18,8 @@ Adding a migration: append a :class:`Migration` with the next version number to
 those above N on open), update the dataclasses that read the tables, and extend the upgrade
 test in ``tests/storage/test_migration.py``. A migration is SQL only; SQLite's JSON functions
 (``json_extract``, ``json_remove``) can move a value out of a JSON column into a column of its own.
-Version 4 drops columns, which needs SQLite 3.35 or newer.
+Version 4 drops columns, which needs SQLite 3.35 or newer. Version 5 keeps each guild's content-safety
+mode and thresholds in columns of ``guild_settings`` (not in its JSON), and adds ``withheld``.
 """
 
 from __future__ import annotations
@@ -138,6 +139,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE jobs DROP COLUMN progress_steps;
     ALTER TABLE jobs DROP COLUMN progress_percent;
     ALTER TABLE jobs DROP COLUMN progress_phase;
+    """),
+    Migration(5, "content safety: each guild's mode and thresholds; results withheld for moderators", """
+    ALTER TABLE guild_settings ADD COLUMN safety_mode TEXT NOT NULL DEFAULT 'strict';
+    ALTER TABLE guild_settings ADD COLUMN safety_suggestive REAL;
+    ALTER TABLE guild_settings ADD COLUMN safety_explicit REAL;
+    CREATE TABLE withheld (
+        job_id TEXT PRIMARY KEY,
+        guild_id INTEGER,
+        channel_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        level TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '[]',
+        rule TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        result_path TEXT,
+        state TEXT NOT NULL DEFAULT 'withheld',
+        decided_by INTEGER,
+        decided_at REAL,
+        message_id INTEGER
+    );
+    CREATE INDEX withheld_guild_state ON withheld(guild_id, state, at);
+    CREATE INDEX withheld_at ON withheld(at);
     """),
 )
 

@@ -1,6 +1,7 @@
 """Per-guild moderation records: the ``guild_settings``, ``bans`` and ``usage`` tables.
 
-:class:`GuildStore` keeps each guild's :class:`~bot.moderation.models.GuildSettings` (as JSON),
+:class:`GuildStore` keeps each guild's :class:`~bot.moderation.models.GuildSettings` (as JSON, but
+for the content-safety mode and thresholds, which have columns of their own: ``SAFETY_FIELDS``),
 its :class:`~bot.moderation.models.Ban` list and the members' daily usage counters, and decides
 the daily limits atomically (:meth:`GuildStore.try_record_usage`). The rules about who may do
 what live in :mod:`bot.moderation`; this module only keeps the records.
@@ -17,7 +18,7 @@ from typing import Any
 import aiosqlite
 
 from bot.clock import Clock
-from bot.moderation.models import Ban, GuildSettings, UsageDecision, next_utc_midnight, utc_day
+from bot.moderation.models import SAFETY_FIELDS, Ban, GuildSettings, UsageDecision, next_utc_midnight, utc_day
 from bot.storage.database import Database
 
 __all__ = ["GuildStore", "DM_GUILD_ID"]
@@ -25,9 +26,11 @@ __all__ = ["GuildStore", "DM_GUILD_ID"]
 DM_GUILD_ID = 0
 
 _UPSERT_SETTINGS = (
-    "INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?) "
-    "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at"
+    f"INSERT INTO guild_settings (guild_id, settings, updated_at, {', '.join(SAFETY_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at, "
+    + ", ".join(f"{name} = excluded.{name}" for name in SAFETY_FIELDS)
 )
+_SELECT_SETTINGS = f"SELECT settings, {', '.join(SAFETY_FIELDS)} FROM guild_settings WHERE guild_id = ?"
 _UPSERT_BAN = (
     "INSERT INTO bans (guild_id, user_id, reason, banned_by, banned_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(guild_id, user_id) DO UPDATE SET reason = excluded.reason, "
@@ -58,15 +61,20 @@ class GuildStore:
 
     async def get_settings(self, guild_id: int) -> GuildSettings:
         """The guild's settings, or the defaults if it never changed any."""
-        row = await self.db.fetchone("SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,))
-        return GuildSettings.from_dict(json.loads(row["settings"])) if row else GuildSettings()
+        row = await self.db.fetchone(_SELECT_SETTINGS, (guild_id,))
+        if row is None:
+            return GuildSettings()
+        data = {k: v for k, v in json.loads(row["settings"]).items() if k not in SAFETY_FIELDS}
+        return GuildSettings.from_dict(data | {name: row[name] for name in SAFETY_FIELDS})
 
     async def update_settings(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Change some settings (read-modify-write under the write lock) and return the result."""
         async with self.db.transaction() as connection:
             updated = (await self.get_settings(guild_id)).replace(**changes)
-            blob = json.dumps(updated.to_dict(), sort_keys=True)
-            await connection.execute(_UPSERT_SETTINGS, (guild_id, blob, self.clock.now()))
+            data = updated.to_dict()
+            columns = tuple(data.pop(name) for name in SAFETY_FIELDS)
+            blob = json.dumps(data, sort_keys=True)
+            await connection.execute(_UPSERT_SETTINGS, (guild_id, blob, self.clock.now(), *columns))
         return updated
 
     # ---- bans

@@ -6,8 +6,10 @@ workflow file in ``WORKFLOWS_DIR`` (loads; validates against each reachable serv
 ``/object_info``: node packs, inputs, checkpoint and other choice values; the checkpoint's
 metadata via ``/view_metadata`` where the server offers it), the data folder (writable; the job
 store opens at the current schema version), whether the metrics and health endpoints are on and
-where (``METRICS_ADDRESS``: the port free to listen on; a warning when it is not loopback) and the
-Discord permissions the invite link asks for.
+where (``METRICS_ADDRESS``: the port free to listen on; a warning when it is not loopback) the content-safety detector (one
+PASS line naming it and its load time, or one FAIL line saying why it cannot load: the bot then
+refuses every job in servers whose safety mode is not off) and the Discord permissions the invite
+link asks for.
 
 The exit status is 0 when no check FAILs (WARN lines are advice). Operators see server names and
 paths; tokens, passwords and server URLs are never printed.
@@ -26,6 +28,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,8 @@ import aiohttp
 from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.models import SystemStats
+from bot.safety.detector import SafetyDetector
+from bot.safety.errors import SafetyUnavailable
 from bot.settings import ServerConfig, Settings
 from bot.workflows import Workflow, inject, load_workflows, validate_against
 from bot.workflows.loader import LoadResult
@@ -276,6 +281,25 @@ async def check_store(settings: Settings) -> Check:
     return Check("PASS", "job store", f"{settings.store_path} opens; schema version {version} is current")
 
 
+async def check_safety(detector: SafetyDetector | None = None) -> Check:
+    """Load the content-safety detector (NudeNet by default) as the bot does at start."""
+    if detector is None:
+        from bot.safety.gate import default_detector
+
+        detector = default_detector()
+    started = time.perf_counter()
+    try:
+        await detector.load()
+    except SafetyUnavailable as exc:
+        reason = exc.reason
+    except Exception as exc:  # noqa: BLE001 - whatever stops it loading is what we report
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        return Check("PASS", "safety detector", f"{detector.name} loaded in {time.perf_counter() - started:.2f} s")
+    return Check("FAIL", "safety detector", f"cannot load: {reason}; the bot refuses every job in servers whose "
+                 "safety mode is not off")
+
+
 def workflow_checks(loaded: LoadResult, reports: Sequence[ServerReport]) -> list[Check]:
     """Load errors, then each workflow against each reachable server's /object_info."""
     checks: list[Check] = [Check("FAIL", f"workflow file {e.path.name}", e.message) for e in loaded.errors]
@@ -326,8 +350,9 @@ async def metadata_checks(loaded: LoadResult, reports: Sequence[ServerReport]) -
     return list(await asyncio.gather(*(one(r, c) for r, c in wanted)))
 
 
-async def collect_checks(settings: Settings, session: aiohttp.ClientSession) -> list[Check]:
-    """Every check, in display order."""
+async def collect_checks(settings: Settings, session: aiohttp.ClientSession, *,
+                         detector: SafetyDetector | None = None) -> list[Check]:
+    """Every check, in display order (``detector``: the safety detector to load; default NudeNet)."""
     timeout = min(settings.comfyui_timeout, DEFAULT_SERVER_TIMEOUT)
     checks = [check_settings(settings), check_token(settings), check_metrics(settings)]
     loading = asyncio.create_task(asyncio.to_thread(load_workflows, settings.workflows_dir))
@@ -345,6 +370,7 @@ async def collect_checks(settings: Settings, session: aiohttp.ClientSession) -> 
         checks.append(await check_store(settings))
     else:
         checks.append(Check("FAIL", "job store", "not checked: the data folder is not writable"))
+    checks.append(await check_safety(detector))
     checks.append(check_permissions())
     return checks
 
@@ -360,10 +386,10 @@ def _scrub(text: str, settings: Settings) -> str:
     return text
 
 
-async def doctor(settings: Settings, out: TextIO) -> int:
+async def doctor(settings: Settings, out: TextIO, *, detector: SafetyDetector | None = None) -> int:
     """Run every check, write one line each to ``out``; 0 when nothing failed."""
     async with aiohttp.ClientSession() as session:
-        checks = await collect_checks(settings, session)
+        checks = await collect_checks(settings, session, detector=detector)
     for check in checks:
         out.write(_scrub(check.line(), settings) + "\n")
     failed = sum(c.status == "FAIL" for c in checks)
@@ -374,6 +400,6 @@ async def doctor(settings: Settings, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def run_doctor(settings: Settings, out: TextIO | None = None) -> int:
+def run_doctor(settings: Settings, out: TextIO | None = None, *, detector: SafetyDetector | None = None) -> int:
     """Entry point of ``python -m bot doctor`` (runs its own event loop)."""
-    return asyncio.run(doctor(settings, out if out is not None else sys.stdout))
+    return asyncio.run(doctor(settings, out if out is not None else sys.stdout, detector=detector))

@@ -7,6 +7,13 @@ build the graph, post it with the server's persisted clientId, follow it with a 
 stderr, download the result, convert or shrink it when asked (``--out x.mp4`` for a GIF/WebP
 result, or ``--max-bytes``), and print the file's size, format and seed.
 
+``--safety strict|standard|off`` (default strict): the bot's content-safety check, with the same
+detector, thresholds and policy table (:mod:`bot.safety`): the prepared input is checked before it
+is uploaded, the original result file (first, middle and last frame) before it is written, and the
+verdict is printed. The shell counts as an age-restricted channel, so ``standard`` lets explicit
+images through (and prints that they would be refused in an ordinary channel); ``strict`` refuses
+them (exit 1, nothing written). A detector that cannot load is a failure unless ``--safety off``.
+
 Exit status: 0 done; 1 with a one-line reason (bad image, server down, refused workflow,
 failed generation); 2 for usage errors (bad ``-o``, unknown workflow or server); 130 after
 Ctrl+C, which first interrupts the prompt on the server.
@@ -38,6 +45,11 @@ from bot.jobs import pipeline
 from bot.jobs.progress import ProgressUpdate, progress_from_event
 from bot.media.images import check_declared_size, content_upload_name, prepare_image_async
 from bot.media.video import fit_video_async, sniff_format
+from bot.safety.detector import SafetyDetector, check_input_async
+from bot.safety.errors import SafetyError, SafetyUnavailable
+from bot.safety.policy import Decision, Mode, Stage, decide
+from bot.safety.result_check import check_result_async
+from bot.safety.verdict import Thresholds, Verdict
 from bot.settings import ServerConfig, Settings
 from bot.tools.progress_bar import ProgressBar
 from bot.workflows import Workflow, WorkflowRegistry, load_registry, resolve_options
@@ -76,6 +88,71 @@ class AnimateResult:
     server: str
     prompt_id: str
     converted: bool
+
+
+class ShellSafety:
+    """``--safety``: the bot's checks on the shell's input and result (see the module docstring)."""
+
+    def __init__(self, mode: Mode, detector: SafetyDetector | None = None) -> None:
+        self.mode = mode
+        self.detector = detector
+        self.thresholds = Thresholds()
+        self.verdicts: list[str] = []
+
+    async def load(self) -> None:
+        if self.mode is Mode.OFF:
+            return
+        if self.detector is None:
+            from bot.safety.gate import default_detector
+
+            self.detector = default_detector()
+        try:
+            await self.detector.load()
+        except SafetyUnavailable as exc:
+            raise ShellError(f"the safety detector cannot load: {exc.reason} (--safety off animates without checks)") from exc
+
+    def _decide(self, verdict: Verdict, stage: Stage) -> Decision:
+        return decide(self.mode, verdict, stage=stage, age_restricted_channel=True, forced_strict=False)
+
+    def _note(self, what: str, verdict: Verdict, decision: Decision) -> None:
+        text = f"{what} {verdict.summary()}"
+        if decision is Decision.ALLOW_AS_SPOILER:
+            text += " (posted as a spoiler in a channel)"
+        elif verdict.explicit and decision is Decision.ALLOW:
+            text += " (allowed in age-restricted channels only)"
+        self.verdicts.append(text)
+
+    async def check_input(self, png: bytes) -> None:
+        if self.mode is Mode.OFF or self.detector is None:
+            return
+        try:
+            verdict = await check_input_async(self.detector, png, self.thresholds)
+        except SafetyError as exc:
+            raise ShellError(f"the input could not be checked: {exc.reason}") from exc
+        decision = self._decide(verdict, Stage.INPUT)
+        if decision is Decision.REFUSE:
+            raise ShellError(f"input refused by the safety check ({self.mode.value}): {verdict.summary()}")
+        self._note("input", verdict, decision)
+
+    async def check_result(self, path: Path) -> None:
+        if self.mode is Mode.OFF or self.detector is None:
+            return
+        try:
+            checked = await check_result_async(self.detector, path, self.thresholds)
+        except SafetyError as exc:
+            raise ShellError(f"the result could not be checked: {exc.reason}; nothing was written") from exc
+        decision = self._decide(checked.verdict, Stage.RESULT)
+        if decision is Decision.WITHHOLD:
+            raise ShellError(f"result withheld by the safety check ({self.mode.value}): {checked.verdict.summary()} "
+                             f"(frames {', '.join(str(f.index) for f in checked.frames)} of {checked.total_frames}); "
+                             "nothing was written")
+        self._note(f"result ({len(checked.frames)} of {checked.total_frames} frames)", checked.verdict, decision)
+
+    def summary(self) -> str:
+        """``safety (strict): input clean; result (3 of 14 frames) clean``"""
+        if self.mode is Mode.OFF:
+            return "safety (off): not checked"
+        return f"safety ({self.mode.value}): " + "; ".join(self.verdicts)
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, str]:
@@ -270,8 +347,9 @@ async def run_job(
     *,
     max_bytes: int | None,
     bar: ProgressBar,
+    safety: ShellSafety | None = None,
 ) -> AnimateResult:
-    """Upload, post, follow, download and write ``out`` on one server."""
+    """Upload, post, follow, download, check (``safety``) and write ``out`` on one server."""
     client = _client(session, settings, server, timeout=settings.comfyui_timeout)
     client_id = await asyncio.to_thread(load_or_create_client_id, settings.data_dir, server.name)
     job_id = f"shell{uuid.uuid4().hex[:12]}"
@@ -302,6 +380,9 @@ async def run_job(
         bar.update(f"downloading {found.format}")
         with tempfile.TemporaryDirectory(prefix=".animate-", dir=out.parent) as tmp:
             path = await pipeline.download_result(client, found, Path(tmp), job_id)
+            if safety is not None:
+                bar.update("checking the result")
+                await safety.check_result(path)  # the original file, before any re-encode
             result = await write_output(path, out, found.format, max_bytes)
         log.info("job %s: prompt %s done, wrote %s", job_id, prompt_id, out)
         bar.finish("done")
@@ -343,9 +424,11 @@ def _human(n: int) -> str:
     return f"{n / 1024 / 1024:.2f} MB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KB"
 
 
-async def animate(settings: Settings, args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO) -> int:
+async def animate(settings: Settings, args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO,
+                  detector: SafetyDetector | None = None) -> int:
     """The whole command; raises :class:`ShellError` for a one-line failure."""
     options = parse_options(getattr(args, "option", None) or [])
+    safety = ShellSafety(Mode(getattr(args, "safety", None) or "strict"), detector)
     max_bytes = getattr(args, "max_bytes", None)
     if max_bytes is not None and max_bytes < 1024:
         raise ShellError("--max-bytes must be at least 1024", EXIT_USAGE)
@@ -362,6 +445,8 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
     bar = ProgressBar(err_stream)
     bar.update(f"prepared {prepared.source_format} {prepared.source_size[0]}x{prepared.source_size[1]} "
                f"-> {prepared.width}x{prepared.height}")
+    await safety.load()
+    await safety.check_input(prepared.png)  # before anything is uploaded
     async with aiohttp.ClientSession() as session:
         servers = await answering_servers(session, settings, getattr(args, "server", None))
         server, runnable = await choose_server_and_workflow(
@@ -371,7 +456,7 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
             workflow = runnable
             resolved = resolve(workflow, format_for_suffix(workflow, options, out))
         result = await run_job(
-            session, settings, server, workflow, resolved, prepared, out, max_bytes=max_bytes, bar=bar
+            session, settings, server, workflow, resolved, prepared, out, max_bytes=max_bytes, bar=bar, safety=safety
         )
     head = await asyncio.to_thread(_head, result.path)
     actual = sniff_format(head)
@@ -379,6 +464,7 @@ async def animate(settings: Settings, args: argparse.Namespace, out_stream: Text
     out_stream.write(
         f"wrote {result.path}: {_human(result.size)}, {actual if actual != 'unknown' else result.format}{note}; "
         f"seed {result.seed}; workflow {workflow.name} on {result.server} (prompt {result.prompt_id})\n"
+        f"{safety.summary()}\n"
     )
     out_stream.flush()
     return EXIT_OK
@@ -390,13 +476,15 @@ def _head(path: Path) -> bytes:
 
 
 def run_animate(
-    settings: Settings, args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
+    settings: Settings, args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
+    detector: SafetyDetector | None = None,
 ) -> int:
-    """Entry point of ``python -m bot animate`` (runs its own event loop)."""
+    """Entry point of ``python -m bot animate`` (runs its own event loop). ``detector``: the safety
+    detector (default NudeNet; tests give the deterministic one)."""
     out_stream = out if out is not None else sys.stdout
     err_stream = err if err is not None else sys.stderr
     try:
-        return asyncio.run(animate(settings, args, out_stream, err_stream))
+        return asyncio.run(animate(settings, args, out_stream, err_stream, detector))
     except ShellError as exc:
         err_stream.write(f"error: {' '.join(exc.message.split())}\n")
         return exc.code

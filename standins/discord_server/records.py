@@ -197,6 +197,7 @@ class Channel:
     guild_id: int | None
     name: str
     type: int = 0  # GUILD_TEXT
+    nsfw: bool = False  # Discord's "age-restricted" flag
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -205,7 +206,7 @@ class Channel:
             "name": self.name,
             "position": 0,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "parent_id": None,
             "topic": None,
             "last_message_id": None,

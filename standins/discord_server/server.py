@@ -272,6 +272,23 @@ class DiscordStandIn:
         (guild or self.guild).members.append(member)
         return member
 
+    async def add_channel(self, name: str, *, nsfw: bool = False, guild: Guild | None = None) -> Channel:
+        """A new text channel (``nsfw``: age-restricted); a connected bot is sent CHANNEL_CREATE."""
+        guild = guild or self.guild
+        channel = Channel(id=self.snowflake(), guild_id=guild.id, name=name, nsfw=nsfw)
+        guild.channels.append(channel)
+        await self._channel_event("CHANNEL_CREATE", channel)
+        return channel
+
+    async def set_nsfw(self, channel: Channel, nsfw: bool) -> None:
+        """Mark a channel age-restricted or not; a connected bot is sent CHANNEL_UPDATE."""
+        channel.nsfw = nsfw
+        await self._channel_event("CHANNEL_UPDATE", channel)
+
+    async def _channel_event(self, event: str, channel: Channel) -> None:
+        if any(c.session is not None and not c.ws.closed for c in self._connections):
+            await self.dispatch_event(event, channel.payload())
+
     def add_attachment(self, filename: str, data: bytes, content_type: str, *, channel: Channel | None = None,
                        width: int | None = None, height: int | None = None) -> dict[str, Any]:
         """Register bytes served by the CDN route; returns the attachment payload (url, size, content_type)."""

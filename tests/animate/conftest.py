@@ -5,7 +5,9 @@ starts ComfyUI test servers (``step_time`` 0.02 by default), builds the settings
 tmp_path, the repository's workflows) and the bot with :func:`bot.app.build`, the wiring
 ``python -m bot run`` uses (shorter health and sweep intervals), and starts it against the
 stand-in. Everything is closed at teardown. ``AnimateBot.setup_hook`` starts the services.
-Status edits use :data:`FAST_PACING` unless ``pacing=None`` (Discord's real pacing).
+Status edits use :data:`FAST_PACING` unless ``pacing=None`` (Discord's real pacing). The safety
+detector is the deterministic stand-in (``FakeSafetyDetector.with_markers()``: magenta images are
+explicit, orange ones suggestive) unless ``safety=`` gives another (the real one, a failing one).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from bot.app import AnimateBot, build
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.edit_scheduler import EditPacing
 from bot.jobs.service import JobService
+from bot.safety import SafetyDetector
 from bot.services import Overrides
 from bot.settings import ServerConfig, Settings
 from standins.comfy_server.server import ComfyTestServer
 from standins.discord_server import DiscordStandIn
 from standins.discord_server.fixtures import discord_stand_in
+from standins.fake_safety import FakeSafetyDetector
 from standins.wait import wait_until
 
 __all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
@@ -83,8 +87,9 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
 
     async def factory(*, servers: int = 1, step_time: float = 0.02, server_urls: tuple[str, ...] = (),
                       pacing: EditPacing | None = FAST_PACING, comfy: list[ComfyTestServer] | None = None,
-                      **overrides: Any) -> AnimateEnv:
-        """``comfy``: reuse running test servers (a restarted bot); else start ``servers`` new ones."""
+                      safety: SafetyDetector | None = None, **overrides: Any) -> AnimateEnv:
+        """``comfy``: reuse running test servers (a restarted bot); else start ``servers`` new ones.
+        ``safety``: the detector (default: a fresh ``FakeSafetyDetector.with_markers()``)."""
         if comfy is None:
             comfy = [await comfy_server_factory(step_time=step_time) for _ in range(servers)]
         configs = tuple(ServerConfig(f"gpu-{i + 1}", s.url) for i, s in enumerate(comfy))
@@ -102,7 +107,8 @@ async def animate_bot(discord_stand_in: DiscordStandIn, comfy_server_factory: Ca
         settings = Settings(**values)
         session = aiohttp.ClientSession()
         bot = await build(settings, session, extensions=EXTENSIONS, guild_ready_timeout=0.05,
-                          overrides=Overrides(health_interval=0.5, sweep_interval=0.5, edit_pacing=pacing))
+                          overrides=Overrides(health_interval=0.5, sweep_interval=0.5, edit_pacing=pacing,
+                                              safety_detector=safety or FakeSafetyDetector.with_markers()))
         service = bot.jobs
         ready = asyncio.Event()
 

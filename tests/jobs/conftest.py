@@ -1,6 +1,7 @@
 """Fixtures of the job-service tests: one aiohttp session, and a factory of started job
 services over ComfyUI test servers (``gpu1``, ``gpu2``, ... in the order given), built by the
-production wiring (:func:`bot.services.build_services`) and connected to a recording delivery."""
+production wiring (:func:`bot.services.build_services`, with the deterministic safety detector) and
+connected to a recording delivery."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.jobs.service import JobService
 from bot.services import Overrides, build_services
 from bot.settings import ServerConfig, Settings
 from standins.comfy_server import ComfyTestServer
+from standins.fake_safety import FakeSafetyDetector
 from tests.jobs.helpers import ROOT, RecordingDelivery, ServiceFactory
 
 
@@ -42,6 +44,7 @@ async def make_service(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncI
             job_timeout=settings.pop("job_timeout", 120.0),
         )
         clients = {c.name: ComfyClient(session, c, timeout=5.0, retries=1, backoff=0.05) for c in configs}
+        settings.setdefault("safety_detector", FakeSafetyDetector.with_markers())
         built = await build_services(base, session, Overrides(comfy=clients, health_interval=0.5, **settings))
         service = built.jobs
         service.connect(delivery or RecordingDelivery())

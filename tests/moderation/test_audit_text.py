@@ -95,3 +95,33 @@ async def test_moderation_actions_render(tmp_path: Path, clock: FakeClock) -> No
     assert "<@900> banned <@7> from the bot: spam" in lines[4]
     assert "<@900> unbanned <@7>" in lines[5]
     assert "animate others' images own images only → allowed" in lines[6]
+
+
+def test_safety_records_show_who_where_the_rule_and_the_scores() -> None:
+    from bot.moderation.audit_text import SafetyActions
+
+    details = {"user_id": 1, "channel_id": 10, "rule": "ordinary_channel", "mode": "standard", "level": "explicit",
+               "labels": [["FEMALE_BREAST_EXPOSED", 0.9], ["BELLY_EXPOSED", 0.451]]}
+    refused = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=1, action=SafetyActions.REFUSED, details=details))
+    assert refused == (f"<t:{int(AT)}:f> 🛡️ input of <@1> refused in <#10> (standard mode: explicit only in "
+                       "age-restricted channels): explicit: FEMALE_BREAST_EXPOSED 0.90, BELLY_EXPOSED 0.45")
+    withheld = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=1, action=SafetyActions.WITHHELD, job_id="abc123",
+                                  details=details | {"rule": "strict", "mode": "strict"}))
+    assert "result of job `abc123` of <@1> withheld in <#10> (strict mode" in withheld and "Release or Delete" in withheld
+    unchecked = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=1, action=SafetyActions.REFUSED,
+                                   details={"user_id": 1, "rule": "unavailable", "mode": "strict"}))
+    assert unchecked.endswith("(strict mode: the detector is not working): not checked")
+    link = "https://discord.com/channels/5/10/77"
+    released = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=9, action=SafetyActions.RELEASED, job_id="abc123",
+                                  details={"user_id": 1, "channel_id": 10, "link": link}))
+    assert released.endswith(f"🔓 <@9> released the withheld result of job `abc123` of <@1>: {link}")
+    deleted = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=9, action=SafetyActions.DELETED, job_id="abc123",
+                                 details={"user_id": 1}))
+    assert deleted.endswith("🗑️ <@9> deleted the withheld result of job `abc123` of <@1>")
+
+
+def test_a_safety_settings_change_names_the_mode_and_thresholds() -> None:
+    details = {"safety_mode": {"before": "strict", "after": "off"},
+               "safety_explicit": {"before": None, "after": 0.65}}
+    line = render(AuditRecord(guild_id=GUILD, at=AT, actor_id=2, action=actions.Actions.SAFETY, details=details))
+    assert line.endswith("⚙️ <@2> changed safety mode strict → off (no detection); explicit threshold default → 0.65")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.safety import NudeNetDetector, SafetyDetector
 from bot.tools.doctor import run_doctor, token_problem
 from bot.settings import Settings
+from standins.fake_safety import FakeSafetyDetector
 from standins.comfy_server.server import ComfyTestServer
 
 from .helpers import (
@@ -30,10 +34,10 @@ from .helpers import (
 Factory = Callable[..., Awaitable[ComfyTestServer]]
 
 
-async def doctor(settings: Settings) -> tuple[int, str]:
+async def doctor(settings: Settings, detector: SafetyDetector | None = None) -> tuple[int, str]:
     """Run the doctor as the CLI does (its own event loop, in a thread) and capture its output."""
     out = io.StringIO()
-    code = await asyncio.to_thread(run_doctor, settings, out)
+    code = await asyncio.to_thread(functools.partial(run_doctor, settings, out, detector=detector))
     return code, out.getvalue()
 
 
@@ -53,6 +57,8 @@ async def test_healthy_server_passes_with_exit_0(comfy_server: ComfyTestServer, 
         assert f"PASS  workflow {name} on gpu-box:" in out
     assert "PASS  discord token" in out and "PASS  data folder" in out and "PASS  job store" in out
     assert "permissions=274878024704" in out and "client_id=APPLICATION_ID" in out
+    safety = next(line for line in out.splitlines() if "safety detector" in line)
+    assert safety.startswith("PASS  safety detector: nudenet 3.4") and " loaded in " in safety
     # the recorded checkpoint has no file on the test server: metadata is advice, not a failure
     assert any(line.startswith("WARN  checkpoint svd_xt_1_1.safetensors on gpu-box") for line in out.splitlines())
     assert GOOD_TOKEN not in out and comfy_server.url not in out and "127.0.0.1" not in out
@@ -247,3 +253,40 @@ async def test_doctor_says_whether_metrics_are_on_and_where(comfy_server: ComfyT
     assert f"WARN  metrics: on at http://127.0.0.1:{port}/metrics" in out and "address already in use" in out
     _, out = await doctor(replace(settings, metrics_address=("0.0.0.0", port)))
     assert "WARN  metrics:" in out and "not a loopback address" in out
+
+
+@pytest.mark.parametrize("broken", ["corrupt model", "package missing"])
+async def test_a_safety_detector_that_cannot_load_is_one_fail_line(comfy_server: ComfyTestServer, tmp_path: Path,
+                                                                   broken: str) -> None:
+    if broken == "corrupt model":
+        model = tmp_path / "320n.onnx"
+        model.write_bytes(b"this is not an onnx model")
+        detector: SafetyDetector = NudeNetDetector(model)
+    else:
+        detector = FakeSafetyDetector(fail_load="onnxruntime is not installed")
+    code, out = await doctor(settings_for(tmp_path, [("gpu-box", comfy_server.url)]), detector)
+    assert code == 1
+    assert lines_with(out, "FAIL") == [line for line in out.splitlines() if "safety detector" in line]
+    [line] = lines_with(out, "FAIL")
+    assert line.startswith("FAIL  safety detector: cannot load: ")
+    assert ("320n.onnx" in line) if broken == "corrupt model" else ("onnxruntime is not installed" in line)
+    assert "refuses every job in servers whose safety mode is not off" in line
+
+
+async def test_python_m_bot_doctor_without_onnxruntime_fails_one_line(comfy_server: ComfyTestServer,
+                                                                      tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "onnxruntime"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'onnxruntime\'", name="onnxruntime")\n')
+    env = process_env(env_for(tmp_path, [("gpu-box", comfy_server.url)]))
+    env["PYTHONPATH"] = f"{shadow.parent}{os.pathsep}{env['PYTHONPATH']}"
+    proc = await asyncio.create_subprocess_exec(
+        *bot_command("doctor"), env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    out = stdout.decode()
+    assert proc.returncode == 1, out + stderr.decode()
+    assert lines_with(out, "FAIL") == [
+        "FAIL  safety detector: cannot load: onnxruntime is not installed: No module named 'onnxruntime'; "
+        "the bot refuses every job in servers whose safety mode is not off"]
+    assert "Traceback" not in stderr.decode()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
+import re
 import os
 import signal
 import subprocess
@@ -20,7 +22,9 @@ from bot.tools.shell_animate import ShellError, format_for_suffix, parse_options
 from bot.workflows import load_workflows
 from standins.comfy_server.fixtures import ServerProcess
 from standins.comfy_server.server import ComfyTestServer
+from standins.fake_safety import EXPLICIT_MARKER, SUGGESTIVE_MARKER, FakeSafetyDetector
 from standins.wait import wait_until
+from tests.safety_discord.test_withheld import ExplicitResults
 
 from .helpers import WORKFLOWS, bot_command, env_for, free_port, process_env, settings_for
 
@@ -48,8 +52,10 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def namespace(image: Path, out: Path, *options: str, workflow: str | None = None, server: str | None = None) -> argparse.Namespace:
-    return argparse.Namespace(image=str(image), out=str(out), workflow=workflow, server=server, option=list(options))
+def namespace(image: Path, out: Path, *options: str, workflow: str | None = None, server: str | None = None,
+              safety: str = "strict") -> argparse.Namespace:
+    return argparse.Namespace(image=str(image), out=str(out), workflow=workflow, server=server, option=list(options),
+                              safety=safety)
 
 
 @pytest.fixture
@@ -62,8 +68,9 @@ def test_animate_writes_a_gif_that_starts_like_the_input(server_process: ServerP
     env = process_env(env_for(tmp_path, [("local", server_process.url)]))
     result = run(bot_command("animate", "img.png", "--out", "out.gif", "-o", "frames=8", "-o", "steps=4"), env, tmp_path)
     assert result.returncode == 0, result.stderr
-    summary = result.stdout.strip()
+    summary, verdict = result.stdout.strip().splitlines()
     assert summary.startswith("wrote out.gif") and "gif" in summary and "seed " in summary
+    assert verdict == "safety (strict): input clean; result (3 of 8 frames) clean"  # the real detector, by default
     assert "step 4 of 4" in result.stderr  # the progress, in plain lines because stderr is a pipe
     assert "\r" not in result.stderr
     with Image.open(tmp_path / "out.gif") as gif:
@@ -287,3 +294,74 @@ async def test_without_server_the_first_one_that_can_run_the_workflow_is_used(
     assert code == 0, err.getvalue()
     assert "workflow svd_img2vid on full-box" in out.getvalue()  # the VHS workflow, on the server that has VHS
     assert not [p for m, p in bare.requests if m == "POST"]
+
+
+# ---------------------------------------------------------------------------- --safety (issue 16)
+
+
+def colour_image(path: Path, colour: tuple[int, int, int]) -> Path:
+    Image.new("RGB", (320, 192), colour).save(path)
+    return path
+
+
+async def shell(server: ComfyTestServer, tmp_path: Path, image: Path, safety: str,
+                detector: FakeSafetyDetector) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_for(tmp_path, [("gpu-box", server.url)])
+    args = namespace(image, tmp_path / "o.gif", "steps=2", "frames=4", safety=safety)
+    code = await asyncio.to_thread(functools.partial(run_animate, settings, args, out=out, err=err, detector=detector))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_safety_strict_refuses_an_explicit_input_before_uploading_it(comfy_server_factory: Factory,
+                                                                          tmp_path: Path) -> None:
+    server = await comfy_server_factory()
+    image = colour_image(tmp_path / "img.png", EXPLICIT_MARKER)
+    code, _out, err = await shell(server, tmp_path, image, "strict", FakeSafetyDetector.with_markers())
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "error: input refused by the safety check (strict): explicit: FEMALE_BREAST_EXPOSED 0.90")
+    assert ("POST", "/upload/image") not in server.requests and not (tmp_path / "o.gif").exists()
+
+
+async def test_safety_standard_and_off_print_the_verdict(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    server = await comfy_server_factory()
+    image = colour_image(tmp_path / "img.png", EXPLICIT_MARKER)
+    code, out, err = await shell(server, tmp_path, image, "standard", FakeSafetyDetector.with_markers())
+    assert code == 0, err
+    # (a GIF of a plain colour keeps fewer frames: its writer merges identical ones)
+    assert re.fullmatch(
+        r"safety \(standard\): input explicit: FEMALE_BREAST_EXPOSED 0\.90 \(allowed in age-restricted channels only\); "
+        r"result \(\d of \d frames\) explicit: FEMALE_BREAST_EXPOSED 0\.90 \(allowed in age-restricted channels only\)",
+        out.splitlines()[-1]), out
+    suggestive = colour_image(tmp_path / "orange.png", SUGGESTIVE_MARKER)
+    code, out, err = await shell(server, tmp_path, suggestive, "strict", FakeSafetyDetector.with_markers())
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith("suggestive: BELLY_EXPOSED 0.45 (posted as a spoiler in a channel)")
+    detector = FakeSafetyDetector.with_markers()
+    code, out, err = await shell(server, tmp_path, image, "off", detector)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "safety (off): not checked" and detector.calls == [] and detector.load_calls == 0
+
+
+async def test_safety_strict_withholds_an_explicit_result_and_writes_nothing(comfy_server_factory: Factory,
+                                                                            tmp_path: Path) -> None:
+    server = await comfy_server_factory()
+    image = colour_image(tmp_path / "img.png", (0, 200, 200))  # clean as an input, explicit as a result
+    code, _out, err = await shell(server, tmp_path, image, "strict", ExplicitResults.with_markers())
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: result withheld by the safety check (strict): explicit: FEMALE_BREAST_EXPOSED 0.90")
+    assert last.endswith("nothing was written") and not (tmp_path / "o.gif").exists()
+
+
+async def test_safety_detector_that_cannot_load_fails_unless_off(comfy_server_factory: Factory, tmp_path: Path) -> None:
+    server = await comfy_server_factory()
+    image = colour_image(tmp_path / "img.png", (128, 128, 128))
+    broken = FakeSafetyDetector(fail_load="nudenet is not installed")
+    code, _out, err = await shell(server, tmp_path, image, "strict", broken)
+    assert code == 1 and err.strip().splitlines()[-1] == (
+        "error: the safety detector cannot load: nudenet is not installed (--safety off animates without checks)")
+    assert ("POST", "/upload/image") not in server.requests
+    code, out, err = await shell(server, tmp_path, image, "off", broken)
+    assert code == 0 and out.splitlines()[-1] == "safety (off): not checked"

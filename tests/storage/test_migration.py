@@ -99,8 +99,12 @@ async def test_release_0_1_records_are_migrated_with_a_backup(tmp_path: Path, di
         assert await store.schema_version() == SCHEMA_VERSION
         # every record, with the same values; only the dropped columns are gone
         assert table(path, "jobs") == [{k: v for k, v in row.items() if k not in DROPPED} for row in old["jobs"]]
-        for name in ("guild_settings", "bans", "usage", "audit"):
+        for name in ("bans", "usage", "audit"):
             assert table(path, name) == old[name], name
+        # version 5: every guild starts in strict mode with the default thresholds (issue 16)
+        safety_defaults = {"safety_mode": "strict", "safety_suggestive": None, "safety_explicit": None}
+        assert table(path, "guild_settings") == [row | safety_defaults for row in old["guild_settings"]]
+        assert table(path, "withheld") == []
         # and the bot reads them as the release wrote them
         for row in old["jobs"]:
             assert await store.jobs.get(row["id"]) == Job.from_row(row)
