@@ -145,8 +145,22 @@ def help_entries(commands_: Sequence[app_commands.Command[Any, ..., Any] | app_c
             out += help_entries(list(cmd.commands))
         else:
             lines = [cmd.description] + [_option_line(p) for p in cmd.parameters]
-            out.append((f"/{cmd.qualified_name}", "\n".join(lines)))
+            for i, chunk in enumerate(_chunks(lines)):
+                out.append((f"/{cmd.qualified_name}" + (" (continued)" if i else ""), chunk))
     return out
+
+
+def _chunks(lines: Sequence[str]) -> list[str]:
+    """Lines joined into texts that each fit one embed field (a long option list takes several)."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        if current and len(current) + 1 + len(line) > MAX_FIELD_VALUE:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    chunks.append(current)
+    return chunks
 
 
 def help_pages(entries: Sequence[tuple[str, str]]) -> list[list[discord.Embed]]:

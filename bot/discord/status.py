@@ -26,7 +26,7 @@ FAILED_COLOUR = 0xED4245
 MAX_LINE = 1900  # keep message content under Discord's 2000 characters
 
 # The order options are listed in on the result embed (others follow alphabetically).
-OPTION_ORDER: tuple[str, ...] = ("motion", "frames", "fps", "seed", "augmentation", "steps", "cfg", "format", "fit")
+OPTION_ORDER: tuple[str, ...] = ("motion", "frames", "fps", "seed", "augmentation", "steps", "cfg", "format", "fit", "loop")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from bot.jobs.pipeline import (
     result_file,
     upload_input,
 )
+from bot.jobs.postprocess import post_process
 from bot.jobs.progress import EtaEstimator, ProgressUpdate, progress_from_event
 from bot.logs import log_failure
 from bot.workflows import Workflow
@@ -335,11 +336,13 @@ class Runner:
             found = result_file(outcome, workflow)
             path = await download_result(comfy(attempt.backend), found, self.ctx.results_dir, job.id)
             size = await asyncio.to_thread(lambda: path.stat().st_size)
+            meta = {**job.result_meta, "format": found.format, "size": size, "filename": found.filename}
+            path, extra = await post_process(workflow, job.options, path, found.format)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return _failure(job.id, exc)
-        meta = {**job.result_meta, "format": found.format, "size": size, "filename": found.filename}
+        meta.update(extra)
         return await self.ctx.store.jobs.update(job.id, state=JobState.DELIVERING, result_path=str(path), result_meta=meta)
 
     async def _redeliver(self, job: Job) -> None:

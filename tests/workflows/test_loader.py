@@ -46,7 +46,8 @@ def test_seed_workflow_binds_by_class_type() -> None:
     fps = wf.options["fps"]
     assert {(t.node_id, t.input) for t in fps.targets} == {("12", "fps"), ("24", "frame_rate")}
     assert [(t.node_id, t.input) for t in wf.derived["image"]] == [("23", "image")]
-    assert {o.name for o in wf.member_options} == {"motion", "frames", "fps", "seed", "augmentation", "steps", "cfg", "format", "fit"}
+    assert {o.name for o in wf.member_options} == {"motion", "frames", "fps", "seed", "augmentation", "steps", "cfg", "format", "fit", "loop"}
+    assert [(t.node_id, t.input) for t in wf.options["loop"].targets] == [("24", "pingpong")]
     assert wf.options["seed"].max == 2**53 - 1 and wf.options["seed"].random
     assert wf.describe_progress("3", 4, 20) == "step 4 of 20"
     assert wf.describe_progress("24", 4, 14) == "encoding"
