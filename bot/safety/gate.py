@@ -22,7 +22,9 @@ effective mode is not ``off``. No discord here.
   :data:`AGE_RESTRICTED_KEY`, :data:`OTHERS_IMAGE_KEY`); a DM is a job without a guild.
 
 Every refusal and withheld result is handed to the listeners (:meth:`SafetyGate.add_listener`; the
-audit log) as a :class:`SafetyEvent` with who, where, the labels and scores.
+audit log) as a :class:`SafetyEvent` with who, where, the labels and scores. How a guild's stored
+settings become its mode and thresholds, and which rule a refusal names, is
+:mod:`bot.safety.guild_rules` (its names are re-exported here).
 """
 
 from __future__ import annotations
@@ -44,15 +46,16 @@ from bot.errors import JobFailed, UserFacingError
 from bot.jobs.models import Job
 from bot.logs import log_failure
 from bot.media.thumbnails import thumbnail_png
-from bot.moderation.models import GuildSettings
 from bot.safety import messages
 from bot.safety.detector import SafetyDetector, check_input
 from bot.safety.errors import SafetyUnavailable, UnreadableMedia
+from bot.safety.guild_rules import GuildSafety, guild_safety, rule_for, stored_verdict
+from bot.safety.guild_rules import SafetySettingsSource as SafetySettingsSource
 from bot.safety.messages import Rule
 from bot.safety.nudenet_detector import NudeNetDetector
 from bot.safety.policy import Decision, Mode, Stage, decide, effective_mode, needs_check, strict_forced
 from bot.safety.result_check import DEFAULT_SAMPLES, check_result
-from bot.safety.verdict import Detection, Detections, Thresholds, Verdict, judge
+from bot.safety.verdict import Thresholds, Verdict
 from bot.storage.withheld import WithheldResult, WithheldStore
 
 log = logging.getLogger(__name__)
@@ -128,14 +131,6 @@ class SafetyStatus:
 
 
 @dataclass(frozen=True)
-class GuildSafety:
-    """A guild's mode and thresholds (the bot's defaults where the guild set none)."""
-
-    mode: Mode = Mode.STRICT
-    thresholds: Thresholds = field(default_factory=Thresholds)
-
-
-@dataclass(frozen=True)
 class InputSubject:
     """What the input check is given. ``image``: the prepared PNG of a new job, or the stored
     input file of a re-roll (read only when ``stored`` has no scores). ``request``: the
@@ -203,12 +198,6 @@ class InputCheck(Protocol):
         ...
 
 
-class SafetySettingsSource(Protocol):
-    """Where a guild's mode and thresholds are read (:class:`bot.storage.guilds.GuildStore`)."""
-
-    async def get_settings(self, guild_id: int) -> GuildSettings: ...
-
-
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -233,45 +222,6 @@ def _check_input_file(detector: SafetyDetector, image: bytes | Path, thresholds:
 def default_detector() -> SafetyDetector:
     """The detector ``python -m bot run``, ``doctor`` and ``animate`` use: NudeNet from its wheel."""
     return NudeNetDetector()
-
-
-def guild_safety(settings: GuildSettings) -> GuildSafety:
-    """A guild's :class:`GuildSafety` from its settings (stored thresholds are validated when set)."""
-    defaults = Thresholds()
-    try:
-        thresholds = Thresholds(
-            suggestive=settings.safety_suggestive if settings.safety_suggestive is not None else defaults.suggestive,
-            explicit=settings.safety_explicit if settings.safety_explicit is not None else defaults.explicit,
-        )
-    except ValueError as exc:
-        log.warning("a guild's stored safety thresholds are not valid (%s); using the defaults", exc)
-        thresholds = defaults
-    return GuildSafety(mode=Mode(settings.safety_mode), thresholds=thresholds)
-
-
-def rule_for(mode: Mode, *, direct_message: bool, others_image: bool, verdict: Verdict | None,
-             unavailable: bool) -> Rule:
-    """The rule a refusal or withheld result names (``mode``: the guild's, not the effective one)."""
-    if verdict is None:
-        return Rule.UNAVAILABLE if unavailable else Rule.UNCHECKED
-    if direct_message:
-        return Rule.DIRECT_MESSAGE
-    if others_image:
-        return Rule.OTHERS_IMAGE
-    return Rule.STRICT if mode is Mode.STRICT else Rule.ORDINARY_CHANNEL
-
-
-def _stored_verdict(stored: Mapping[str, Any] | None, thresholds: Thresholds) -> Verdict | None:
-    """The stored input scores judged again with ``thresholds`` (None when there are none)."""
-    scores = (stored or {}).get("input_scores")
-    if not isinstance(scores, list):
-        return None
-    try:
-        items = tuple(Detection(str(label), float(score)) for label, score in scores)
-    except (TypeError, ValueError) as exc:
-        log.info("stored input scores are not usable (%s); checking the image again", exc)
-        return None
-    return judge(Detections(items=items, width=0, height=0), thresholds)
 
 
 class SafetyGate:
@@ -363,7 +313,7 @@ class SafetyGate:
             record["input_scores"] = stored["input_scores"]
         if not needs_check(guild.mode, forced_strict=forced):
             return record
-        verdict = _stored_verdict(stored, guild.thresholds)
+        verdict = stored_verdict(stored, guild.thresholds)
         unavailable = False
         if verdict is None:
             verdict, unavailable = await self._judge_image(subject.image, guild.thresholds)

@@ -16,7 +16,9 @@ them (exit 1, nothing written). A detector that cannot load is a failure unless 
 
 Exit status: 0 done; 1 with a one-line reason (bad image, server down, refused workflow,
 failed generation); 2 for usage errors (bad ``-o``, unknown workflow or server); 130 after
-Ctrl+C, which first interrupts the prompt on the server.
+Ctrl+C, which first interrupts the prompt on the server. The safety check is
+:mod:`bot.tools.shell_safety`; the exit statuses and :class:`ShellError` are
+:mod:`bot.tools.shell_errors` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -45,36 +47,26 @@ from bot.jobs import pipeline
 from bot.jobs.progress import ProgressUpdate, progress_from_event
 from bot.media.images import check_declared_size, content_upload_name, prepare_image_async
 from bot.media.video import fit_video_async, sniff_format
-from bot.safety.detector import SafetyDetector, check_input_async
-from bot.safety.errors import SafetyError, SafetyUnavailable
-from bot.safety.policy import Decision, Mode, Stage, decide
-from bot.safety.result_check import check_result_async
-from bot.safety.verdict import Thresholds, Verdict
+from bot.safety.detector import SafetyDetector
+from bot.safety.policy import Mode
 from bot.settings import ServerConfig, Settings
 from bot.tools.progress_bar import ProgressBar
+from bot.tools.shell_errors import EXIT_FAILED as EXIT_FAILED
+from bot.tools.shell_errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from bot.tools.shell_errors import EXIT_OK as EXIT_OK
+from bot.tools.shell_errors import EXIT_USAGE as EXIT_USAGE
+from bot.tools.shell_errors import ShellError as ShellError
+from bot.tools.shell_safety import ShellSafety as ShellSafety
 from bot.workflows import Workflow, WorkflowRegistry, load_registry, resolve_options
 from bot.workflows.model import ResolvedOptions
 from bot.workflows.support import WorkflowSupport
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 PROBE_TIMEOUT = 5.0
 INTERRUPT_TIMEOUT = 5.0
 # --out suffix -> the value of a workflow's "format" option that produces it directly.
 SUFFIX_FORMATS = {".mp4": "mp4", ".gif": "gif", ".webp": "webp"}
-
-
-class ShellError(Exception):
-    """Ends the command with a one-line ``message`` and exit status ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -88,71 +80,6 @@ class AnimateResult:
     server: str
     prompt_id: str
     converted: bool
-
-
-class ShellSafety:
-    """``--safety``: the bot's checks on the shell's input and result (see the module docstring)."""
-
-    def __init__(self, mode: Mode, detector: SafetyDetector | None = None) -> None:
-        self.mode = mode
-        self.detector = detector
-        self.thresholds = Thresholds()
-        self.verdicts: list[str] = []
-
-    async def load(self) -> None:
-        if self.mode is Mode.OFF:
-            return
-        if self.detector is None:
-            from bot.safety.gate import default_detector
-
-            self.detector = default_detector()
-        try:
-            await self.detector.load()
-        except SafetyUnavailable as exc:
-            raise ShellError(f"the safety detector cannot load: {exc.reason} (--safety off animates without checks)") from exc
-
-    def _decide(self, verdict: Verdict, stage: Stage) -> Decision:
-        return decide(self.mode, verdict, stage=stage, age_restricted_channel=True, forced_strict=False)
-
-    def _note(self, what: str, verdict: Verdict, decision: Decision) -> None:
-        text = f"{what} {verdict.summary()}"
-        if decision is Decision.ALLOW_AS_SPOILER:
-            text += " (posted as a spoiler in a channel)"
-        elif verdict.explicit and decision is Decision.ALLOW:
-            text += " (allowed in age-restricted channels only)"
-        self.verdicts.append(text)
-
-    async def check_input(self, png: bytes) -> None:
-        if self.mode is Mode.OFF or self.detector is None:
-            return
-        try:
-            verdict = await check_input_async(self.detector, png, self.thresholds)
-        except SafetyError as exc:
-            raise ShellError(f"the input could not be checked: {exc.reason}") from exc
-        decision = self._decide(verdict, Stage.INPUT)
-        if decision is Decision.REFUSE:
-            raise ShellError(f"input refused by the safety check ({self.mode.value}): {verdict.summary()}")
-        self._note("input", verdict, decision)
-
-    async def check_result(self, path: Path) -> None:
-        if self.mode is Mode.OFF or self.detector is None:
-            return
-        try:
-            checked = await check_result_async(self.detector, path, self.thresholds)
-        except SafetyError as exc:
-            raise ShellError(f"the result could not be checked: {exc.reason}; nothing was written") from exc
-        decision = self._decide(checked.verdict, Stage.RESULT)
-        if decision is Decision.WITHHOLD:
-            raise ShellError(f"result withheld by the safety check ({self.mode.value}): {checked.verdict.summary()} "
-                             f"(frames {', '.join(str(f.index) for f in checked.frames)} of {checked.total_frames}); "
-                             "nothing was written")
-        self._note(f"result ({len(checked.frames)} of {checked.total_frames} frames)", checked.verdict, decision)
-
-    def summary(self) -> str:
-        """``safety (strict): input clean; result (3 of 14 frames) clean``"""
-        if self.mode is Mode.OFF:
-            return "safety (off): not checked"
-        return f"safety ({self.mode.value}): " + "; ".join(self.verdicts)
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, str]:
