@@ -12,6 +12,8 @@ No discord here, and nothing happens on import (the model is loaded by ``await d
 * :mod:`bot.safety.errors`: ``SafetyError``, ``SafetyUnavailable``, ``UnreadableMedia``.
 * :mod:`bot.safety.gate`: ``SafetyGate``, where the bot's jobs meet all of the above and the guild's
   mode (import it from there: it needs the bot's storage, so it is not re-exported here).
+* :mod:`bot.safety.guild_rules`: a guild's stored mode and thresholds (defaults when missing or
+  invalid), the rule a refusal names, and re-judging an earlier job's stored input scores.
 * :mod:`bot.safety.messages`: every safety text members and moderators read, and the rules they name.
 """
 
