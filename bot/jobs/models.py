@@ -190,6 +190,8 @@ class Job:
     prompt_id: str | None = None
     client_id: str | None = None
     submit_attempts: int = 0
+    moved: bool = False  # already moved once off a server that went away (a second loss fails it)
+    delivery_attempts: int = 0  # tries at delivering the result, across restarts
     # When.
     created_at: float = 0.0
     submitted_at: float | None = None
@@ -272,7 +274,7 @@ class Job:
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Job))
 
 _JSON_FIELDS = frozenset({"options", "result_meta"})
-_BOOL_FIELDS = frozenset({"deleted"})
+_BOOL_FIELDS = frozenset({"deleted", "moved"})
 
 
 def encode_field(name: str, value: Any) -> Any:

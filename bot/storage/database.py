@@ -163,6 +163,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX withheld_guild_state ON withheld(guild_id, state, at);
     CREATE INDEX withheld_at ON withheld(at);
     """),
+    Migration(6, "the moved flag and the delivery attempts, which drive recovery, become columns", """
+    ALTER TABLE jobs ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET
+        moved = CASE WHEN json_extract(result_meta, '$.moved') THEN 1 ELSE 0 END,
+        delivery_attempts = COALESCE(json_extract(result_meta, '$.delivery_attempts'), 0),
+        result_meta = json_remove(result_meta, '$.moved', '$.delivery_attempts')
+    WHERE json_type(result_meta, '$.moved') IS NOT NULL OR json_type(result_meta, '$.delivery_attempts') IS NOT NULL;
+    """),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -25,7 +25,7 @@ def columns(path: Path, table: str) -> list[str]:
 
 def test_migrations_are_numbered_in_order() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 5
+    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 6
     assert all(m.summary and m.sql.strip() for m in MIGRATIONS)
 
 
@@ -134,18 +134,18 @@ async def test_a_new_migration_runs_once_after_a_backup(
     then migrated; opening it again changes nothing."""
     path = tmp_path / "jobs.sqlite3"
     async with await Storage.open(path, clock=clock) as s:
-        job = make_job(clock, result_meta={"moved": True})
+        job = make_job(clock, result_meta={"note": "kept"})
         await s.jobs.add(job)
     current = path.read_bytes()
     nxt = SCHEMA_VERSION + 1
-    monkeypatch.setattr(database, "MIGRATIONS", (*MIGRATIONS, Migration(nxt, "moved as a column", """
-        ALTER TABLE jobs ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
-        UPDATE jobs SET moved = 1 WHERE json_extract(result_meta, '$.moved');
+    monkeypatch.setattr(database, "MIGRATIONS", (*MIGRATIONS, Migration(nxt, "a note as a column", """
+        ALTER TABLE jobs ADD COLUMN note TEXT;
+        UPDATE jobs SET note = json_extract(result_meta, '$.note');
     """)))
     async with await Storage.open(path, clock=clock) as s:
         assert await s.schema_version() == nxt
-        row = await s.db.fetchone("SELECT moved FROM jobs WHERE id = ?", (job.id,))
-        assert row is not None and row[0] == 1
+        row = await s.db.fetchone("SELECT note FROM jobs WHERE id = ?", (job.id,))
+        assert row is not None and row[0] == "kept"
     assert backup_path(path, SCHEMA_VERSION).read_bytes() == current
     async with await Storage.open(path, clock=clock) as s:
         assert await s.schema_version() == nxt

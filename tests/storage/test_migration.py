@@ -9,6 +9,7 @@ DATA_DIR and the Discord stand-in's ids; nothing else is changed.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -86,6 +87,20 @@ def table(path: Path, name: str) -> list[dict[str, Any]]:
     return found
 
 
+def expected_job_row(old: dict[str, Any]) -> dict[str, Any]:
+    """A release-0.1 jobs row as migration 6 leaves it (result_meta parsed, for comparison)."""
+    meta = json.loads(old["result_meta"] or "{}")
+    row = {k: v for k, v in old.items() if k not in DROPPED}
+    row["moved"] = 1 if meta.pop("moved", False) else 0
+    row["delivery_attempts"] = int(meta.pop("delivery_attempts", 0))
+    row["result_meta"] = meta
+    return row
+
+
+def migrated_job_row(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {"result_meta": json.loads(row["result_meta"] or "{}")}
+
+
 @pytest.mark.timeout(60)
 async def test_release_0_1_records_are_migrated_with_a_backup(tmp_path: Path, discord_stand_in: DiscordStandIn) -> None:
     path = load_release(tmp_path / "data", discord_stand_in)
@@ -97,8 +112,10 @@ async def test_release_0_1_records_are_migrated_with_a_backup(tmp_path: Path, di
 
     async with await Storage.open(path) as store:
         assert await store.schema_version() == SCHEMA_VERSION
-        # every record, with the same values; only the dropped columns are gone
-        assert table(path, "jobs") == [{k: v for k, v in row.items() if k not in DROPPED} for row in old["jobs"]]
+        # every record, with the same values; only the dropped columns are gone, and (version 6)
+        # the moved flag and delivery attempts left the JSON result_meta for columns of their own
+        assert [migrated_job_row(row) for row in table(path, "jobs")] == [expected_job_row(row) for row in old["jobs"]]
+        assert sum(row["moved"] for row in table(path, "jobs")) == 2  # the release's two moved jobs
         for name in ("bans", "usage", "audit"):
             assert table(path, name) == old[name], name
         # version 5: every guild starts in strict mode with the default thresholds (issue 16)
@@ -107,7 +124,8 @@ async def test_release_0_1_records_are_migrated_with_a_backup(tmp_path: Path, di
         assert table(path, "withheld") == []
         # and the bot reads them as the release wrote them
         for row in old["jobs"]:
-            assert await store.jobs.get(row["id"]) == Job.from_row(row)
+            assert await store.jobs.get(row["id"]) == Job.from_row(expected_job_row(row) | {
+                "result_meta": json.dumps(expected_job_row(row)["result_meta"])})
         assert {j.id: j.state.value for j in await store.jobs.active()} == UNFINISHED
         settings = await store.guilds.get_settings(discord_stand_in.guild.id)
         assert settings == GuildSettings(
@@ -159,7 +177,8 @@ async def test_release_0_1_unfinished_jobs_resume_and_deliver(
               if a["filename"].startswith("animation_")]
     assert sorted(v.split(".")[0] for v in videos) == sorted(f"animation_{j}" for j in UNFINISHED)  # each once
     delivering = await env.service.get("delivering")
-    assert delivering is not None and delivering.result_meta["delivery_attempts"] == 2  # delivered, not run again
+    assert delivering is not None and delivering.delivery_attempts == 2  # delivered, not run again
+    assert "delivery_attempts" not in delivering.result_meta
     assert delivering.server == "gpu-1" and delivering.submit_attempts == 1
     for job_id, state in ENDED.items():  # jobs that had ended stay as they were
         ended = await env.service.get(job_id)
