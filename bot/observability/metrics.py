@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from bot.errors import BackendUnavailable, InvalidInput, LimitReached, MissingPermissions, NotAllowed
 from bot.jobs.models import ACTIVE_STATES, TERMINAL_STATES, JobState
+from bot.safety.gate import SafetyRefused
 
 __all__ = [
     "BotMetrics",
@@ -80,8 +81,9 @@ class RefusalReason(StrEnum):
 
 
 def refusal_reason_for(exc: BaseException) -> RefusalReason | None:
-    """The refusal reason for one of the bot's member-facing exceptions, or None when it is not a
-    refusal (a safety refusal has no exception type of its own: pass ``RefusalReason.SAFETY``)."""
+    """The refusal reason for one of the bot's member-facing exceptions, or None when it is not a refusal."""
+    if isinstance(exc, SafetyRefused):
+        return RefusalReason.SAFETY
     if isinstance(exc, MissingPermissions):
         return RefusalReason.BOT_PERMISSIONS
     if isinstance(exc, InvalidInput):

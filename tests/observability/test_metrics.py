@@ -17,6 +17,8 @@ from bot.observability.metrics import (
     label_value,
     refusal_reason_for,
 )
+from bot.safety.gate import SafetyRefused
+from bot.safety.messages import Rule
 from bot.settings import load_settings
 
 from .helpers import samples, value
@@ -198,6 +200,7 @@ def test_label_value_keeps_a_safe_charset() -> None:
         (LimitReached("no"), RefusalReason.LIMIT),
         (BackendUnavailable("no"), RefusalReason.UNAVAILABLE),
         (MissingPermissions(["Attach Files"]), RefusalReason.BOT_PERMISSIONS),
+        (SafetyRefused(Rule.STRICT), RefusalReason.SAFETY),
         (JobFailed("no"), None),
         (RuntimeError("no"), None),
     ],
