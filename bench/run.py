@@ -1,7 +1,8 @@
 """Run every benchmark and print one Markdown report (also written to ``bench/results/latest.md``).
 
 ``python -m bench [--quick] [--skip-discord]`` (or ``python bench/run.py``); ``python -m bench soak ...``
-runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``). The runner starts four
+runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``) and ``python -m bench
+latency ...`` the latency legs through the whole bot (:mod:`bench.latency`). The runner starts four
 ComfyUI test servers in their own processes (step time 0, so the servers answer as fast as they
 can and what is measured is the bot's cost), then runs each scenario in a fresh process of its
 own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario alone:
@@ -192,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.soak import main as soak_main
 
         return soak_main(argv[1:])
+    if argv[:1] == ["latency"]:
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from bench.latency import main as latency_main
+
+        return latency_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     epilog="The soak: python -m bench soak --help",
+                                     epilog="The soak: python -m bench soak --help; latency: python -m bench latency --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     parser.add_argument("--discord-rate", type=float, default=50.0,

@@ -43,6 +43,7 @@ from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.logs import log_failure
 from bot.media.video import fit_video_async, poster_frame_async, upload_limit
+from bot.observability.timing import Marks, log_marks
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,8 @@ class DiscordDelivery:
         data = {"id": job.application_id, "type": 3, "token": job.interaction_token}
         return discord.Webhook.from_state(data=data, state=self.client._connection)  # type: ignore[arg-type]
 
-    def _post_edit(self, job: Job, *, waiting: bool, final: bool, **fields: Any) -> asyncio.Future[None]:
+    def _post_edit(self, job: Job, *, waiting: bool, final: bool, marks: Marks | None = None,
+                   **fields: Any) -> asyncio.Future[None]:
         """Queue an edit of the status message on the scheduler; the future tells how it went."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -179,6 +181,8 @@ class DiscordDelivery:
         assert message_id is not None
 
         async def edit() -> None:
+            if marks is not None:
+                marks.mark("sent")
             try:
                 await self._webhook(job).edit_message(
                     message_id, allowed_mentions=discord.AllowedMentions.none(), **fields
@@ -198,15 +202,17 @@ class DiscordDelivery:
             if not done.done():
                 done.set_result(None)
 
+        if marks is not None:
+            marks.mark("queued")
         self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final)
         if not final:
             done.add_done_callback(_consume)
         return done
 
-    async def _final_edit(self, job: Job, **fields: Any) -> None:
+    async def _final_edit(self, job: Job, *, marks: Marks | None = None, **fields: Any) -> None:
         """Queue the last edit and wait until it was sent (no time-out: giving up while the edit is
         still queued would let a retried delivery upload the video a second time)."""
-        await self._post_edit(job, waiting=False, final=True, **fields)
+        await self._post_edit(job, waiting=False, final=True, marks=marks, **fields)
 
     def _can_edit(self, job: Job) -> bool:
         return (job.status_message_id is not None and job.id not in self._gone
@@ -219,11 +225,15 @@ class DiscordDelivery:
         ``attempt`` on (counted across restarts) it first looks for a result already posted. A
         failed try keeps what is known of the job (the service tries again, or ends it with
         :meth:`job_ended`)."""
-        message_id = await self._deliver(job, result, attempt)
+        marks = Marks()
+        marks.mark("start")
+        message_id = await self._deliver(job, result, attempt, marks)
+        marks.mark("done")
+        log_marks("delivery", marks, job=job.id)
         self._job_done(job.id)
         return message_id
 
-    async def _deliver(self, job: Job, result: Path, attempt: int) -> int | None:
+    async def _deliver(self, job: Job, result: Path, attempt: int, marks: Marks) -> int | None:
         self._stop_following(job.id)
         if attempt > 1:
             posted = await self._already_posted(job)
@@ -232,11 +242,12 @@ class DiscordDelivery:
                 return posted
         limit = upload_limit_for(job)
         poster: bytes | None = await poster_frame_async(result)
+        marks.mark("poster")
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it
         budget = limit - (len(poster) if poster else 0) - POSTER_MARGIN
         try:
-            return await self._post_result(job, result, limit, budget, poster)
+            return await self._post_result(job, result, limit, budget, poster, marks)
         except discord.HTTPException as exc:
             if exc.status != 413:
                 raise
@@ -244,18 +255,21 @@ class DiscordDelivery:
         log.warning("job %s: Discord refused the upload as too large (limit %d bytes); trying a smaller file",
                     job.id, limit)
         try:
-            return await self._post_result(job, result, limit, int(budget * 0.7), None)
+            return await self._post_result(job, result, limit, int(budget * 0.7), None, marks)
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise JobFailed("The video was made but is too big to post in this channel.",
                                 detail=f"HTTP 413 with a {limit}-byte limit") from None
             raise
 
-    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None) -> int | None:
+    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None,
+                           marks: Marks) -> int | None:
         """Fit the video to ``budget`` bytes and post it (editing the status message while the
         interaction lives, else as a channel message); a 413 is raised as is."""
         fitted = await fit_video_async(result, max(MIN_VIDEO_BUDGET, budget))
+        marks.mark("fit")
         video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
+        marks.mark("read")
         video_name = f"animation_{job.id}.{fitted.format}"
         poster_name = f"poster_{job.id}.png" if poster is not None else None
         embed = discord.Embed.from_dict(
@@ -272,8 +286,8 @@ class DiscordDelivery:
 
         if self._can_edit(job):
             try:
-                await self._final_edit(job, content=f"<@{job.user_id}> your animation is ready.", embeds=[embed],
-                                       attachments=files(), view=view)
+                await self._final_edit(job, marks=marks, content=f"<@{job.user_id}> your animation is ready.",
+                                       embeds=[embed], attachments=files(), view=view)
                 return job.status_message_id
             except Exception as exc:
                 if is_unknown_message(exc):
@@ -283,6 +297,8 @@ class DiscordDelivery:
                 else:
                     raise
         try:
+            marks.mark("queued")
+            marks.mark("sent")
             message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
                                                embed=embed, files=files(), view=view)
         except discord.HTTPException as exc:

@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import InvalidInput
 from bot.logs import log_failure
+from bot.observability.timing import Marks, log_marks
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,8 @@ def prepare_image(
 
     Sync and CPU-bound: run it in a thread (:func:`prepare_image_async`).
     """
+    marks = Marks()
+    marks.mark("start")
     if fit not in FITS:
         raise InvalidInput(f"fit must be one of {', '.join(FITS)}")
     if not data:
@@ -237,11 +240,14 @@ def prepare_image(
             if source_format == "GIF":
                 im.seek(0)
             im.load()
+            marks.mark("decoded")
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
             out = _fit(rgb, target, fit)
+            marks.mark("fitted")
             buf = io.BytesIO()
             out.save(buf, format="PNG", compress_level=1)
+            marks.mark("encoded")
         except InvalidInput:
             raise
         except _DECODE_ERRORS as exc:
@@ -252,6 +258,7 @@ def prepare_image(
         except Exception as exc:  # noqa: BLE001 - a decoder bug must never crash the bot
             log_failure(log, logging.WARNING, "unexpected error preparing an image")
             raise InvalidInput("I could not read that image. Please try another file.", detail=repr(exc)) from exc
+        log_marks("prepare", marks, source=f"{source_format}:{width}x{height}", size=f"{out.width}x{out.height}")
         return PreparedImage(png=buf.getvalue(), width=out.width, height=out.height, source_format=source_format, source_size=oriented)
     finally:
         im.close()
