@@ -142,7 +142,9 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
         add(f"Discord run: ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
             f"{discord_row['not_acked']} not acked, bot CPU {_f(discord_row['cpu_ms_per_job'])} ms per job, "
             f"job states {discord_row['states']}, stand-in rule violations: "
-            f"{dict(discord_row['violations']) or 'none'}, {discord_row['rest_requests']} REST requests; "
+            f"{dict(discord_row['violations']) or 'none'}, stand-in 429s: "
+            f"{discord_row.get('rate_limited_buckets') or discord_row.get('rate_limited', 'n/a') or 'none'}, "
+            f"{discord_row['rest_requests']} REST requests; "
             "loop lag and RSS there include the stand-in, which runs in the bot's process.")
     add("")
 
