@@ -11,7 +11,8 @@ with the :class:`~bot.moderation.policy.AdmissionPolicy`, then what the payload 
 :class:`~bot.errors.UserFacingError`; the tree replies). Then the policy admits the job (jobs in
 flight, cooldown, quotas: counted at once) and the same in-flight limit goes to the job service.
 The interaction is deferred publicly: that message becomes the job's status message, edited by
-:class:`bot.discord.delivery.DiscordDelivery`. A job refused after admission gives its use back
+:class:`bot.discord.delivery.DiscordDelivery`; the image is downloaded from Discord's CDN at the
+same time, so the two round trips overlap. A job refused after admission gives its use back
 (:meth:`AdmissionPolicy.refund`); a failure after the defer turns the status into a one-line
 notice and the reason goes in an ephemeral followup. When a daily quota applies, the member is
 told privately how many generations are left.
@@ -23,6 +24,8 @@ job from the old one's input, admitted like ``/animate``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +44,7 @@ from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.settings import Settings
+from bot.tasks import cancel_and_wait
 from bot.workflows import resolve_options
 
 log = logging.getLogger(__name__)
@@ -90,9 +94,15 @@ class AnimateFlow:
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
         admission = await self._admit(requester, others_image=others_image)
-        status_id = await self._defer_admitted(interaction, admission)
+        download = asyncio.ensure_future(image.read())  # fetched while the interaction is deferred
         try:
-            data = await image.read()
+            status_id = await self._defer_admitted(interaction, admission)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the defer's failure is the one to report
+                await cancel_and_wait(download)
+            raise
+        try:
+            data = await download
             job = await self.jobs.submit(JobRequest(
                 user_id=interaction.user.id,
                 channel_id=interaction.channel_id or 0,

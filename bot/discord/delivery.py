@@ -5,9 +5,13 @@
   renders each update with :mod:`bot.discord.status` and posts the edit to the shared
   :class:`~bot.discord.edit_scheduler.EditScheduler` (waiting updates with the slow interval, only
   when the text changes), with a Cancel button while the job can still be cancelled.
-- :meth:`DiscordDelivery.deliver` fits the video to the upload limit stored with the job,
-  grabs a poster frame (both in threads), and puts the result on the status message through
-  the scheduler as a *final* edit (so no older progress edit can land after it). When the
+- :meth:`DiscordDelivery.deliver` reads the result once, fits it to the upload limit stored with
+  the job (a GIF or WebP that fits, or an MP4 Discord plays inline, is posted as it is), adds the
+  poster, and puts the result on the status message through the scheduler as a *final* edit:
+  it goes out at once, replacing any progress edit still waiting, and no older progress edit
+  can land after it. The poster (the embed's image) is made beforehand from the prepared input,
+  which is what the video's first frame shows, while the job is on the image server (a small
+  JPEG; from the result's first frame only when the input is gone). When the
   interaction token is too old (or Discord refuses it) the result is posted as a new channel
   message replying to the status message and mentioning only the requester. A status
   message that was deleted (10008 Unknown Message) is not edited again: the result goes to
@@ -42,14 +46,17 @@ from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.logs import log_failure
-from bot.media.video import fit_video_async, poster_frame_async, upload_limit
+from bot.media.video import fit_video_async, poster_frame, poster_from_image, upload_limit
 from bot.observability.timing import Marks, log_marks
+from bot.tasks import cancelling
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_MESSAGE = 10008
 # Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
+#: Phases in which a job's poster is made ahead of its result: it is on (or about to be on) a server.
+POSTER_PHASES = frozenset({"queued", "starting", "running", "encoding"})
 POSTER_MARGIN = 64 * 1024  # room left for the form overhead
 POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
 MIN_VIDEO_BUDGET = 256 * 1024
@@ -102,6 +109,7 @@ class DiscordDelivery:
         # message was deleted until the job's ending was shown (see :meth:`_job_done`).
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._gone: set[str] = set()  # jobs whose status message was deleted
+        self._posters: dict[str, asyncio.Task[bytes | None]] = {}  # made while the job runs (see _make_poster)
 
     # ------------------------------------------------------------------ following
 
@@ -126,6 +134,8 @@ class DiscordDelivery:
             async for update in self.service.stream(job.id):
                 if update.is_terminal or update.phase == "delivering":
                     return
+                if update.phase in POSTER_PHASES:
+                    self._make_poster(job)
                 if not job.can_edit_interaction(self.now()) or job.id in self._gone:
                     return  # the result or the ending will go to the channel instead
                 status = render_update(update)
@@ -134,7 +144,7 @@ class DiscordDelivery:
                     continue
                 last = shown
                 view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
-                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False,
+                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
                                 content=status.content, view=view, embeds=[], attachments=[])
         except asyncio.CancelledError:
             raise
@@ -151,18 +161,54 @@ class DiscordDelivery:
         scheduler (a progress edit still queued for it is dropped too)."""
         self._stop_following(job_id)
         self._gone.discard(job_id)
+        poster = self._posters.pop(job_id, None)
+        if poster is not None:
+            poster.cancel()  # the thread finishes on its own; its bytes are dropped
         self.scheduler.forget(("status", job_id))
 
     def per_job_counts(self) -> dict[str, int]:
         """What is kept per job here and on the edit scheduler (see ``JobService.memory_counts``)."""
         return {"followers": len(self._followers), "delivery_records": len(self._gone),
-                **self.scheduler.per_job_counts()}
+                "posters": len(self._posters), **self.scheduler.per_job_counts()}
 
     async def close(self) -> None:
-        tasks = list(self._followers.values())
+        tasks = [*self._followers.values(), *self._posters.values()]
+        self._posters.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ the poster
+
+    def _make_poster(self, job: Job) -> None:
+        """Start making the job's poster from its prepared input, in a thread, once (kept until the
+        job ends). Only jobs on a server have one, so a long line costs no memory."""
+        if job.id in self._posters or not job.input_path:
+            return
+        self._posters[job.id] = asyncio.create_task(asyncio.to_thread(poster_from_image, Path(job.input_path)),
+                                                    name=f"poster-{job.id}")
+
+    async def _poster(self, job: Job, video: bytes) -> bytes:
+        """The poster made while the job ran, else one made now: from the prepared input, or from
+        the video's first frame when the input is gone (:class:`JobFailed` if that is unreadable)."""
+        task = self._posters.pop(job.id, None)
+        if task is None and job.input_path:
+            self._make_poster(job)
+            task = self._posters.pop(job.id, None)
+        poster: bytes | None = None
+        if task is not None:
+            try:
+                poster = await task
+            except asyncio.CancelledError:
+                if cancelling() or not task.cancelled():
+                    raise
+                poster = None  # only the poster was cancelled (the bot is closing)
+            except Exception:
+                log_failure(log, logging.INFO, "job %s: no poster from its input", job.id)
+                poster = None
+        if poster is None:
+            poster = await asyncio.to_thread(poster_frame, video)
+        return poster
 
     # ------------------------------------------------------------------ editing
 
@@ -173,7 +219,7 @@ class DiscordDelivery:
         return discord.Webhook.from_state(data=data, state=self.client._connection)  # type: ignore[arg-type]
 
     def _post_edit(self, job: Job, *, waiting: bool, final: bool, marks: Marks | None = None,
-                   **fields: Any) -> asyncio.Future[None]:
+                   shown: tuple[str, bool] | None = None, **fields: Any) -> asyncio.Future[None]:
         """Queue an edit of the status message on the scheduler; the future tells how it went."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -204,7 +250,7 @@ class DiscordDelivery:
 
         if marks is not None:
             marks.mark("queued")
-        self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final)
+        self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final, shown=shown)
         if not final:
             done.add_done_callback(_consume)
         return done
@@ -241,13 +287,18 @@ class DiscordDelivery:
                 log.info("job %s: its result was already posted (message %s); not posting it again", job.id, posted)
                 return posted
         limit = upload_limit_for(job)
-        poster: bytes | None = await poster_frame_async(result)
+        try:
+            video = await asyncio.to_thread(result.read_bytes)  # the only read of the result
+        except OSError as exc:
+            raise JobFailed("The result file could not be read.", detail=f"read failed: {exc!r}") from exc
+        marks.mark("read")
+        poster: bytes | None = await self._poster(job, video)
         marks.mark("poster")
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it
         budget = limit - (len(poster) if poster else 0) - POSTER_MARGIN
         try:
-            return await self._post_result(job, result, limit, budget, poster, marks)
+            return await self._post_result(job, video, limit, budget, poster, marks)
         except discord.HTTPException as exc:
             if exc.status != 413:
                 raise
@@ -255,23 +306,22 @@ class DiscordDelivery:
         log.warning("job %s: Discord refused the upload as too large (limit %d bytes); trying a smaller file",
                     job.id, limit)
         try:
-            return await self._post_result(job, result, limit, int(budget * 0.7), None, marks)
+            return await self._post_result(job, video, limit, int(budget * 0.7), None, marks)
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise JobFailed("The video was made but is too big to post in this channel.",
                                 detail=f"HTTP 413 with a {limit}-byte limit") from None
             raise
 
-    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None,
+    async def _post_result(self, job: Job, result: bytes, limit: int, budget: int, poster: bytes | None,
                            marks: Marks) -> int | None:
         """Fit the video to ``budget`` bytes and post it (editing the status message while the
         interaction lives, else as a channel message); a 413 is raised as is."""
         fitted = await fit_video_async(result, max(MIN_VIDEO_BUDGET, budget))
         marks.mark("fit")
         video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
-        marks.mark("read")
         video_name = f"animation_{job.id}.{fitted.format}"
-        poster_name = f"poster_{job.id}.png" if poster is not None else None
+        poster_name = f"poster_{job.id}.{_image_suffix(poster)}" if poster is not None else None
         embed = discord.Embed.from_dict(
             result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name,
                          note=file_note(fitted, limit))
@@ -381,6 +431,11 @@ class DiscordDelivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
                                            users=[discord.Object(id=job.user_id)])
         return await channel.send(content, allowed_mentions=mentions, **fields)
+
+
+def _image_suffix(data: bytes) -> str:
+    """``jpg`` for a JPEG poster (made from the input), else ``png`` (a first frame)."""
+    return "jpg" if data.startswith(b"\xff\xd8\xff") else "png"
 
 
 def _consume(future: asyncio.Future[None]) -> None:

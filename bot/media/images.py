@@ -13,7 +13,13 @@ Choices made here:
   never changed. Between about 89 MP and that, Pillow emits a DecompressionBombWarning,
   which is harmless: our own check already ran.
 - Transparent pixels are composited on **white**; ``pad`` adds **black** bars.
-- Big JPEGs are decoded with draft mode (DCT scaling) to just above the needed size.
+- Big JPEGs are decoded with draft mode (DCT scaling) at the smallest scale that still covers
+  the target (a 4000x3000 photo decodes at 2000x1500 for 1024x576), then resized with a bicubic
+  filter: as sharp as a full decode (a test compares them) for a fraction of the work.
+- The PNG is written by :func:`encode_png` (every row "Sub"-filtered, deflated with zlib's
+  ``Z_RLE`` strategy, meant for PNG image data): about 3x faster than Pillow's encoder, which
+  tries every filter on every row, and smaller on photos. With draft mode this brings a 12 MP
+  JPEG to about 55 ms on the 2-core development machine (it was 80-110 ms).
 - Target size by aspect (:func:`choose_target`): landscape 1024x576 (SVD's native size),
   portrait 576x1024, square 768x768; 4:3 and 3:4 photos take the landscape / portrait size.
 """
@@ -26,9 +32,11 @@ import io
 import logging
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import InvalidInput
@@ -188,6 +196,37 @@ def _fit(im: Image.Image, target: tuple[int, int], fit: str) -> Image.Image:
     return im.resize(target, Image.Resampling.BICUBIC, box=_cover_box(im.size, target), reducing_gap=2.0)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_FILTER_SUB = 1
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def encode_png(im: Image.Image) -> bytes:
+    """An 8-bit RGB PNG of ``im`` (mode RGB), without metadata, fast.
+
+    Every row gets PNG's "Sub" filter (each byte minus the one three to its left, modulo 256),
+    and the rows are deflated with zlib's ``Z_RLE`` strategy, which zlib's manual suggests for
+    PNG image data. Pillow's encoder (``compress_level=1``) tries all five filters on every row;
+    on a 1024x576 photo this takes 12 ms instead of 41 ms and writes 0.79 MB instead of 0.91 MB.
+    Any PNG decoder reads it back exactly (tests check Pillow's pixels).
+    """
+    if im.mode != "RGB":
+        raise ValueError(f"encode_png wants an RGB image, got {im.mode}")
+    width, height = im.size
+    rows = np.asarray(im, dtype=np.uint8).reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), dtype=np.uint8)
+    filtered[:, 0] = _PNG_FILTER_SUB
+    filtered[:, 1:4] = rows[:, :3]
+    np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])  # uint8 arithmetic wraps, as PNG's does
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = deflate.compress(filtered.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
+    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", idat), _png_chunk(b"IEND", b"")))
+
+
 def _draft_request(size: tuple[int, int], target: tuple[int, int], fit: str, swapped: bool) -> tuple[int, int]:
     """The smallest decode size (in file orientation) that still fills ``target``."""
     w, h = (size[1], size[0]) if swapped else size
@@ -241,12 +280,12 @@ def prepare_image(
                 im.seek(0)
             im.load()
             marks.mark("decoded")
-            im = ImageOps.exif_transpose(im)
+            if orientation != 1:
+                im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
             out = _fit(rgb, target, fit)
             marks.mark("fitted")
-            buf = io.BytesIO()
-            out.save(buf, format="PNG", compress_level=1)
+            png = encode_png(out)
             marks.mark("encoded")
         except InvalidInput:
             raise
@@ -259,7 +298,7 @@ def prepare_image(
             log_failure(log, logging.WARNING, "unexpected error preparing an image")
             raise InvalidInput("I could not read that image. Please try another file.", detail=repr(exc)) from exc
         log_marks("prepare", marks, source=f"{source_format}:{width}x{height}", size=f"{out.width}x{out.height}")
-        return PreparedImage(png=buf.getvalue(), width=out.width, height=out.height, source_format=source_format, source_size=oriented)
+        return PreparedImage(png=png, width=out.width, height=out.height, source_format=source_format, source_size=oriented)
     finally:
         im.close()
 

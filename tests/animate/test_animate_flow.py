@@ -47,7 +47,7 @@ def custom_ids(message: dict[str, Any]) -> list[str]:
 
 
 async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(animate_bot: AnimateFactory) -> None:
-    env = await animate_bot()
+    env = await animate_bot(step_time=0.3)  # long enough to show steps in two of Discord's 2 s windows
     stand_in = env.stand_in
     record = await stand_in.slash(None, None, None, "animate", options={"steps": STEPS, "frames": 4},
                                   attachments={"image": ("cat.png", png_bytes(), "image/png")})

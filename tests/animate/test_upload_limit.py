@@ -50,8 +50,25 @@ async def test_a_result_over_the_upload_limit_arrives_as_an_mp4_that_fits(
         assert sum(1 for _ in container.decode(video=0)) == 8
     note = message["embeds"][0]["description"]
     assert "MP4 · 8 frames" in note and "re-encoded to fit this channel's 1.5 MB upload limit" in note
-    # a poster of random pixels would take a large share of the limit: the embed goes without it
-    assert [a["filename"] for a in message["attachments"]] == [video["filename"]]
+    # the poster (a JPEG of the input) takes at most an eighth of the limit, or the embed goes without it
+    posters = [a for a in message["attachments"] if a["filename"].startswith("poster_")]
+    assert [a["filename"] for a in message["attachments"]] == [video["filename"]] + [a["filename"] for a in posters]
+    assert all(len(attachment_bytes(stand_in, a)) <= LIMIT // 8 for a in posters)
+    assert ("image" in message["embeds"][0]) == bool(posters)
+
+
+async def test_a_poster_that_would_crowd_out_the_video_is_left_out(
+    animate_bot: AnimateFactory, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]]
+) -> None:
+    full = await comfy_server_factory(step_time=0.0, full_size=True)
+    env = await animate_bot(comfy=[full])
+    env.stand_in.upload_limit = 1024 * 1024  # an eighth is 128 KB: less than a JPEG of random pixels
+    record = await env.stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 4, "format": "gif"},
+                                      attachments={"image": ("noise.png", noisy_png(), "image/png")})
+    await record.wait_for(lambda r: result_message(r) is not None, timeout=60)
+    message = result_message(record)
+    assert message is not None
+    assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]
     assert "image" not in message["embeds"][0]
 
 
