@@ -9,9 +9,10 @@
   the job (a GIF or WebP that fits, or an MP4 Discord plays inline, is posted as it is), adds the
   poster, and puts the result on the status message through the scheduler as a *final* edit:
   it goes out at once, replacing any progress edit still waiting, and no older progress edit
-  can land after it. The poster (the embed's image) is made beforehand from the prepared input,
-  which is what the video's first frame shows, while the job is on the image server (a small
-  JPEG; from the result's first frame only when the input is gone). When the
+  can land after it. The poster (the embed's image) is left out for a GIF or WebP, which Discord
+  shows inline, animated, first frame first; for an MP4 (Discord shows a player) it is made
+  beforehand from the prepared input, which is what the first frame shows, while the job is on
+  the image server (a small JPEG; from the result's first frame only when the input is gone). When the
   interaction token is too old (or Discord refuses it) the result is posted as a new channel
   message replying to the status message and mentioning only the requester. A status
   message that was deleted (10008 Unknown Message) is not edited again: the result goes to
@@ -46,7 +47,7 @@ from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.logs import log_failure
-from bot.media.video import fit_video_async, poster_frame, poster_from_image, upload_limit
+from bot.media.video import fit_video_async, poster_frame, poster_from_image, sniff_format, upload_limit
 from bot.observability.timing import Marks, log_marks
 from bot.tasks import cancelling
 
@@ -57,6 +58,8 @@ UNKNOWN_MESSAGE = 10008
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
 #: Phases in which a job's poster is made ahead of its result: it is on (or about to be on) a server.
 POSTER_PHASES = frozenset({"queued", "starting", "running", "encoding"})
+#: Results Discord shows inline as animated images: their first frame is what it shows anyway, so no poster.
+INLINE_FORMATS = frozenset({"gif", "webp"})
 POSTER_MARGIN = 64 * 1024  # room left for the form overhead
 POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
 MIN_VIDEO_BUDGET = 256 * 1024
@@ -180,10 +183,13 @@ class DiscordDelivery:
 
     # ------------------------------------------------------------------ the poster
 
-    def _make_poster(self, job: Job) -> None:
+    def _make_poster(self, job: Job, *, ahead: bool = True) -> None:
         """Start making the job's poster from its prepared input, in a thread, once (kept until the
-        job ends). Only jobs on a server have one, so a long line costs no memory."""
+        job ends). Only jobs on a server have one, so a long line costs no memory; ``ahead``: not
+        for a job that asked for a GIF or WebP (it gets none unless it must become an MP4)."""
         if job.id in self._posters or not job.input_path:
+            return
+        if ahead and str(job.options.get("format", "")).lower() in INLINE_FORMATS:
             return
         self._posters[job.id] = asyncio.create_task(asyncio.to_thread(poster_from_image, Path(job.input_path)),
                                                     name=f"poster-{job.id}")
@@ -193,7 +199,7 @@ class DiscordDelivery:
         the video's first frame when the input is gone (:class:`JobFailed` if that is unreadable)."""
         task = self._posters.pop(job.id, None)
         if task is None and job.input_path:
-            self._make_poster(job)
+            self._make_poster(job, ahead=False)
             task = self._posters.pop(job.id, None)
         poster: bytes | None = None
         if task is not None:
@@ -292,7 +298,8 @@ class DiscordDelivery:
         except OSError as exc:
             raise JobFailed("The result file could not be read.", detail=f"read failed: {exc!r}") from exc
         marks.mark("read")
-        poster: bytes | None = await self._poster(job, video)
+        inline = sniff_format(video[:16]) in INLINE_FORMATS and len(video) <= limit - POSTER_MARGIN
+        poster: bytes | None = None if inline else await self._poster(job, video)  # an MP4, or to become one
         marks.mark("poster")
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it

@@ -317,13 +317,15 @@ def _probe_or_fail(source: Path | bytes) -> _Probe:
 
 
 POSTER_MAX_SIDE = 640  # Discord shows an embed image at most about 400 px wide
+INPUT_POSTER_MAX_SIDE = 512  # half the prepared input's long side: a cheap 2x2 average
 POSTER_QUALITY = 85
 
 
-def poster_from_image(source: Path | bytes, *, max_side: int = POSTER_MAX_SIDE) -> bytes | None:
+def poster_from_image(source: Path | bytes, *, max_side: int = INPUT_POSTER_MAX_SIDE) -> bytes | None:
     """The embed's poster from the job's prepared input (what the video's first frame shows): a
-    JPEG of at most ``max_side`` px, a few dozen KB, so it costs the upload little. None when the
-    image cannot be read (the input is gone): the caller falls back to :func:`poster_frame`."""
+    JPEG of at most ``max_side`` px, a few dozen KB, so it costs the upload little (a 1024x576
+    input becomes 512x288 by averaging 2x2 blocks, in about 10 ms). None when the image cannot be
+    read (the input is gone): the caller falls back to :func:`poster_frame`."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             im.draft("RGB", (max_side, max_side))
@@ -331,6 +333,9 @@ def poster_from_image(source: Path | bytes, *, max_side: int = POSTER_MAX_SIDE) 
     except (OSError, ValueError, EOFError) as exc:
         log.info("no poster from the input: %s", type(exc).__name__)
         return None
+    factor = max(rgb.size) // max_side
+    if factor > 1:
+        rgb = rgb.reduce(factor)
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     buf = io.BytesIO()

@@ -61,7 +61,9 @@ async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(ani
     job = (await env.service.recent_jobs(stand_in.user.id, stand_in.guild.id))[0]
     text = message_text(message)
     assert str(job.options["seed"]) in text and "seed" in text
-    assert message["embeds"][0]["image"]["url"].startswith("attachment://poster_")
+    # a GIF is shown inline, animated, first frame first: no poster besides it
+    assert "image" not in message["embeds"][0]
+    assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]
     assert set(custom_ids(message)) == {f"animate:{a}:{job.id}" for a in ("reroll", "more", "less", "delete")}
     video = next(a for a in message["attachments"] if a["filename"].startswith("animation_"))
     frame = first_frame(attachment_bytes(stand_in, video))

@@ -167,13 +167,16 @@ def _write_tmp(data: bytes) -> str:
 
 
 def test_poster_from_the_prepared_input_is_a_small_jpeg(tmp_path: Path) -> None:
-    from bot.media.video import POSTER_MAX_SIDE, poster_from_image
+    from bot.media.video import poster_from_image
 
     path = tmp_path / "input.png"
     Image.new("RGB", (1024, 576), (200, 40, 40)).save(path, format="PNG")
     poster = poster_from_image(path)
     assert poster is not None
     im = Image.open(io.BytesIO(poster))
-    assert im.format == "JPEG" and max(im.size) == POSTER_MAX_SIDE and im.size == (640, 360)
-    assert abs(im.getpixel((320, 180))[0] - 200) < 8
+    assert im.format == "JPEG" and im.size == (512, 288)
+    assert abs(im.getpixel((256, 144))[0] - 200) < 8
+    square = io.BytesIO()
+    Image.new("RGB", (768, 768), (10, 200, 10)).save(square, format="PNG")
+    assert Image.open(io.BytesIO(poster_from_image(square.getvalue()) or b"")).size == (512, 512)
     assert poster_from_image(tmp_path / "gone.png") is None
