@@ -79,6 +79,7 @@ def classify(method: str, path: str, application_id: str) -> tuple[BucketRule, s
 @dataclass
 class _Window:
     opened: float
+    ends: float
     used: int = 0
 
 
@@ -137,6 +138,7 @@ class RateLimiter:
     wall: Callable[[], float] = time.time  # for X-RateLimit-Reset (epoch seconds)
     _windows: dict[tuple[str, str], _Window] = field(default_factory=dict)
     _global: _Window | None = None
+    _pruned: float = float("-inf")
 
     def take(self, method: str, path: str, application_id: str) -> Decision:
         """Decide on one request arriving now; an allowed request takes a token of its bucket
@@ -162,13 +164,14 @@ class RateLimiter:
 
     def _window(self, key: tuple[str, str], length: float, now: float) -> _Window:
         window = self._windows.get(key)
-        if window is None or now >= window.opened + length:
-            if len(self._windows) > 4096:  # forget buckets whose windows ended long ago
-                self._windows = {k: w for k, w in self._windows.items() if now < w.opened + 60.0}
-            window = self._windows[key] = _Window(opened=now)
+        if window is None or now >= window.ends:
+            if now - self._pruned >= 1.0:  # forget buckets whose windows have ended (once a second)
+                self._pruned = now
+                self._windows = {k: w for k, w in self._windows.items() if now < w.ends}
+            window = self._windows[key] = _Window(opened=now, ends=now + length)
         return window
 
     def _global_window(self, now: float) -> _Window:
-        if self._global is None or now >= self._global.opened + self.global_window:
-            self._global = _Window(opened=now)
+        if self._global is None or now >= self._global.ends:
+            self._global = _Window(opened=now, ends=now + self.global_window)
         return self._global
