@@ -196,8 +196,8 @@ def _fit(im: Image.Image, target: tuple[int, int], fit: str) -> Image.Image:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_FILTER_SUB = b"\x01"  # the filter-type byte that starts each row
-_PNG_BAND_BYTES = 256 * 1024  # rows filtered and deflated at a time
+_PNG_FILTER_SUB = 1  # the filter-type byte that starts each row
+_PNG_BAND_BYTES = 64 * 1024  # rows filtered and deflated at a time
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -221,6 +221,7 @@ def encode_png(im: Image.Image) -> bytes:
     stride = width * 3
     band = max(1, _PNG_BAND_BYTES // stride)
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    filtered = bytearray(band * (stride + 1))  # one band of rows, each behind its filter-type byte
     idat: list[bytes] = []
     for top in range(0, height, band):
         rows = im.crop((0, top, width, min(height, top + band)))
@@ -228,12 +229,19 @@ def encode_png(im: Image.Image) -> bytes:
             left = Image.new("RGB", rows.size)  # each pixel's left neighbour (black left of the first)
             left.paste(rows.crop((0, 0, width - 1, rows.height)), (1, 0))
             rows = ImageChops.subtract_modulo(rows, left)
-        raw = rows.tobytes()
-        idat.append(deflate.compress(b"".join(_PNG_FILTER_SUB + raw[i:i + stride] for i in range(0, len(raw), stride))))
+        raw = memoryview(rows.tobytes())
+        for row in range(rows.height):
+            at = row * (stride + 1)
+            filtered[at] = _PNG_FILTER_SUB
+            filtered[at + 1:at + 1 + stride] = raw[row * stride:(row + 1) * stride]
+        idat.append(deflate.compress(memoryview(filtered)[:rows.height * (stride + 1)]))
     idat.append(deflate.flush())
+    crc = zlib.crc32(b"IDAT")
+    for part in idat:
+        crc = zlib.crc32(part, crc)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
-    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", b"".join(idat)),
-                     _png_chunk(b"IEND", b"")))
+    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header), struct.pack(">I", sum(map(len, idat))), b"IDAT",
+                     *idat, struct.pack(">I", crc), _png_chunk(b"IEND", b"")))
 
 
 def _draft_request(size: tuple[int, int], target: tuple[int, int], fit: str, swapped: bool) -> tuple[int, int]:
