@@ -6,7 +6,8 @@
   builds it, with the real discord.py client) against the loopback Discord stand-in; jobs are ``/animate`` slash
   commands with an attachment, members spread over channels. The product's own edit pacing
   (Discord's per-channel limits, :class:`bot.discord.edit_scheduler.EditPacing` defaults) stays on,
-  and so do the stand-in's rule checks (ack deadline, token expiry, message limits).
+  and so do the stand-in's rule checks (ack deadline, token expiry, message limits) and its rate
+  limits: every 429 it answers is counted (the goal is none).
 
 Both record: wall time and jobs/s, deliveries per job (must be exactly one), event-loop lag
 (a task sleeping 10 ms records its overshoot), peak RSS of this process, and the hubs'
@@ -246,6 +247,8 @@ async def run_discord(
                     "ack_p50_ms": median(acks) * 1000,
                     "ack_p99_ms": percentile(acks, 99) * 1000,
                     "violations": Counter(v.kind for v in stand_in.unexpected_violations()),
+                    "rate_limited": len(stand_in.rate_limit_hits),
+                    "rate_limited_buckets": dict(Counter(h.bucket for h in stand_in.rate_limit_hits)),
                     "unhandled_requests": len(stand_in.unhandled_requests()),
                     "rest_requests": len(stand_in.requests),
                     "hub_connections_at_end": {name: hub.connections for name, hub in service.hubs.items()},

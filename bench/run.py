@@ -1,8 +1,9 @@
 """Run every benchmark and print one Markdown report (also written to ``bench/results/latest.md``).
 
 ``python -m bench [--quick] [--skip-discord]`` (or ``python bench/run.py``); ``python -m bench soak ...``
-runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``), and ``python -m bench
-scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`). The runner starts four
+runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``), ``python -m bench
+scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`), and ``python -m bench
+latency ...`` the latency legs through the whole bot (:mod:`bench.latency`). The runner starts four
 ComfyUI test servers in their own processes (step time 0, so the servers answer as fast as they
 can and what is measured is the bot's cost), then runs each scenario in a fresh process of its
 own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario alone:
@@ -142,7 +143,9 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
         add(f"Discord run: ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
             f"{discord_row['not_acked']} not acked, bot CPU {_f(discord_row['cpu_ms_per_job'])} ms per job, "
             f"job states {discord_row['states']}, stand-in rule violations: "
-            f"{dict(discord_row['violations']) or 'none'}, {discord_row['rest_requests']} REST requests; "
+            f"{dict(discord_row['violations']) or 'none'}, stand-in 429s: "
+            f"{discord_row.get('rate_limited_buckets') or discord_row.get('rate_limited', 'n/a') or 'none'}, "
+            f"{discord_row['rest_requests']} REST requests; "
             "loop lag and RSS there include the stand-in, which runs in the bot's process.")
     add("")
 
@@ -193,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.soak import main as soak_main
 
         return soak_main(argv[1:])
+    if argv[:1] == ["latency"]:
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from bench.latency import main as latency_main
+
+        return latency_main(argv[1:])
     if argv[:1] == ["scale"]:
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))
@@ -201,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return scale_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      epilog="The soak: python -m bench soak --help; "
-                                            "the 64-server run: python -m bench scale --help",
+                                            "the 64-server run: python -m bench scale --help; "
+                                            "latency: python -m bench latency --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     parser.add_argument("--discord-rate", type=float, default=50.0,

@@ -477,6 +477,7 @@ async def run_soak(config: SoakConfig, work: Path, urls: list[str], layout_descr
             "ack_p50_ms": percentile(acks, 50) * 1000,
             "ack_p99_ms": percentile(acks, 99) * 1000,
             "violations": dict(Counter(v.kind for v in stand_in.unexpected_violations())),
+            "rate_limited": dict(Counter(h.bucket for h in stand_in.rate_limit_hits)),
             "rest_requests": len(stand_in.requests),
             "rest_by_route": dict(Counter(str(r.route) for r in stand_in.requests)),
             "driver_peak_rss_mb": own_peak_rss_mb(),
@@ -566,6 +567,7 @@ def render(r: dict[str, Any], command: str) -> str:
     add("")
     states = r.get("job_states", {})
     add(f"Job states in the bot's store: {states}; stand-in rule violations: {r['violations'] or 'none'}; "
+        f"stand-in 429s: {r.get('rate_limited') or 'none'}; "
         f"{r['rest_requests']:,} REST requests; bot exit status on SIGTERM {r.get('bot_exit_status')}; "
         f"ERROR lines in the bot's log: {len(r['bot_log_errors'])}, WARNING lines: {r.get('bot_log_warnings', 'n/a')}; driver peak RSS {_f(r['driver_peak_rss_mb'])} MB.")
     return "\n".join(lines) + "\n"

@@ -2,8 +2,9 @@
 
 Black-box suites and benchmarks use this to run the whole bot the way an operator does,
 with nothing of the bot imported into the caller. A small bootstrap points discord.py's REST
-base and default gateway at the stand-in (the product itself has no hook for that), then runs
-the real command line. The bot's log (stderr) goes to a file so a test can read it after a
+base and default gateway at the stand-in (the product itself has no hook for that), sets the
+loggers named in ``debug_loggers`` to DEBUG (a benchmark reads the bot's ``bot.timing`` marks
+that way while the rest logs at ``LOG_LEVEL``), then runs the real command line. The bot's log (stderr) goes to a file so a test can read it after a
 SIGKILL; stdout is discarded.
 """
 
@@ -21,7 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Redirects discord.py to the stand-in (shorter reconnect back-off too), then runs the real CLI.
 BOOTSTRAP = """
-import sys, yarl, discord.backoff, discord.http, discord.gateway
+import logging, os, sys, yarl, discord.backoff, discord.http, discord.gateway
+for _name in filter(None, os.environ.get("BOT_PROCESS_DEBUG_LOGGERS", "").split(",")):
+    logging.getLogger(_name).setLevel(logging.DEBUG)  # these log at DEBUG whatever LOG_LEVEL says
 discord.http.Route.BASE = sys.argv[1]
 discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sys.argv[2])
 _init = discord.backoff.ExponentialBackoff.__init__
@@ -44,12 +47,14 @@ class BotProcess:
     env: Mapping[str, str]
     log_path: Path
     args: tuple[str, ...] = ("run",)
+    debug_loggers: tuple[str, ...] = ()  # loggers that log at DEBUG whatever LOG_LEVEL says (e.g. "bot.timing")
     process: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Start ``python -m bot run`` (environment: the caller's plus ``env``; no ``.env`` file is read)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **self.env,
+               "BOT_PROCESS_DEBUG_LOGGERS": ",".join(self.debug_loggers)}
         with self.log_path.open("ab") as log:
             log.write(f"--- test harness: starting python -m bot {' '.join(self.args)} ---\n".encode())
             log.flush()

@@ -17,7 +17,8 @@ flight, cooldown, quotas: counted at once) and the job service reserves the memb
 the same in-flight limit (:meth:`~bot.jobs.service.JobService.reserve`): from then on the job
 counts as in flight, while its image is downloaded and prepared, so a burst of requests is refused
 privately instead of being deferred and failing later. The interaction is deferred publicly: that
-message becomes the job's status message, edited by :class:`bot.discord.delivery.DiscordDelivery`.
+message becomes the job's status message, edited by :class:`bot.discord.delivery.DiscordDelivery`;
+the image is downloaded from Discord's CDN at the same time, so the two round trips overlap.
 The reservation becomes the queued job, or is released however the request ends. A job refused
 after admission gives its use back (:meth:`AdmissionPolicy.refund`); a failure after the defer
 turns the status into a one-line notice and the reason goes in an ephemeral followup. When a
@@ -37,6 +38,7 @@ job from the old one's input, admitted like ``/animate``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -59,6 +61,7 @@ from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.safety.gate import AGE_RESTRICTED_KEY, OTHERS_IMAGE_KEY, SAFETY_KEY, SafetyGate, SafetyRefused
 from bot.safety.messages import NOT_RUN
 from bot.settings import Settings
+from bot.tasks import cancel_and_wait
 from bot.workflows import resolve_options
 
 log = logging.getLogger(__name__)
@@ -146,12 +149,18 @@ class AnimateFlow:
         await self._require_safety(interaction, others_image=others_image)
         admission, reservation = await self._admit(requester, others_image=others_image)
         try:
-            status_id = await self._defer_admitted(interaction, admission)
+            download = asyncio.ensure_future(image.read())  # fetched while the interaction is deferred
+            try:
+                status_id = await self._defer_admitted(interaction, admission)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the defer's failure is the one to report
+                    await cancel_and_wait(download)
+                raise
             fields = self._interaction_fields(interaction, status_id)
             if others_image:
                 fields["extra"][OTHERS_IMAGE_KEY] = True
             try:
-                data = await image.read()
+                data = await download
                 job = await self.jobs.submit(JobRequest(
                     user_id=interaction.user.id,
                     channel_id=interaction.channel_id or 0,

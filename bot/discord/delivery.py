@@ -5,9 +5,14 @@
   renders each update with :mod:`bot.discord.status` and posts the edit to the shared
   :class:`~bot.discord.edit_scheduler.EditScheduler` (waiting updates with the slow interval, only
   when the text changes), with a Cancel button while the job can still be cancelled.
-- :meth:`DiscordDelivery.deliver` fits the video to the upload limit stored with the job,
-  grabs a poster frame (both in threads), and puts the result on the status message through
-  the scheduler as a *final* edit (so no older progress edit can land after it). When the
+- :meth:`DiscordDelivery.deliver` reads the result once, fits it to the upload limit stored with
+  the job (a GIF or WebP that fits, or an MP4 Discord plays inline, is posted as it is), adds the
+  poster, and puts the result on the status message through the scheduler as a *final* edit:
+  it goes out at once, replacing any progress edit still waiting, and no older progress edit
+  can land after it. The poster (the embed's image) is left out for a GIF or WebP, which Discord
+  shows inline, animated, first frame first; for an MP4 (Discord shows a player) it is made
+  beforehand from the prepared input, which is what the first frame shows, while the job is on
+  the image server (a small JPEG; from the result's first frame only when the input is gone). When the
   interaction token is too old (or Discord refuses it) the result is posted as a new channel
   message replying to the status message and mentioning only the requester. A status
   message that was deleted (10008 Unknown Message) is not edited again: the result goes to
@@ -45,13 +50,19 @@ from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.logs import log_failure
-from bot.media.video import fit_video_async, poster_frame_async, upload_limit
+from bot.media.video import fit_video_async, poster_frame, poster_from_image, sniff_format, upload_limit
+from bot.observability.timing import Marks, log_marks
+from bot.tasks import cancelling
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_MESSAGE = 10008
 # Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
+#: Phases in which a job's poster is made ahead of its result: it is on (or about to be on) a server.
+POSTER_PHASES = frozenset({"queued", "starting", "running", "encoding"})
+#: Results Discord shows inline as animated images: their first frame is what it shows anyway, so no poster.
+INLINE_FORMATS = frozenset({"gif", "webp"})
 POSTER_MARGIN = 64 * 1024  # room left for the form overhead
 POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
 MIN_VIDEO_BUDGET = 256 * 1024
@@ -106,6 +117,7 @@ class DiscordDelivery:
         # message was deleted until the job's ending was shown (see :meth:`_job_done`).
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._gone: set[str] = set()  # jobs whose status message was deleted
+        self._posters: dict[str, asyncio.Task[bytes | None]] = {}  # made while the job runs (see _make_poster)
 
     # ------------------------------------------------------------------ following
 
@@ -130,6 +142,8 @@ class DiscordDelivery:
             async for update in self.service.stream(job.id):
                 if update.is_terminal or update.phase == "delivering":
                     return
+                if update.phase in POSTER_PHASES:
+                    self._make_poster(job)
                 if not job.can_edit_interaction(self.now()) or job.id in self._gone:
                     return  # the result or the ending will go to the channel instead
                 status = render_update(update)
@@ -138,7 +152,7 @@ class DiscordDelivery:
                     continue
                 last = shown
                 view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
-                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False,
+                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
                                 content=status.content, view=view, embeds=[], attachments=[])
         except asyncio.CancelledError:
             raise
@@ -155,18 +169,57 @@ class DiscordDelivery:
         scheduler (a progress edit still queued for it is dropped too)."""
         self._stop_following(job_id)
         self._gone.discard(job_id)
+        poster = self._posters.pop(job_id, None)
+        if poster is not None:
+            poster.cancel()  # the thread finishes on its own; its bytes are dropped
         self.scheduler.forget(("status", job_id))
 
     def per_job_counts(self) -> dict[str, int]:
         """What is kept per job here and on the edit scheduler (see ``JobService.memory_counts``)."""
         return {"followers": len(self._followers), "delivery_records": len(self._gone),
-                **self.scheduler.per_job_counts()}
+                "posters": len(self._posters), **self.scheduler.per_job_counts()}
 
     async def close(self) -> None:
-        tasks = list(self._followers.values())
+        tasks = [*self._followers.values(), *self._posters.values()]
+        self._posters.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ the poster
+
+    def _make_poster(self, job: Job, *, ahead: bool = True) -> None:
+        """Start making the job's poster from its prepared input, in a thread, once (kept until the
+        job ends). Only jobs on a server have one, so a long line costs no memory; ``ahead``: not
+        for a job that asked for a GIF or WebP (it gets none unless it must become an MP4)."""
+        if job.id in self._posters or not job.input_path:
+            return
+        if ahead and str(job.options.get("format", "")).lower() in INLINE_FORMATS:
+            return
+        self._posters[job.id] = asyncio.create_task(asyncio.to_thread(poster_from_image, Path(job.input_path)),
+                                                    name=f"poster-{job.id}")
+
+    async def _poster(self, job: Job, video: bytes) -> bytes:
+        """The poster made while the job ran, else one made now: from the prepared input, or from
+        the video's first frame when the input is gone (:class:`JobFailed` if that is unreadable)."""
+        task = self._posters.pop(job.id, None)
+        if task is None and job.input_path:
+            self._make_poster(job, ahead=False)
+            task = self._posters.pop(job.id, None)
+        poster: bytes | None = None
+        if task is not None:
+            try:
+                poster = await task
+            except asyncio.CancelledError:
+                if cancelling() or not task.cancelled():
+                    raise
+                poster = None  # only the poster was cancelled (the bot is closing)
+            except Exception:
+                log_failure(log, logging.INFO, "job %s: no poster from its input", job.id)
+                poster = None
+        if poster is None:
+            poster = await asyncio.to_thread(poster_frame, video)
+        return poster
 
     # ------------------------------------------------------------------ editing
 
@@ -176,7 +229,8 @@ class DiscordDelivery:
         data = {"id": job.application_id, "type": 3, "token": job.interaction_token}
         return discord.Webhook.from_state(data=data, state=self.client._connection)  # type: ignore[arg-type]
 
-    def _post_edit(self, job: Job, *, waiting: bool, final: bool, **fields: Any) -> asyncio.Future[None]:
+    def _post_edit(self, job: Job, *, waiting: bool, final: bool, marks: Marks | None = None,
+                   shown: tuple[str, bool] | None = None, **fields: Any) -> asyncio.Future[None]:
         """Queue an edit of the status message on the scheduler; the future tells how it went."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -184,6 +238,8 @@ class DiscordDelivery:
         assert message_id is not None
 
         async def edit() -> None:
+            if marks is not None:
+                marks.mark("sent")
             try:
                 await self._webhook(job).edit_message(
                     message_id, allowed_mentions=discord.AllowedMentions.none(), **fields
@@ -203,15 +259,17 @@ class DiscordDelivery:
             if not done.done():
                 done.set_result(None)
 
-        self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final)
+        if marks is not None:
+            marks.mark("queued")
+        self.scheduler.post(("status", job.id), job.channel_id, edit, waiting=waiting, final=final, shown=shown)
         if not final:
             done.add_done_callback(_consume)
         return done
 
-    async def _final_edit(self, job: Job, **fields: Any) -> None:
+    async def _final_edit(self, job: Job, *, marks: Marks | None = None, **fields: Any) -> None:
         """Queue the last edit and wait until it was sent (no time-out: giving up while the edit is
         still queued would let a retried delivery upload the video a second time)."""
-        await self._post_edit(job, waiting=False, final=True, **fields)
+        await self._post_edit(job, waiting=False, final=True, marks=marks, **fields)
 
     def _can_edit(self, job: Job) -> bool:
         return (job.status_message_id is not None and job.id not in self._gone
@@ -224,11 +282,15 @@ class DiscordDelivery:
         ``attempt`` on (counted across restarts) it first looks for a result already posted. A
         failed try keeps what is known of the job (the service tries again, or ends it with
         :meth:`job_ended`)."""
-        message_id = await self._deliver(job, result, attempt)
+        marks = Marks()
+        marks.mark("start")
+        message_id = await self._deliver(job, result, attempt, marks)
+        marks.mark("done")
+        log_marks("delivery", marks, job=job.id)
         self._job_done(job.id)
         return message_id
 
-    async def _deliver(self, job: Job, result: Path, attempt: int) -> int | None:
+    async def _deliver(self, job: Job, result: Path, attempt: int, marks: Marks) -> int | None:
         self._stop_following(job.id)
         if attempt > 1:
             posted = await self._already_posted(job)
@@ -237,12 +299,19 @@ class DiscordDelivery:
                 return posted
         limit = upload_limit_for(job)
         spoiler = await self.result_check(job, result) if self.result_check is not None else False  # safety
-        poster: bytes | None = None if spoiler else await poster_frame_async(result)
+        try:
+            video = await asyncio.to_thread(result.read_bytes)  # the only read of the result
+        except OSError as exc:
+            raise JobFailed("The result file could not be read.", detail=f"read failed: {exc!r}") from exc
+        marks.mark("read")
+        inline = sniff_format(video[:16]) in INLINE_FORMATS and len(video) <= limit - POSTER_MARGIN
+        poster: bytes | None = None if inline or spoiler else await self._poster(job, video)  # an MP4, or to become one
+        marks.mark("poster")
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it
         budget = limit - (len(poster) if poster else 0) - POSTER_MARGIN
         try:
-            return await self._post_result(job, result, limit, budget, poster, spoiler)
+            return await self._post_result(job, video, limit, budget, poster, marks, spoiler)
         except discord.HTTPException as exc:
             if exc.status != 413:
                 raise
@@ -250,21 +319,22 @@ class DiscordDelivery:
         log.warning("job %s: Discord refused the upload as too large (limit %d bytes); trying a smaller file",
                     job.id, limit)
         try:
-            return await self._post_result(job, result, limit, int(budget * 0.7), None, spoiler)
+            return await self._post_result(job, video, limit, int(budget * 0.7), None, marks, spoiler)
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise JobFailed("The video was made but is too big to post in this channel.",
                                 detail=f"HTTP 413 with a {limit}-byte limit") from None
             raise
 
-    async def _post_result(self, job: Job, result: Path, limit: int, budget: int, poster: bytes | None,
-                           spoiler: bool = False) -> int | None:
+    async def _post_result(self, job: Job, result: bytes, limit: int, budget: int, poster: bytes | None,
+                           marks: Marks, spoiler: bool = False) -> int | None:
         """Fit the video to ``budget`` bytes and post it (editing the status message while the
         interaction lives, else as a channel message); a 413 is raised as is."""
         fitted = await fit_video_async(result, max(MIN_VIDEO_BUDGET, budget))
+        marks.mark("fit")
         video = fitted.data if fitted.data is not None else await asyncio.to_thread(fitted.read)
         video_name = f"{'SPOILER_' if spoiler else ''}animation_{job.id}.{fitted.format}"
-        poster_name = f"poster_{job.id}.png" if poster is not None else None
+        poster_name = f"poster_{job.id}.{_image_suffix(poster)}" if poster is not None else None
         embed = discord.Embed.from_dict(
             result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name,
                          note=file_note(fitted, limit))
@@ -279,8 +349,8 @@ class DiscordDelivery:
 
         if self._can_edit(job):
             try:
-                await self._final_edit(job, content=f"<@{job.user_id}> your animation is ready.", embeds=[embed],
-                                       attachments=files(), view=view)
+                await self._final_edit(job, marks=marks, content=f"<@{job.user_id}> your animation is ready.",
+                                       embeds=[embed], attachments=files(), view=view)
                 return job.status_message_id
             except Exception as exc:
                 if is_unknown_message(exc):
@@ -290,6 +360,8 @@ class DiscordDelivery:
                 else:
                     raise
         try:
+            marks.mark("queued")
+            marks.mark("sent")
             message = await self._channel_send(job, f"<@{job.user_id}> your animation is ready.",
                                                embed=embed, files=files(), view=view)
         except discord.HTTPException as exc:
@@ -372,6 +444,11 @@ class DiscordDelivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
                                            users=[discord.Object(id=job.user_id)])
         return await channel.send(content, allowed_mentions=mentions, **fields)
+
+
+def _image_suffix(data: bytes) -> str:
+    """``jpg`` for a JPEG poster (made from the input), else ``png`` (a first frame)."""
+    return "jpg" if data.startswith(b"\xff\xd8\xff") else "png"
 
 
 def _consume(future: asyncio.Future[None]) -> None:

@@ -1,12 +1,20 @@
 """One scheduler for every status-message edit, paced to stay inside Discord's rate limits.
 
-Status messages change often (queue position, step k of n), but Discord allows only a
-few edits per channel every few seconds. Producers call :meth:`EditScheduler.post` with
-the latest rendering of a message; the scheduler keeps only the newest one per message
-and sends it when both the message's own interval (fast while running, slow while
-waiting) and the channel's budget allow. A final rendering (``final=True``) is never
-dropped and goes out as soon as the channel budget allows, so the last state is always
-shown. The edit itself is an async callable, so this module needs no discord import.
+Status messages change often (queue position, step k of n), but Discord allows only a few
+requests per interaction token (5 every 2 s) and the bot keeps its own budget per channel.
+Producers call :meth:`EditScheduler.post` with the latest rendering of a message; the scheduler
+keeps only the newest one per message and sends a *progress* edit when the message's own interval
+(fast while running, slow while waiting), the message's budget (:attr:`EditPacing.message_edits`
+per :attr:`EditPacing.message_window`, so Discord's bucket always has room for the final edit)
+and the channel's budget allow. A rendering that shows what the message already shows
+(``shown`` equal to the last one sent) is not sent, and drops an older one still waiting.
+
+A *final* rendering (``final=True``: the result, or the notice that the job ended) is never dropped
+and never waits for the bot's own pacing: it replaces any pending progress edit and goes out at
+once, only after an edit of the same message still in flight (so it lands last); discord.py's own
+handling of Discord's bucket is then the only brake. It still counts in the channel's budget, so
+progress edits after it are paced. The edit itself is an async callable, so this module needs no
+discord import.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ class _Pending:
     edit: EditFn
     interval: float
     final: bool
+    shown: Hashable | None = None
 
 
 @dataclass
@@ -39,16 +48,24 @@ class _MessageState:
     last_sent: float = float("-inf")
     pending: _Pending | None = None
     sending: bool = False
+    sent: deque[float] = field(default_factory=deque)  # when its recent progress edits went out
+    shown: Hashable | None = None  # what the last edit sent shows (None: unknown)
 
 
 @dataclass
 class EditPacing:
-    """How often edits may go out."""
+    """How often progress edits may go out (final edits do not wait for any of these)."""
 
-    running_interval: float = 1.5
-    waiting_interval: float = 6.0
-    channel_edits: int = 4
-    channel_window: float = 5.0
+    running_interval: float = 1.5  #: seconds between two edits of a message while its job runs
+    waiting_interval: float = 6.0  #: ... while it waits (in the bot's line or ComfyUI's queue)
+    channel_edits: int = 4  #: edits per channel ...
+    channel_window: float = 5.0  #: ... in any window this long
+    #: Progress edits per message in any ``message_window``. Discord allows 5 requests per 2 s on an
+    #: interaction's token; with at most 3 of them progress edits, the final edit finds the bucket
+    #: open and does not empty it either (discord.py would then hold the call until the bucket
+    #: resets, keeping the job "posting" although the member already sees the result).
+    message_edits: int = 3
+    message_window: float = 2.0
 
 
 @dataclass
@@ -79,13 +96,25 @@ class EditScheduler:
         task, self._task = self._task, None
         await cancel_and_wait(task)
 
-    def post(self, key: Hashable, channel_id: int, edit: EditFn, *, waiting: bool = False, final: bool = False) -> None:
-        """Queue the newest rendering of message ``key``; an older unsent one is replaced."""
+    def post(self, key: Hashable, channel_id: int, edit: EditFn, *, waiting: bool = False, final: bool = False,
+             shown: Hashable | None = None) -> None:
+        """Queue the newest rendering of message ``key``; an older unsent one is replaced.
+
+        ``shown`` describes what the edit makes visible (for example its text and buttons): a
+        progress edit that shows what the message already shows is not sent. A final edit is sent
+        at once unless an edit of the same message is still in flight (then right after it).
+        """
         state = self._messages.setdefault(key, _MessageState())
         if state.pending is not None and state.pending.final and not final:
             return  # a final state is never replaced by an older kind of update
+        if not final and shown is not None and shown == state.shown:
+            state.pending = None  # nothing visible would change (and an older pending one is stale)
+            return
         interval = self.pacing.waiting_interval if waiting else self.pacing.running_interval
-        state.pending = _Pending(channel_id=channel_id, edit=edit, interval=interval, final=final)
+        state.pending = _Pending(channel_id=channel_id, edit=edit, interval=interval, final=final, shown=shown)
+        if final and not state.sending:
+            self._send(key, state, self._clock.monotonic())  # no pacing, no loop round trip
+            return
         self._wake.set()
 
     def forget(self, key: Hashable) -> None:
@@ -128,6 +157,16 @@ class EditScheduler:
             return now
         return budget.sent[0] + window
 
+    def _message_ready_at(self, state: _MessageState, pending: _Pending, now: float) -> float:
+        """When a progress edit of this message may go: after its interval and within its budget."""
+        window = self.pacing.message_window
+        while state.sent and state.sent[0] <= now - window:
+            state.sent.popleft()
+        ready = state.last_sent + pending.interval
+        if len(state.sent) >= self.pacing.message_edits:
+            ready = max(ready, state.sent[-self.pacing.message_edits] + window)
+        return ready
+
     def _next_due(self, now: float) -> tuple[list[Hashable], float | None]:
         """Messages that may be sent now (finals first, then oldest), and the next wake-up time."""
         due: list[tuple[bool, float, Hashable]] = []
@@ -136,7 +175,7 @@ class EditScheduler:
             pending = state.pending
             if pending is None or state.sending:
                 continue
-            ready = now if pending.final else state.last_sent + pending.interval
+            ready = now if pending.final else self._message_ready_at(state, pending, now)
             if ready <= now:
                 due.append((not pending.final, state.last_sent, key))
             elif soonest is None or ready < soonest:
@@ -151,6 +190,9 @@ class EditScheduler:
             for key in keys:
                 state = self._messages.get(key)
                 if state is None or state.pending is None:
+                    continue
+                if state.pending.final:  # never held back by the bot's own budgets
+                    self._send(key, state, now)
                     continue
                 channel_ready = self._channel_ready_at(state.pending.channel_id, now)
                 if channel_ready > now:
@@ -174,6 +216,9 @@ class EditScheduler:
         state.pending = None
         state.sending = True
         state.last_sent = now
+        state.shown = pending.shown
+        if not pending.final:
+            state.sent.append(now)
         self._channels.setdefault(pending.channel_id, _ChannelBudget()).sent.append(now)
         task = asyncio.create_task(self._do_edit(key, state, pending))
         self._inflight.add(task)
@@ -184,11 +229,15 @@ class EditScheduler:
             await pending.edit()
             self.sent_count += 1
         except asyncio.CancelledError:
+            state.shown = None
             raise
         except Exception:
+            state.shown = None  # what the message shows is not known any more
             log_failure(log, logging.WARNING, "status edit for %s failed", key)
         finally:
             state.sending = False
             if pending.final and state.pending is None:
                 self._messages.pop(key, None)
+            elif state.pending is not None and state.pending.final and self._messages.get(key) is state:
+                self._send(key, state, self._clock.monotonic())  # the final was waiting for this one
             self._wake.set()

@@ -13,7 +13,13 @@ Choices made here:
   never changed. Between about 89 MP and that, Pillow emits a DecompressionBombWarning,
   which is harmless: our own check already ran.
 - Transparent pixels are composited on **white**; ``pad`` adds **black** bars.
-- Big JPEGs are decoded with draft mode (DCT scaling) to just above the needed size.
+- Big JPEGs are decoded with draft mode (DCT scaling) at the smallest scale that still covers
+  the target (a 4000x3000 photo decodes at 2000x1500 for 1024x576), then resized with a bicubic
+  filter: as sharp as a full decode (a test compares them) for a fraction of the work.
+- The PNG is written by :func:`encode_png` (every row "Sub"-filtered, deflated with zlib's
+  ``Z_RLE`` strategy, meant for PNG image data): about 3x faster than Pillow's encoder, which
+  tries every filter on every row, and smaller on photos. With draft mode this brings a 12 MP
+  JPEG to about 55 ms on the 2-core development machine (it was 80-110 ms).
 - Target size by aspect (:func:`choose_target`): landscape 1024x576 (SVD's native size),
   portrait 576x1024, square 768x768; 4:3 and 3:4 photos take the landscape / portrait size.
 """
@@ -26,13 +32,15 @@ import io
 import logging
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from bot.errors import InvalidInput
 from bot.logs import log_failure
+from bot.observability.timing import Marks, log_marks
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +195,55 @@ def _fit(im: Image.Image, target: tuple[int, int], fit: str) -> Image.Image:
     return im.resize(target, Image.Resampling.BICUBIC, box=_cover_box(im.size, target), reducing_gap=2.0)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_FILTER_SUB = 1  # the filter-type byte that starts each row
+_PNG_BAND_BYTES = 64 * 1024  # rows filtered and deflated at a time
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def encode_png(im: Image.Image) -> bytes:
+    """An 8-bit RGB PNG of ``im`` (mode RGB), without metadata, fast.
+
+    Every row gets PNG's "Sub" filter (each byte minus the one three to its left, modulo 256:
+    the image minus itself shifted one pixel right, :func:`ImageChops.subtract_modulo`), and the
+    rows are deflated with zlib's ``Z_RLE`` strategy, which zlib's manual suggests for PNG image
+    data, a band of rows at a time (little memory on top of the picture). Pillow's encoder
+    (``compress_level=1``) tries all five filters on every row; on a 1024x576 photo this takes
+    13 ms instead of 41 ms and writes 0.79 MB instead of 0.91 MB. Any PNG decoder reads it back
+    exactly (tests check Pillow's pixels).
+    """
+    if im.mode != "RGB":
+        raise ValueError(f"encode_png wants an RGB image, got {im.mode}")
+    width, height = im.size
+    stride = width * 3
+    band = max(1, _PNG_BAND_BYTES // stride)
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    filtered = bytearray(band * (stride + 1))  # one band of rows, each behind its filter-type byte
+    idat: list[bytes] = []
+    for top in range(0, height, band):
+        rows = im.crop((0, top, width, min(height, top + band)))
+        if width > 1:
+            left = Image.new("RGB", rows.size)  # each pixel's left neighbour (black left of the first)
+            left.paste(rows.crop((0, 0, width - 1, rows.height)), (1, 0))
+            rows = ImageChops.subtract_modulo(rows, left)
+        raw = memoryview(rows.tobytes())
+        for row in range(rows.height):
+            at = row * (stride + 1)
+            filtered[at] = _PNG_FILTER_SUB
+            filtered[at + 1:at + 1 + stride] = raw[row * stride:(row + 1) * stride]
+        idat.append(deflate.compress(memoryview(filtered)[:rows.height * (stride + 1)]))
+    idat.append(deflate.flush())
+    crc = zlib.crc32(b"IDAT")
+    for part in idat:
+        crc = zlib.crc32(part, crc)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
+    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header), struct.pack(">I", sum(map(len, idat))), b"IDAT",
+                     *idat, struct.pack(">I", crc), _png_chunk(b"IEND", b"")))
+
+
 def _draft_request(size: tuple[int, int], target: tuple[int, int], fit: str, swapped: bool) -> tuple[int, int]:
     """The smallest decode size (in file orientation) that still fills ``target``."""
     w, h = (size[1], size[0]) if swapped else size
@@ -211,6 +268,8 @@ def prepare_image(
 
     Sync and CPU-bound: run it in a thread (:func:`prepare_image_async`).
     """
+    marks = Marks()
+    marks.mark("start")
     if fit not in FITS:
         raise InvalidInput(f"fit must be one of {', '.join(FITS)}")
     if not data:
@@ -237,11 +296,14 @@ def prepare_image(
             if source_format == "GIF":
                 im.seek(0)
             im.load()
-            im = ImageOps.exif_transpose(im)
+            marks.mark("decoded")
+            if orientation != 1:
+                im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
             out = _fit(rgb, target, fit)
-            buf = io.BytesIO()
-            out.save(buf, format="PNG", compress_level=1)
+            marks.mark("fitted")
+            png = encode_png(out)
+            marks.mark("encoded")
         except InvalidInput:
             raise
         except _DECODE_ERRORS as exc:
@@ -252,7 +314,8 @@ def prepare_image(
         except Exception as exc:  # noqa: BLE001 - a decoder bug must never crash the bot
             log_failure(log, logging.WARNING, "unexpected error preparing an image")
             raise InvalidInput("I could not read that image. Please try another file.", detail=repr(exc)) from exc
-        return PreparedImage(png=buf.getvalue(), width=out.width, height=out.height, source_format=source_format, source_size=oriented)
+        log_marks("prepare", marks, source=f"{source_format}:{width}x{height}", size=f"{out.width}x{out.height}")
+        return PreparedImage(png=png, width=out.width, height=out.height, source_format=source_format, source_size=oriented)
     finally:
         im.close()
 

@@ -1,11 +1,15 @@
-"""Make a result video fit Discord's upload limit, and grab a poster frame for embeds.
+"""Make a result video fit Discord's upload limit, and make the poster for embeds.
 
 :func:`fit_video` keeps a file that is already small enough (and, for an MP4, already
 H.264/yuv420p); otherwise it re-encodes it with
 PyAV (FFmpeg ships in its wheels) to MP4/H.264, yuv420p, ``+faststart`` so Discord plays it
 inline, lowering the bitrate first and then the resolution until it fits. GIF and MP4 are
-decoded with PyAV, animated WebP with Pillow. Everything here is synchronous and works on
-temporary files: call the ``*_async`` wrappers (``asyncio.to_thread``) from the event loop.
+decoded with PyAV, animated WebP with Pillow. Given the bytes, a file that fits is judged from
+them (a GIF by walking its blocks, nothing decoded) and nothing is written to disk; only a
+re-encode works on temporary files. :func:`poster_from_image` makes the embed's poster from the
+prepared input (what the first frame shows), :func:`poster_frame` from the video's first frame.
+Everything here is synchronous: call the ``*_async`` wrappers (``asyncio.to_thread``) from the
+event loop.
 """
 
 from __future__ import annotations
@@ -101,9 +105,59 @@ class _Probe:
         return True
 
 
-def _probe(path: Path) -> _Probe:
-    with path.open("rb") as fh:
-        fmt = sniff_format(fh.read(16))
+def _gif_probe(data: bytes) -> _Probe | None:
+    """A GIF's size, frame count and rate from its blocks (no pixel decoded); None if it is not a
+    well-formed GIF (the decoder then has the last word)."""
+    try:
+        if data[:6] not in (b"GIF87a", b"GIF89a"):
+            return None
+        width, height = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+        flags, pos, end = data[10], 13, len(data)
+        if flags & 0x80:
+            pos += 3 << ((flags & 7) + 1)  # global colour table
+        frames = delay_cs = 0
+        delay: int | None = None  # of the next frame, from its graphic control extension
+        while pos < end:
+            block = data[pos]
+            if block == 0x3B:  # trailer
+                break
+            if block == 0x21:  # extension: a graphic control extension carries the frame's delay
+                if data[pos + 1] == 0xF9 and data[pos + 2] == 4:
+                    delay = int.from_bytes(data[pos + 4:pos + 6], "little")
+                pos += 2
+            elif block == 0x2C:  # image descriptor, local colour table, LZW code size
+                frames += 1
+                delay_cs += delay if delay is not None and delay >= 2 else 10  # FFmpeg's default for 0, 1 or none
+                delay = None
+                local = data[pos + 9]
+                pos += 10 + ((3 << ((local & 7) + 1)) if local & 0x80 else 0) + 1
+            else:
+                return None
+            while True:  # data sub-blocks up to the terminator
+                size = data[pos]
+                pos += 1 + size
+                if size == 0:
+                    break
+        if not frames or not width or not height:
+            return None
+        fps = Fraction(frames * 100, delay_cs)
+        return _Probe("gif", width, height, frames, _clamp_fps(fps.limit_denominator(1001)))
+    except IndexError:
+        return None
+
+
+def _probe(source: Path | bytes) -> _Probe:
+    """Format, size, frames and rate of a video file or its bytes."""
+    if isinstance(source, bytes):
+        fmt = sniff_format(source[:16])
+        if fmt == "gif":
+            quick = _gif_probe(source)
+            if quick is not None:
+                return quick
+    else:
+        with source.open("rb") as fh:
+            fmt = sniff_format(fh.read(16))
+    path: Path | io.BytesIO = io.BytesIO(source) if isinstance(source, bytes) else source
     if fmt == "webp":
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
@@ -112,7 +166,7 @@ def _probe(path: Path) -> _Probe:
                 total_ms += int(frame.info.get("duration", 0) or 0)
             fps = Fraction(frames * 1000, total_ms) if total_ms > 0 else Fraction(8)
             return _Probe(fmt, im.width, im.height, frames, _clamp_fps(fps))
-    with av.open(str(path)) as container:
+    with av.open(path if isinstance(path, io.BytesIO) else str(path), mode="r") as container:
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         codec, pix_fmt = stream.codec_context.name or "", stream.codec_context.pix_fmt or ""
@@ -191,30 +245,37 @@ def fit_video(
 
     ``source`` is a path or the bytes. The result is written to ``dest`` when given
     (``FittedVideo.path``), otherwise returned in memory (``FittedVideo.data``); a path input
-    that already fits is returned as that path. Raises :class:`JobFailed` when even the
-    smallest encode is too big. Sync: use :func:`fit_video_async` from the event loop.
+    that already fits is returned as that path. Bytes that fit are judged in memory (nothing
+    written, a GIF not even decoded). Raises :class:`JobFailed` when even the smallest encode is
+    too big. Sync: use :func:`fit_video_async` from the event loop.
     """
+    data: bytes | None = None
+    path: Path | None = None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        size = len(data)
+        probe = _probe_or_fail(data)
+    else:
+        path = Path(source)
+        size = path.stat().st_size
+        probe = _probe_or_fail(path)
+    if size <= limit_bytes and not probe.discord_playable:
+        log.info("fit_video: %s %s/%s fits but Discord would not play it inline; re-encoding", probe.format, probe.codec, probe.pix_fmt)
+    elif size <= limit_bytes:
+        if path is not None:
+            return FittedVideo(None, path, size, probe.format, probe.width, probe.height, probe.frames, False)
+        assert data is not None
+        if dest is not None:
+            Path(dest).write_bytes(data)
+            return FittedVideo(None, Path(dest), size, probe.format, probe.width, probe.height, probe.frames, False)
+        return FittedVideo(data, None, size, probe.format, probe.width, probe.height, probe.frames, False)
     with tempfile.TemporaryDirectory(prefix="fitvideo-") as tmp_dir:
         tmp = Path(tmp_dir)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            src = tmp / "input.bin"
-            src.write_bytes(bytes(source))
+        if path is not None:
+            src = path
         else:
-            src = Path(source)
-        size = src.stat().st_size
-        try:
-            probe = _probe(src)
-        except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
-            raise JobFailed("The result file could not be read.", detail=f"probe failed: {exc!r}") from exc
-        if size <= limit_bytes and not probe.discord_playable:
-            log.info("fit_video: %s %s/%s fits but Discord would not play it inline; re-encoding", probe.format, probe.codec, probe.pix_fmt)
-        elif size <= limit_bytes:
-            if not isinstance(source, (bytes, bytearray, memoryview)):
-                return FittedVideo(None, Path(source), size, probe.format, probe.width, probe.height, probe.frames, False)
-            if dest is not None:
-                shutil.copyfile(src, dest)
-                return FittedVideo(None, dest, size, probe.format, probe.width, probe.height, probe.frames, False)
-            return FittedVideo(bytes(source), None, size, probe.format, probe.width, probe.height, probe.frames, False)
+            src = tmp / "input.bin"
+            src.write_bytes(data or b"")
 
         seconds = max(probe.frames / float(probe.fps), 0.1)
         budget = int(limit_bytes * 0.9) - 4096 - 40 * probe.frames  # container overhead
@@ -248,7 +309,38 @@ def fit_video(
         )
 
 
+def _probe_or_fail(source: Path | bytes) -> _Probe:
+    try:
+        return _probe(source)
+    except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
+        raise JobFailed("The result file could not be read.", detail=f"probe failed: {exc!r}") from exc
+
+
 POSTER_MAX_SIDE = 640  # Discord shows an embed image at most about 400 px wide
+INPUT_POSTER_MAX_SIDE = 512  # half the prepared input's long side: a cheap 2x2 average
+POSTER_QUALITY = 85
+
+
+def poster_from_image(source: Path | bytes, *, max_side: int = INPUT_POSTER_MAX_SIDE) -> bytes | None:
+    """The embed's poster from the job's prepared input (what the video's first frame shows): a
+    JPEG of at most ``max_side`` px, a few dozen KB, so it costs the upload little (a 1024x576
+    input becomes 512x288 by averaging 2x2 blocks, in about 10 ms). None when the image cannot be
+    read (the input is gone): the caller falls back to :func:`poster_frame`."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            im.draft("RGB", (max_side, max_side))
+            rgb = im.convert("RGB")
+    except (OSError, ValueError, EOFError) as exc:
+        log.info("no poster from the input: %s", type(exc).__name__)
+        return None
+    factor = max(rgb.size) // max_side
+    if factor > 1:
+        rgb = rgb.reduce(factor)
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=POSTER_QUALITY)
+    return buf.getvalue()
 
 
 def poster_frame(source: Path | bytes, *, max_side: int = POSTER_MAX_SIDE) -> bytes:

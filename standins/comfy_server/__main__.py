@@ -1,7 +1,7 @@
 """Run the ComfyUI test server in its own process.
 
 ``python -m standins.comfy_server --port N --root DIR [--step-time S] [--checkpoint NAME ...]
-[--token T] [--basic-auth USER:PASS] [--prefix /comfy] [--full-size]``
+[--token T] [--basic-auth USER:PASS] [--prefix /comfy] [--full-size] [--video-seconds S] [--timeline]``
 
 Prints ``URL <url>`` on one line once listening, then serves until SIGINT/SIGTERM.
 """
@@ -28,6 +28,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--basic-auth", default=None, help="USER:PASSWORD")
     parser.add_argument("--prefix", default="")
     parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--video-seconds", type=float, default=0.0,
+                        help="the video output node takes at least this long (a realistic encode)")
+    parser.add_argument("--timeline", action="store_true", help="record a timeline (GET /_standin/timeline)")
     parser.add_argument("--without-node", action="append", dest="without_nodes", default=[],
                         help="a node class the server lacks (as if its pack were not installed)")
     return parser.parse_args(argv)
@@ -44,6 +47,8 @@ async def _serve(args: argparse.Namespace) -> None:
         path_prefix=args.prefix,
         full_size=args.full_size,
         without_nodes=tuple(args.without_nodes),
+        video_seconds=args.video_seconds,
+        record_timeline=args.timeline,
     )
     await server.start(args.port)
     sys.stdout.write(f"URL {server.url}\n")

@@ -89,6 +89,12 @@ class ComfyControl:
     async def release_all(self) -> None:
         await self._post("/release-all")
 
+    async def timeline(self, since: float | None = None) -> list[dict[str, Any]]:
+        """What the server did and when (``time.monotonic()``), when it records a timeline
+        (``--timeline``); events at or after ``since``."""
+        answer = await self._get("/timeline", **({} if since is None else {"since": since}))
+        return list(answer["events"])
+
     async def runs(self) -> dict[str, int]:
         """How many times the engine started each prompt id."""
         return dict((await self._get("/runs"))["runs"])

@@ -17,6 +17,14 @@ Knobs (plain attributes, change them at any time):
   the recorded order with no gap (tests/fixtures/comfyui/ws-success-*.json).
 - ``checkpoints``: checkpoint names ImageOnlyCheckpointLoader accepts.
 - ``full_size``: render frames at the requested size instead of at most 128 px.
+- ``video_seconds``: the video output node (``VHS_VideoCombine``, ``SaveVideo``, ``SaveAnimatedWEBP``,
+  ``SaveAnimatedPNG``) takes at least this long, its encoding included, as a real one does on a
+  GPU server (benchmarks; with ``full_size`` a 14-frame 1024x576 GIF is a few MB).
+- ``timeline``: when not None (``record_timeline=True``), what the server did and when
+  (``time.monotonic()``, the same clock in every process of the machine): each HTTP request
+  received and its answer sent, each prompt queued, each ``execution_start``, ``executed``,
+  ``execution_success`` / ``_error`` / ``_interrupted`` and final ``executing`` sent. Read it from
+  another process at ``GET /_standin/timeline`` (:meth:`ComfyControl.timeline`). For benchmarks.
 - ``requests``: list of (method, path) seen, path without the prefix.
 - ``gates``: hold back a chosen response (a request, a queued prompt, a step, websocket
   messages) until released, and count what ran; tests reach them under ``/_standin/`` from
@@ -52,6 +60,9 @@ from .nodes import NODES, NodeFailure, resolve_input_path
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "500 Internal Server Error\n\nServer got itself in trouble"
+VIDEO_NODES = frozenset({"VHS_VideoCombine", "SaveVideo", "SaveAnimatedWEBP", "SaveAnimatedPNG"})
+TIMELINE_EVENTS = frozenset({"execution_start", "executed", "execution_success", "execution_error",
+                             "execution_interrupted"})
 MODEL_FOLDERS = ("checkpoints", "loras", "vae", "clip_vision", "controlnet", "upscale_models", "embeddings")
 
 
@@ -119,6 +130,8 @@ class ComfyTestServer:
         path_prefix: str = "",
         full_size: bool = False,
         without_nodes: tuple[str, ...] | list[str] = (),
+        video_seconds: float = 0.0,
+        record_timeline: bool = False,
     ) -> None:
         self.root = Path(root)
         self.step_time = step_time
@@ -127,6 +140,8 @@ class ComfyTestServer:
         self.basic_auth = basic_auth
         self.path_prefix = path_prefix.rstrip("/")
         self.full_size = full_size
+        self.video_seconds = video_seconds
+        self.timeline: list[dict[str, Any]] | None = [] if record_timeline else None
         self.fail_at: str | None = None
         self.drop_ws_after_steps: int | None = None
         self.http_faults: dict[str, int | str] = {}
@@ -249,10 +264,21 @@ class ComfyTestServer:
                 app.router.add_route(method, full, handler)
         add_control_routes(app, self.gates, self.path_prefix)
         app.router.add_get(self.path_prefix + CONTROL_PREFIX + "/websockets", self._websocket_counts)
+        app.router.add_get(self.path_prefix + CONTROL_PREFIX + "/timeline", self._get_timeline)
 
     async def _websocket_counts(self, request: web.Request) -> web.Response:
         """Test control: websockets accepted so far and open now (benchmarks check one per client)."""
         return web.json_response({"opened": self.ws_opened, "open": len(self._sockets)})
+
+    def _mark(self, kind: str, **fields: Any) -> None:
+        if self.timeline is not None:
+            self.timeline.append({"t": time.monotonic(), "kind": kind, **fields})
+
+    async def _get_timeline(self, request: web.Request) -> web.Response:
+        """``GET /_standin/timeline[?since=T]``: the events recorded at or after T (see ``timeline``)."""
+        since = float(request.query.get("since", "-inf"))
+        events = [e for e in self.timeline or () if e["t"] >= since]
+        return web.json_response({"recording": self.timeline is not None, "events": events})
 
     def _route_path(self, request: web.Request) -> str:
         path = request.path
@@ -294,6 +320,8 @@ class ComfyTestServer:
             return web.Response(status=fault, text=f"{fault}: injected fault")
         if isinstance(request.match_info.http_exception, web.HTTPNotFound):
             return web.Response(status=404, content_type="application/octet-stream")
+        if self.timeline is not None:
+            return await self._timed(request, path, handler)
         try:
             return await self.gates.around_request(request, path, lambda: handler(request))
         except web.HTTPException:
@@ -303,6 +331,27 @@ class ComfyTestServer:
         except Exception:  # noqa: BLE001 - a real aiohttp server answers a bare 500 page
             logger.exception("handler failed for %s %s", request.method, path)
             return web.Response(status=500, text=INTERNAL_ERROR)
+
+    async def _timed(self, request: web.Request, path: str,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Answer as usual, with the request's arrival and the end of its answer on the timeline
+        (the answer is written here, so "sent" means its last byte went to the socket)."""
+        query = dict(request.query)
+        self._mark("request", stage="received", method=request.method, path=path, query=query)
+        try:
+            answer = await self.gates.around_request(request, path, lambda: handler(request))
+        except web.HTTPException:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a real aiohttp server answers a bare 500 page
+            logger.exception("handler failed for %s %s", request.method, path)
+            answer = web.Response(status=500, text=INTERNAL_ERROR)
+        if not answer.prepared and not isinstance(answer, web.WebSocketResponse):
+            await answer.prepare(request)
+            await answer.write_eof()
+        self._mark("request", stage="sent", method=request.method, path=path, query=query, status=answer.status)
+        return answer
 
     @staticmethod
     async def _cut_answer(request: web.Request, answer: web.StreamResponse) -> web.StreamResponse:
@@ -352,6 +401,8 @@ class ComfyTestServer:
 
     async def _send_json(self, event: str, data: dict[str, Any], sid: str | None) -> None:
         text = json.dumps({"type": event, "data": data})
+        if self.timeline is not None and (event in TIMELINE_EVENTS or (event == "executing" and data.get("node") is None)):
+            self._mark("ws", event=event, prompt_id=data.get("prompt_id"), node=data.get("node"))
         for sock in list(self._sockets):
             if sid is not None and sock.sid != sid:
                 continue
@@ -439,6 +490,7 @@ class ComfyTestServer:
         extra_data["create_time"] = _now_ms()
         item = QueueItem(number, prompt_id, prompt, extra_data, outputs)
         heapq.heappush(self._queue, item)
+        self._mark("queued", prompt_id=prompt_id)
         await self._send_status()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -905,8 +957,11 @@ class ComfyTestServer:
             )
         inputs = {k: (values[v[0]][v[1]] if is_link(v) else v) for k, v in node["inputs"].items()}
         ctx = _NodeContext(self, run, nid)
+        started = time.monotonic()
         try:
             result, ui = await NODES[class_type](ctx, inputs)
+            if class_type in VIDEO_NODES and self.video_seconds > 0:
+                await asyncio.sleep(max(0.0, started + self.video_seconds - time.monotonic()))
         except (NodeFailure, Interrupted):
             raise
         except Exception as ex:  # noqa: BLE001 - any node bug becomes an execution_error, like ComfyUI

@@ -77,7 +77,9 @@ class RecordedRequest:
     json: Any
     files: list[tuple[str, str, bytes]]  # (field name, filename, bytes)
     status: int = 0
-    route: str | None = None  # the matched route template, None when unhandled
+    route: str | None = None  # the matched route template, None when unhandled ("rate_limited": a 429 of the limits)
+    received_at: float = 0.0  # time.monotonic() when the request arrived (before its body was read)
+    answered_at: float = 0.0  # time.monotonic() when it was handled (a message stored), just before the answer
 
 
 @dataclass
@@ -89,6 +91,18 @@ class Violation:
     detail: str
     method: str = ""
     path: str = ""
+
+
+@dataclass
+class RateLimitHit:
+    """A 429 the stand-in answered because a rate limit was exceeded (not an injected :class:`Fault`)."""
+
+    method: str
+    path: str
+    bucket: str  # the rule's name (``interaction_webhook``, ``channel_message_create``...) or ``global``
+    major: str  # the top-level resource it counts for (an interaction token, a channel id, a route)
+    retry_after: float
+    at: float  # time.monotonic()
 
 
 @dataclass

@@ -18,6 +18,12 @@ and :meth:`click`, and assert on what it recorded: requests, violations of Disco
 and per-interaction records. Faults (429, any status) can be injected per route, and a
 chosen request can be held back until released (:meth:`DiscordStandIn.hold`), e.g. to stop
 a bot process while it uploads a result.
+
+Discord's rate limits are enforced by default (:mod:`standins.discord_server.ratelimits`; the
+numbers are in ``standins/discord_server/README.md``): every REST answer carries the
+``X-RateLimit-*`` headers of its bucket, and a request over a bucket or over the global limit is
+answered 429 with ``retry_after``, as Discord does, and recorded in
+:attr:`DiscordStandIn.rate_limit_hits`, so a test or benchmark can assert that none happened.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from standins.discord_server.ratelimits import Decision, RateLimiter
 from standins.discord_server.records import (
     CHANNEL_MESSAGE,
     DEFAULT_APP_PERMISSIONS,
@@ -50,6 +57,7 @@ from standins.discord_server.records import (
     Hold,
     InteractionRecord,
     Member,
+    RateLimitHit,
     RecordedRequest,
     Role,
     SnowflakeFactory,
@@ -157,12 +165,16 @@ class DiscordStandIn:
     """
 
     def __init__(self, *, token: str | None = None, upload_limit: int = DEFAULT_UPLOAD_LIMIT,
-                 keep_file_bytes: bool = True, shards: int = 1) -> None:
+                 keep_file_bytes: bool = True, shards: int = 1,
+                 rate_limits: bool = True) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
         self.token = token or f"standin.{secrets.token_urlsafe(24)}"
         self.shard_count = shards  # what GET /gateway/bot announces
         self.upload_limit = upload_limit
+        # Discord's rate limits (None: off, no X-RateLimit headers); every 429 they cause is recorded
+        self.rate_limiter: RateLimiter | None = RateLimiter() if rate_limits else None
+        self.rate_limit_hits: list[RateLimitHit] = []
         # False (long benchmark runs): files the bot uploads are checked, then kept by name and
         # size only (RecordedRequest.files holds b"", the CDN serves b"").
         self.keep_file_bytes = keep_file_bytes
@@ -645,7 +657,8 @@ class DiscordStandIn:
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
-        rec = RecordedRequest(request.method, "/cdn/" + path, dict(request.query), None, [], 200, route="cdn")
+        rec = RecordedRequest(request.method, "/cdn/" + path, dict(request.query), None, [], 200, route="cdn",
+                              received_at=time.monotonic())
         self.requests.append(rec)
         if path not in self.attachments:
             rec.status = 404
@@ -655,7 +668,11 @@ class DiscordStandIn:
         if self.cdn_delay:
             await asyncio.sleep(self.cdn_delay)
         body, content_type = self.attachments[path]
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        await response.prepare(request)
+        await response.write_eof()  # answered_at: the last byte went to the socket
+        rec.answered_at = time.monotonic()
+        return response
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, str, bytes]]]:
         files: list[tuple[str, str, bytes]] = []
@@ -685,28 +702,52 @@ class DiscordStandIn:
         return None
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         path = "/" + request.match_info["path"]
+        decision = self._rate_limit(request.method, path, received)  # as it arrives, before its body is read
         body, files = await self._read_body(request)
         kept = files if self.keep_file_bytes else [(name, filename, b"") for name, filename, _ in files]
-        rec = RecordedRequest(request.method, path, dict(request.query), body, kept)
+        rec = RecordedRequest(request.method, path, dict(request.query), body, kept, received_at=received)
         self.requests.append(rec)
+        if decision is not None and not decision.allowed:
+            rec.route = "rate_limited"
+            rec.status = 429
+            rec.answered_at = time.monotonic()
+            return json_response(decision.body(), 429, decision.headers())
         fault = self._fault_for(request.method, path, bool(files))
         if fault is not None:
             rec.route = "fault"
             rec.status = fault.status
+            rec.answered_at = time.monotonic()
             if fault.status == 429:
                 data = fault.body or {"message": "You are being rate limited.", "retry_after": fault.retry_after,
                                       "global": False}
-                return json_response(data, 429, {"Via": "1.1 google", "Retry-After": str(max(1, int(fault.retry_after))),
-                                                 "X-RateLimit-Scope": "user"})
-            return json_response(fault.body or {"message": f"{fault.status}: injected", "code": 0}, fault.status)
+                headers = (decision.headers() if decision is not None else {}) | {
+                    "Via": "1.1 google", "Retry-After": str(max(1, int(fault.retry_after))), "X-RateLimit-Scope": "user"}
+                return json_response(data, 429, headers)
+            response = json_response(fault.body or {"message": f"{fault.status}: injected", "code": 0}, fault.status)
+            return _with_rate_limit_headers(response, decision)
         if not await self._pass_holds(request, path, bool(files), "before", rec):
             return _dropped(request, rec)
         response = await self._route(request, path, body, files, rec)
         rec.status = response.status
+        rec.answered_at = time.monotonic()
         if not await self._pass_holds(request, path, bool(files), "after", rec):
             return _dropped(request, rec)
-        return response
+        return _with_rate_limit_headers(response, decision)
+
+    def _rate_limit(self, method: str, path: str, now: float) -> Decision | None:
+        """Take a token for the request from its bucket (and the global limit); a refusal is recorded."""
+        if self.rate_limiter is None:
+            return None
+        decision = self.rate_limiter.take(method, path, str(self.application_id))
+        if not decision.allowed:
+            bucket = "global" if decision.is_global else decision.rule.name
+            self.rate_limit_hits.append(RateLimitHit(method=method, path=path, bucket=bucket, major=decision.major,
+                                                     retry_after=decision.retry_after, at=now))
+            log.warning("Discord stand-in: 429 on %s %s (%s bucket, retry after %.3f s)", method, path, bucket,
+                        decision.retry_after)
+        return decision
 
     async def _pass_holds(self, request: web.Request, path: str, has_files: bool, stage: str,
                           rec: RecordedRequest) -> bool:
@@ -1102,6 +1143,12 @@ class DiscordStandIn:
         updated["edited_timestamp"] = _now_iso(self.now())
         self.messages[int(updated["id"])] = updated
         return updated
+
+
+def _with_rate_limit_headers(response: web.StreamResponse, decision: Decision | None) -> web.StreamResponse:
+    if decision is not None and not response.prepared:
+        response.headers.update(decision.headers())
+    return response
 
 
 def _dropped(request: web.Request, rec: RecordedRequest) -> web.Response:

@@ -39,7 +39,8 @@ from standins.wait import wait_until
 __all__ = ["discord_stand_in", "AnimateEnv", "png_bytes"]
 
 REPO = Path(__file__).resolve().parents[2]
-# Faster than Discord's real pacing so 10 steps of 0.02 s show several edits; same shape of limits.
+# Faster than Discord's real pacing so short jobs show their phases; same shape of limits. The
+# message budget stays Discord's (3 progress edits per 2 s): the stand-in's buckets run in real time.
 FAST_PACING = EditPacing(running_interval=0.05, waiting_interval=0.2, channel_edits=20, channel_window=1.0)
 EXTENSIONS = ("cogs.meta", "cogs.animate", "cogs.queue", "cogs.mod", "cogs.owner")
 

@@ -47,7 +47,7 @@ def custom_ids(message: dict[str, Any]) -> list[str]:
 
 
 async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(animate_bot: AnimateFactory) -> None:
-    env = await animate_bot()
+    env = await animate_bot(step_time=0.3)  # long enough to show steps in two of Discord's 2 s windows
     stand_in = env.stand_in
     record = await stand_in.slash(None, None, None, "animate", options={"steps": STEPS, "frames": 4},
                                   attachments={"image": ("cat.png", png_bytes(), "image/png")})
@@ -61,7 +61,9 @@ async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(ani
     job = (await env.service.recent_jobs(stand_in.user.id, stand_in.guild.id))[0]
     text = message_text(message)
     assert str(job.options["seed"]) in text and "seed" in text
-    assert message["embeds"][0]["image"]["url"].startswith("attachment://poster_")
+    # a GIF is shown inline, animated, first frame first: no poster besides it
+    assert "image" not in message["embeds"][0]
+    assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]
     assert set(custom_ids(message)) == {f"animate:{a}:{job.id}" for a in ("reroll", "more", "less", "delete")}
     video = next(a for a in message["attachments"] if a["filename"].startswith("animation_"))
     frame = first_frame(attachment_bytes(stand_in, video))

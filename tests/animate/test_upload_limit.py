@@ -50,8 +50,25 @@ async def test_a_result_over_the_upload_limit_arrives_as_an_mp4_that_fits(
         assert sum(1 for _ in container.decode(video=0)) == 8
     note = message["embeds"][0]["description"]
     assert "MP4 · 8 frames" in note and "re-encoded to fit this channel's 1.5 MB upload limit" in note
-    # a poster of random pixels would take a large share of the limit: the embed goes without it
-    assert [a["filename"] for a in message["attachments"]] == [video["filename"]]
+    # an MP4 gets a poster (a JPEG of the prepared input), at most an eighth of the limit
+    poster = next(a for a in message["attachments"] if a["filename"].startswith("poster_"))
+    assert [a["filename"] for a in message["attachments"]] == [video["filename"], poster["filename"]]
+    assert poster["filename"].endswith(".jpg") and len(attachment_bytes(stand_in, poster)) <= LIMIT // 8
+    assert message["embeds"][0]["image"]["url"] == f"attachment://{poster['filename']}"
+
+
+async def test_a_poster_that_would_crowd_out_the_video_is_left_out(
+    animate_bot: AnimateFactory, comfy_server_factory: Callable[..., Awaitable[ComfyTestServer]]
+) -> None:
+    full = await comfy_server_factory(step_time=0.0, full_size=True)
+    env = await animate_bot(comfy=[full])
+    env.stand_in.upload_limit = 512 * 1024  # an eighth is 64 KB: less than a JPEG of random pixels (about 80 KB)
+    record = await env.stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 4, "format": "gif"},
+                                      attachments={"image": ("noise.png", noisy_png(), "image/png")})
+    await record.wait_for(lambda r: result_message(r) is not None, timeout=60)
+    message = result_message(record)
+    assert message is not None
+    assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]
     assert "image" not in message["embeds"][0]
 
 
@@ -62,11 +79,13 @@ async def test_a_413_gets_one_smaller_try_without_the_poster(animate_bot: Animat
     stand_in = env.stand_in
     too_big = stand_in.add_fault("PATCH", "/webhooks/*/*/messages/*", 413, times=1, with_files=True,
                                  body={"message": "Request entity too large", "code": 40005})
-    record = await stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 3},
+    record = await stand_in.slash(None, None, None, "animate", options={"steps": 2, "frames": 3, "format": "mp4"},
                                   attachments={"image": ("cat.png", png_bytes(), "image/png")})
     await record.wait_for(lambda r: result_message(r) is not None, timeout=30)
     message = result_message(record)
     assert message is not None and too_big.hits == 1
+    refused = next(r for r in stand_in.requests if r.status == 413)
+    assert any(name.startswith("poster_") for _f, name, _d in refused.files)  # the first try had one
     assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]  # no poster this time
     assert "image" not in message["embeds"][0]
     await wait_job(env.service, message["embeds"][0]["footer"]["text"].split()[-1], "delivered")

@@ -139,3 +139,44 @@ def test_vhs_animated_webp_result_under_the_limit_is_kept_and_has_a_poster() -> 
     assert (fitted.width, fitted.height, fitted.frames) == (96, 64, 5)
     poster = Image.open(io.BytesIO(poster_frame(data)))
     assert poster.format == "PNG" and poster.size == (96, 64)
+
+
+def test_a_gif_is_judged_from_its_blocks_as_the_decoder_would() -> None:
+    """Size, frames and rate of a GIF read from its blocks (nothing decoded) agree with PyAV's."""
+    from bot.media.video import _gif_probe, _probe
+
+    frames = [Image.new("RGB", (96, 64), (i * 30, 20, 200)) for i in range(7)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=125, loop=0)
+    data = buf.getvalue()
+    quick = _gif_probe(data)
+    assert quick is not None and (quick.width, quick.height, quick.frames) == (96, 64, 7)
+    decoded = _probe(Path(_write_tmp(data)))
+    assert (quick.frames, quick.fps) == (decoded.frames, decoded.fps)
+    assert _gif_probe(data[:40]) is None and _gif_probe(b"not a gif") is None
+    fitted = fit_video(data, 10 * MIB)
+    assert fitted.data == data and (fitted.frames, fitted.width, fitted.height) == (7, 96, 64)
+
+
+def _write_tmp(data: bytes) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".gif", delete=False) as fh:
+        fh.write(data)
+        return fh.name
+
+
+def test_poster_from_the_prepared_input_is_a_small_jpeg(tmp_path: Path) -> None:
+    from bot.media.video import poster_from_image
+
+    path = tmp_path / "input.png"
+    Image.new("RGB", (1024, 576), (200, 40, 40)).save(path, format="PNG")
+    poster = poster_from_image(path)
+    assert poster is not None
+    im = Image.open(io.BytesIO(poster))
+    assert im.format == "JPEG" and im.size == (512, 288)
+    assert abs(im.getpixel((256, 144))[0] - 200) < 8
+    square = io.BytesIO()
+    Image.new("RGB", (768, 768), (10, 200, 10)).save(square, format="PNG")
+    assert Image.open(io.BytesIO(poster_from_image(square.getvalue()) or b"")).size == (512, 512)
+    assert poster_from_image(tmp_path / "gone.png") is None

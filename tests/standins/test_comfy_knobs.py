@@ -186,3 +186,27 @@ def test_runs_in_its_own_process(comfy_server_process_factory: Callable[..., Ser
     assert info["ImageOnlyCheckpointLoader"]["input"]["required"]["ckpt_name"][0] == ["a.safetensors"]
     proc.stop()
     assert proc.process.returncode is not None
+
+
+async def test_video_seconds_and_the_timeline(comfy_server_factory: Factory) -> None:
+    """The video node takes at least ``video_seconds``; the timeline tells when each request came
+    and was answered, when the prompt was queued and when its messages went out."""
+    from standins.comfy_server.control import ComfyControl
+
+    server = await comfy_server_factory(video_seconds=0.4, record_timeline=True)
+    async with aiohttp.ClientSession() as session:
+        name = await _upload(session, server.url, _png())
+        graph = _seed_graph(name, steps=2)
+        graph["12"]["inputs"].update(width=128, height=72, video_frames=2)
+        entry = await _run(session, server.url, graph, client_id="watcher")  # events are sent to a client
+        pid = entry["prompt"][1]
+        events = await ComfyControl(session, server.url).timeline()
+    kinds = {(e["kind"], e.get("event") or e.get("stage")) for e in events}
+    assert {("request", "received"), ("request", "sent"), ("queued", None), ("ws", "execution_start"),
+            ("ws", "executed"), ("ws", "execution_success")} <= kinds
+    at = {e.get("event"): e["t"] for e in events if e["kind"] == "ws" and e.get("prompt_id") == pid}
+    assert at["execution_success"] - at["execution_start"] >= 0.4
+    upload = [e for e in events if e["kind"] == "request" and e["path"] == "/upload/image"]
+    assert [e["stage"] for e in upload] == ["received", "sent"] and upload[0]["t"] <= upload[1]["t"]
+    assert not [e for e in events if e["path" if e["kind"] == "request" else "kind"] == "/_standin/timeline"]
+    assert (await comfy_server_factory()).timeline is None  # off unless asked for
