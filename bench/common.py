@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
+from bench.report import percentile as percentile
 from bot.comfy.client import ComfyClient
 from bot.comfy.events import Event, Executing, ExecutionSuccess
 from bot.comfy.hub import ComfyHub
@@ -44,15 +45,6 @@ WORKFLOWS_DIR = REPO / "workflows"
 
 
 # ---------------------------------------------------------------------------- numbers
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def median(values: Sequence[float]) -> float:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import math
 import random
 import re
@@ -50,8 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.report import RESULTS_DIR, percentile, write_report
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 
 GOAL_DELIVER_MEDIAN_MS = 50.0
 GOAL_DELIVER_P95_MS = 150.0
@@ -115,13 +115,6 @@ def jpeg_12mp_variant(base: Any, seed: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------- numbers
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -476,12 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - reported in the table
             result = {"config": config.__dict__, "error": f"{type(exc).__name__}: {exc}"}
     report = render(result, command)
-    out = args.out or RESULTS_DIR / ("latency-quick.md" if args.quick else "latency.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report, encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    sys.stdout.write(report)
-    return 0 if "error" not in result else 1
+    return write_report(result, report, args.out or RESULTS_DIR / ("latency-quick.md" if args.quick else "latency.md"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import socket
 import sys
@@ -29,8 +28,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.report import RESULTS_DIR, write_report
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 
 FULL = {"servers": 64, "jobs": 5000, "members": 500, "in_flight_per_server": 4}
 QUICK = {"servers": 16, "jobs": 600, "members": 100, "in_flight_per_server": 4}
@@ -230,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             layout.stop()
     report = render(result, command)
-    out = args.out or RESULTS_DIR / ("scale-quick.md" if args.quick else "scale.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report, encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    sys.stdout.write(report)
-    return 0 if "error" not in result else 1
+    return write_report(result, report, args.out or RESULTS_DIR / ("scale-quick.md" if args.quick else "scale.md"))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import io
-import json
 import math
 import os
 import re
@@ -47,10 +46,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.report import RESULTS_DIR, percentile, write_report
+
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 
 GOAL_SLOPE_MB_PER_1000 = 5.0
 # aiohttp closes a pooled connection idle for 15 s at its next clean-up, which runs every 15 s:
@@ -344,13 +344,6 @@ def slope_per_1000(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx * 1000
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
-
-
 def job_states(store: Path) -> dict[str, int]:
     if not store.exists():
         return {}
@@ -620,12 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             layout.stop()
     report = render(result, command)
-    out = args.out or RESULTS_DIR / ("soak-quick.md" if args.quick else "soak.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report, encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    sys.stdout.write(report)
-    return 0 if "error" not in result else 1
+    return write_report(result, report, args.out or RESULTS_DIR / ("soak-quick.md" if args.quick else "soak.md"))
 
 
 if __name__ == "__main__":
