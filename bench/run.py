@@ -202,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.latency import main as latency_main
 
         return latency_main(argv[1:])
+    if argv[:1] == ["parity"]:
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from bench.parity import main as parity_main
+
+        return parity_main(argv[1:])
     if argv[:1] == ["scale"]:
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))

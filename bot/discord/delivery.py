@@ -299,6 +299,7 @@ class DiscordDelivery:
                 return posted
         limit = upload_limit_for(job)
         spoiler = await self.result_check(job, result) if self.result_check is not None else False  # safety
+        marks.mark("checked")
         try:
             video = await asyncio.to_thread(result.read_bytes)  # the only read of the result
         except OSError as exc:

@@ -43,6 +43,7 @@ from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.jobs.progress import ProgressStream, ProgressStreams, ProgressUpdate
 from bot.jobs.recovery import recover
 from bot.jobs.runner import Runner
+from bot.safety.ahead import ResultCheckAhead
 from bot.safety.gate import InputCheck
 from bot.storage import Storage
 from bot.workflows import Workflow, WorkflowRegistry
@@ -72,6 +73,7 @@ class JobService:
         sweep_interval: float = 5.0,
         owns_hubs: bool = True,
         input_check: InputCheck | None = None,
+        result_check: ResultCheckAhead | None = None,
     ) -> None:
         self.ctx = ctx = JobContext(store=store, pool=pool, hubs=hubs, workflows=workflows, data_dir=data_dir,
                                     limits=limits or ServiceLimits(), clock=clock or SystemClock())
@@ -88,7 +90,7 @@ class JobService:
         self.endings = Endings(ctx)
         self.dispatcher = Dispatcher(ctx, self.endings, start)
         self.fleet = Fleet(ctx, lost)
-        self.runner = Runner(ctx, self.endings, self.dispatcher, self.fleet.abandon)
+        self.runner = Runner(ctx, self.endings, self.dispatcher, self.fleet.abandon, result_check=result_check)
         self.intake = Intake(ctx, dispatcher=self.dispatcher, runner=self.runner, endings=self.endings, fleet=self.fleet,
                              rng=rng, input_check=input_check)
 
