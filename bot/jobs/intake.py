@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from bot.errors import BackendUnavailable, InvalidInput, NotAllowed
 from bot.jobs.context import JobContext
 from bot.jobs.dispatcher import Dispatcher
@@ -35,7 +37,8 @@ from bot.jobs.fleet import Fleet
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
-from bot.media.images import prepare_image_async
+from bot.media.images import PreparedImage, prepare_image_async
+from bot.safety.detector import RGBArray, to_rgb_array
 from bot.safety.gate import SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
 
@@ -119,11 +122,7 @@ class Intake:
             resolved = resolve_options(workflow, request.options, self.rng)
             if request.image is None:
                 raise InvalidInput("Attach an image to animate.")
-            prepared = await prepare_image_async(
-                request.image, fit=str(resolved.get("fit", "crop")), max_pixels=self.ctx.limits.max_input_pixels
-            )
-            safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
-                                                    prepared.png, request.extra))
+            prepared, safety = await self._prepare_and_judge(request, str(resolved.get("fit", "crop")))
             return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png, safety=safety)
         finally:
             if request.reservation is not None:
@@ -193,6 +192,34 @@ class Intake:
         self.dispatcher.queue_new(job, request.reservation)
         await self.ctx.emit(job, "queued", job.user_id)
         return job
+
+    async def _prepare_and_judge(self, request: JobRequest, fit: str) -> tuple[PreparedImage, dict[str, Any] | None]:
+        """Prepare the image, and judge it (content safety) as soon as it is fitted, while its PNG is written."""
+        assert request.image is not None
+        loop = asyncio.get_running_loop()
+        fitted: asyncio.Future[RGBArray] = loop.create_future()
+
+        def hand_over(image: Image.Image) -> None:  # in the preparation thread
+            pixels = to_rgb_array(image)
+            loop.call_soon_threadsafe(lambda: None if fitted.done() else fitted.set_result(pixels))
+
+        preparing = asyncio.ensure_future(prepare_image_async(
+            request.image, fit=fit, max_pixels=self.ctx.limits.max_input_pixels, on_fitted=hand_over))
+        await asyncio.wait((preparing, fitted), return_when=asyncio.FIRST_COMPLETED)
+        if not fitted.done():  # refused before it was fitted
+            fitted.cancel()
+            prepared = await preparing
+            return prepared, await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                            prepared.png, request.extra))
+        judging = asyncio.ensure_future(self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                                 fitted.result(), request.extra)))
+        try:
+            prepared = await preparing
+        except BaseException:
+            judging.cancel()
+            await asyncio.gather(judging, return_exceptions=True)
+            raise
+        return prepared, await judging
 
     async def _judge(self, subject: InputSubject) -> dict[str, Any] | None:
         """The content-safety verdict on an input (raises :class:`~bot.safety.gate.SafetyRefused`)."""

@@ -49,7 +49,7 @@ from bot.logs import log_failure
 from bot.media.thumbnails import thumbnail_png
 from bot.safety import messages
 from bot.safety.ahead import ChecksAhead, SignedCheck, signed_check
-from bot.safety.detector import SafetyDetector, check_input
+from bot.safety.detector import RGBArray, SafetyDetector, check_input
 from bot.safety.errors import SafetyUnavailable, UnreadableMedia
 from bot.safety.guild_rules import GuildSafety, guild_safety, rule_for, stored_verdict
 from bot.safety.guild_rules import SafetySettingsSource as SafetySettingsSource
@@ -134,15 +134,15 @@ class SafetyStatus:
 
 @dataclass(frozen=True)
 class InputSubject:
-    """What the input check is given. ``image``: the prepared PNG of a new job, or the stored
-    input file of a re-roll (read only when ``stored`` has no scores). ``request``: the
+    """What the input check is given. ``image``: the prepared image of a new job (its PNG, or its
+    pixels), or the stored input file of a re-roll (read only when ``stored`` has no scores). ``request``: the
     request's ``extra`` (:data:`AGE_RESTRICTED_KEY`, :data:`OTHERS_IMAGE_KEY`). ``stored``: the
     earlier job's :data:`SAFETY_KEY` record, for re-rolls and variations."""
 
     user_id: int
     guild_id: int | None
     channel_id: int
-    image: bytes | Path | None = field(default=None, repr=False)
+    image: bytes | Path | RGBArray | None = field(default=None, repr=False)
     request: Mapping[str, Any] = field(default_factory=dict)
     stored: Mapping[str, Any] | None = None
 
@@ -217,8 +217,8 @@ async def _in_safety_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args, **kwargs))
 
 
-def _check_input_file(detector: SafetyDetector, image: bytes | Path, thresholds: Thresholds) -> Verdict:
-    return check_input(detector, image if isinstance(image, bytes) else Path(image).read_bytes(), thresholds)
+def _check_input_file(detector: SafetyDetector, image: bytes | Path | RGBArray, thresholds: Thresholds) -> Verdict:
+    return check_input(detector, image.read_bytes() if isinstance(image, Path) else image, thresholds)
 
 
 def default_detector() -> SafetyDetector:
@@ -334,13 +334,13 @@ class SafetyGate:
                  subject.guild_id, subject.channel_id, mode.value, rule.value,
                  verdict.summary() if verdict is not None else "not checked")
         thumbnail = None
-        if self._listeners and isinstance(subject.image, bytes):
+        if self._listeners and subject.image is not None and not isinstance(subject.image, Path):
             thumbnail = await asyncio.to_thread(thumbnail_png, subject.image)
         await self._emit(SafetyEvent("refused", subject.guild_id, subject.channel_id, subject.user_id,
                                      self.clock.now(), rule, mode, verdict, thumbnail=thumbnail))
         raise SafetyRefused(rule, verdict)
 
-    async def _judge_image(self, image: bytes | Path | None, thresholds: Thresholds) -> tuple[Verdict | None, bool]:
+    async def _judge_image(self, image: bytes | Path | RGBArray | None, thresholds: Thresholds) -> tuple[Verdict | None, bool]:
         """(verdict, detector unavailable): None when the image could not be checked."""
         if not (await self.load()).ready:
             return None, True
