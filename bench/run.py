@@ -1,9 +1,11 @@
 """Run every benchmark and print one Markdown report (also written to ``bench/results/latest.md``).
 
-``python -m bench [--quick] [--skip-discord]`` (or ``python bench/run.py``); ``python -m bench soak ...``
-runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``), ``python -m bench
-scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`), and ``python -m bench
-latency ...`` the latency legs through the whole bot (:mod:`bench.latency`). The runner starts four
+``python -m bench [--quick] [--skip-discord] [--skip-latency]`` (or ``python bench/run.py``); ``python -m
+bench soak ...`` runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``),
+``python -m bench scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`),
+``python -m bench latency ...`` the latency legs through the whole bot (:mod:`bench.latency`) and
+``python -m bench parity ...`` the bot against a direct client on one busy server
+(:mod:`bench.parity`). The runner starts four
 ComfyUI test servers in their own processes (step time 0, so the servers answer as fast as they
 can and what is measured is the bot's cost), then runs each scenario in a fresh process of its
 own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario alone:
@@ -11,7 +13,11 @@ own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario
 1. overhead per job (:mod:`bench.overhead`), 1 MB PNG and 12 MP JPEG inputs;
 2. load (:mod:`bench.load`): 500 jobs from 100 members over the 4 servers, at the service level
    (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in;
-3. the example-script pattern (:mod:`bench.baseline`) on the same servers, same jobs.
+3. the example-script pattern (:mod:`bench.baseline`) on the same servers, same jobs;
+4. unless ``--skip-latency``: ``python -m bench latency --quick`` (the deliver and submit legs in
+   each safety mode) and ``python -m bench parity --quick`` (bot / direct), each in a process of
+   its own with its own servers; their reports are appended (and written as
+   ``bench/results/latency-quick.md`` and ``parity-quick.md``).
 
 These are benchmarks, not tests: nothing here fails a build; the report says OK/MISSED per goal.
 """
@@ -223,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discord-rate", type=float, default=50.0,
                         help="slash commands per second in the Discord run (0 = all at once; default 50)")
     parser.add_argument("--skip-discord", action="store_true", help="leave out the run through the Discord stand-in")
+    parser.add_argument("--skip-latency", action="store_true",
+                        help="leave out python -m bench latency --quick and python -m bench parity --quick")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if str(REPO) not in sys.path:
@@ -247,7 +255,17 @@ def main(argv: list[str] | None = None) -> int:
             results["sequential"] = _scenario("baseline-sequential", urls, work, "--jobs", str(sizes.sequential_jobs))
         finally:
             farm.stop()
+    if not args.skip_latency:
+        for name in ("latency", "parity"):
+            sys.stderr.write(f"bench: running python -m bench {name} --quick\n")
+            (RESULTS.parent / f"{name}-quick.md").unlink(missing_ok=True)  # never a stale report
+            subprocess.run([sys.executable, "-m", "bench", name, "--quick"], cwd=REPO, check=False,  # noqa: S603
+                           stdout=subprocess.DEVNULL)
     report = render(results, sizes, time.perf_counter() - start)
+    if not args.skip_latency:
+        for name in ("latency", "parity"):
+            path = RESULTS.parent / f"{name}-quick.md"
+            report += "\n" + (path.read_text(encoding="utf-8") if path.exists() else f"({name}: no report)\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report, encoding="utf-8")
     RESULTS.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
