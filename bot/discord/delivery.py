@@ -138,6 +138,7 @@ class DiscordDelivery:
     async def _follow(self, job: Job) -> None:
         assert self.service is not None
         last: tuple[str, bool] | None = None
+        running_view: discord.ui.View | None = None  # the Cancel button, made once per job
         try:
             async for update in self.service.stream(job.id):
                 if update.is_terminal or update.phase == "delivering":
@@ -151,7 +152,9 @@ class DiscordDelivery:
                 if shown == last:
                     continue
                 last = shown
-                view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
+                if status.cancellable and running_view is None:
+                    running_view = job_view(job.id, RUNNING_ACTIONS)
+                view = running_view if status.cancellable else None
                 self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
                                 content=status.content, view=view, embeds=[], attachments=[])
         except asyncio.CancelledError:
