@@ -12,7 +12,8 @@ own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario
 
 1. overhead per job (:mod:`bench.overhead`), 1 MB PNG and 12 MP JPEG inputs;
 2. load (:mod:`bench.load`): 500 jobs from 100 members over the 4 servers, at the service level
-   (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in;
+   (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in (the
+   default safety mode, then again with ``/mod safety`` off: the bot's own CPU without NudeNet);
 3. the example-script pattern (:mod:`bench.baseline`) on the same servers, same jobs;
 4. unless ``--skip-latency``: ``python -m bench latency --quick`` (the deliver and submit legs in
    each safety mode) and ``python -m bench parity --quick`` (bot / direct), each in a process of
@@ -144,15 +145,22 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
             f"| {_f(res['peak_rss_mb'])} ({_ok(res['peak_rss_mb'], GOAL_RSS_MB)}; idle {_f(row['rss_idle_mb'])}) "
             f"| {row['max_ws_connections_per_server']} ({'OK' if ws_ok else 'MISSED'}) |")
     discord_row = results.get("discord", {}).get("load_discord")
+    off_row = results.get("discord_off", {}).get("load_discord")
     if discord_row is not None:
         add("")
-        add(f"Discord run: ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
+        add(f"Discord run (safety `strict`, the default): ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
             f"{discord_row['not_acked']} not acked, bot CPU {_f(discord_row['cpu_ms_per_job'])} ms per job, "
             f"job states {discord_row['states']}, stand-in rule violations: "
             f"{dict(discord_row['violations']) or 'none'}, stand-in 429s: "
             f"{discord_row.get('rate_limited_buckets') or discord_row.get('rate_limited', 'n/a') or 'none'}, "
             f"{discord_row['rest_requests']} REST requests; "
             "loop lag and RSS there include the stand-in, which runs in the bot's process.")
+    if off_row is not None:
+        add("")
+        add(f"Discord run again with safety `off` (no NudeNet): {off_row['delivered_jobs']}/{off_row['jobs']} delivered "
+            f"in {_f(off_row['wall_seconds'])} s, bot CPU **{_f(off_row['cpu_ms_per_job'])} ms per job** "
+            f"(goal < 25: {_ok(off_row['cpu_ms_per_job'], 25.0)}), ack delay {_f(off_row['ack_p50_ms'])} / "
+            f"{_f(off_row['ack_p99_ms'])} ms, stand-in 429s: {off_row.get('rate_limited') or 'none'}.")
     add("")
 
     add("### Side by side with the example-script pattern (same servers, same jobs)")
@@ -251,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_discord:
                 results["discord"] = _scenario("discord", urls, work, *load_args, "--channels", str(sizes.channels),
                                                "--rate", str(args.discord_rate))
+                results["discord_off"] = _scenario("discord", urls, work, *load_args, "--channels",
+                                                   str(sizes.channels), "--rate", str(args.discord_rate),
+                                                   "--safety", "off")
             results["threads"] = _scenario("baseline-threads", urls, work, "--jobs", str(sizes.load_jobs))
             results["sequential"] = _scenario("baseline-sequential", urls, work, "--jobs", str(sizes.sequential_jobs))
         finally:
