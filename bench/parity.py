@@ -3,7 +3,8 @@
 ``python -m bench parity [--quick] [--pairs N] [--members K] [--step-time S] [--steps N] [--video-seconds S] [--out FILE]``
 
 One ComfyUI test server in its own process with a per-step time that makes it the bottleneck
-(default 0.15 s per sampling step, 8 steps, and a video node taking 1.0 s: about 2.2 s per job) is
+(default 0.15 s per sampling step, 8 steps, and a video node taking 1.0 s: at least 2.2 s per job,
+plus writing the GIF) is
 shared by two clients, run in turn, ``--pairs`` times (the order alternates per pair):
 
 - **bot**: ``python -m bot run`` in its own process (:class:`standins.bot_process.BotProcess`),
@@ -204,7 +205,8 @@ def render(r: dict[str, Any], command: str) -> str:
     per_job = c["steps"] * c["step_time"] + c["video_seconds"]
     lines += [
         f"`{command}`: one ComfyUI test server ({c['step_time']:g} s per sampling step, {c['steps']} steps, a "
-        f"video node taking {c['video_seconds']:g} s: about {per_job:.1f} s per job); {c['members']} members' "
+        f"video node taking {c['video_seconds']:g} s: at least {per_job:.1f} s per job, plus writing the GIF); "
+        f"{c['members']} members' "
         "jobs at once (640x360 photos, 14-frame GIFs) through the whole bot (`python -m bot run`, the Discord "
         "stand-in with rate limits, default settings), and the same jobs through a minimal direct client "
         "(a thread per job: upload, websocket, `POST /prompt`, `/history`, `/view`), in turn, the order "

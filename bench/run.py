@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      epilog="The soak: python -m bench soak --help; "
                                             "the 64-server run: python -m bench scale --help; "
-                                            "latency: python -m bench latency --help",
+                                            "latency: python -m bench latency --help; parity: python -m bench parity --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     parser.add_argument("--discord-rate", type=float, default=50.0,
