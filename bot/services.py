@@ -145,7 +145,6 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         health_interval=overrides.health_interval,
         sweep_interval=overrides.sweep_interval,
         input_check=safety,
-        result_check=safety,
     )
     return Services(
         settings=settings,

@@ -131,12 +131,16 @@ class JobService:
 
     # ------------------------------------------------------------------ life cycle
 
-    def connect(self, delivery: Delivery) -> None:
+    def connect(self, delivery: Delivery, *, result_check: ResultCheckAhead | None = None) -> None:
         """Hand results and endings to ``delivery`` (the Discord layer, built after the service
-        because it needs the Discord client). Before :meth:`start`: recovery may deliver."""
+        because it needs the Discord client). Before :meth:`start`: recovery may deliver.
+        ``result_check``: the check ``delivery`` runs on every result (content safety), started
+        on each result as soon as it is downloaded."""
         if self.ctx.started:
             raise RuntimeError("connect the delivery before starting the job service")
         self.ctx.delivery = delivery
+        if result_check is not None:
+            self.runner.collector.ahead = result_check
 
     def add_listener(self, listener: JobListener) -> None:
         """Be told about job events (see :data:`JobListener`), e.g. for the audit log."""
