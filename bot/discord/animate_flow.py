@@ -33,7 +33,9 @@ given back.
 
 Buttons: Cancel and Delete are allowed to the job's owner and the guild's moderators
 (:func:`bot.discord.requester.job_moderation`); Re-roll, More motion and Less motion start a new
-job from the old one's input, admitted like ``/animate``.
+job from the old one's input, admitted like ``/animate``; Extend starts one from the last frame of
+the old one's result (:mod:`bot.jobs.extend`), admitted the same way, after the server's limit of
+extensions (``extension_limit``, the one seam for it) is checked, so a refusal costs nothing.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ from bot.discord.requester import job_moderation, requester_from
 from bot.discord.safe_delivery import age_restricted
 from bot.discord.status import clamp_motion
 from bot.discord.tree import describe_error
-from bot.errors import InvalidInput, NotAllowed, UserFacingError
+from bot.errors import InvalidInput, LimitReached, NotAllowed, UserFacingError
+from bot.jobs.extend import EXTENDABLE, ExtensionLimit, default_extension_limit
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
+from bot.moderation import messages
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.safety.gate import AGE_RESTRICTED_KEY, OTHERS_IMAGE_KEY, SAFETY_KEY, SafetyGate, SafetyRefused
 from bot.safety.messages import NOT_RUN
@@ -85,8 +89,10 @@ class AnimateFlow:
 
     def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, policy: AdmissionPolicy,
                  settings: Settings, safety: SafetyGate | None = None,
-                 on_refused: Callable[[BaseException], None] | None = None) -> None:
+                 on_refused: Callable[[BaseException], None] | None = None,
+                 extension_limit: ExtensionLimit = default_extension_limit) -> None:
         self.jobs = jobs
+        self.extension_limit = extension_limit  # the most extensions of one result, per server
         self.delivery = delivery
         self.policy = policy
         self.settings = settings
@@ -242,23 +248,21 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
+        limit = await self._extension_limit(interaction, job) if action == "extend" else 0
         stored = job.result_meta.get(SAFETY_KEY) or {}
         await self._require_safety(interaction, others_image=bool(stored.get(OTHERS_IMAGE_KEY)))
         admission, reservation = await self._admit(requester)
         try:
             status_id = await self._defer_admitted(interaction, admission)
             try:
-                new_job = await self.jobs.reroll(
-                    job.id,
-                    user_id=interaction.user.id,
-                    channel_id=interaction.channel_id or job.channel_id,
-                    guild_id=interaction.guild_id,
-                    overrides=overrides,
-                    new_seed=new_seed,
-                    max_in_flight=admission.max_in_flight,
-                    reservation=reservation,
-                    **self._interaction_fields(interaction, status_id),
-                )
+                who: dict[str, Any] = dict(user_id=interaction.user.id, guild_id=interaction.guild_id,
+                                           channel_id=interaction.channel_id or job.channel_id,
+                                           max_in_flight=admission.max_in_flight, reservation=reservation,
+                                           **self._interaction_fields(interaction, status_id))
+                if action == "extend":
+                    new_job = await self.jobs.extend(job.id, limit=limit, **who)
+                else:
+                    new_job = await self.jobs.reroll(job.id, overrides=overrides, new_seed=new_seed, **who)
             except Exception as exc:
                 await self._refund(admission)
                 await self._failed_after_defer(interaction, exc)
@@ -267,6 +271,15 @@ class AnimateFlow:
             reservation.release()
         self.delivery.follow(new_job)
         await self._tell_quota(interaction, admission)
+
+    async def _extension_limit(self, interaction: discord.Interaction[Any], job: Job) -> int:
+        """The server's limit of extensions, checked before anything is counted (the job service checks again)."""
+        if job.state not in EXTENDABLE or not job.result_path:
+            raise InvalidInput("Only a finished animation can be extended.")
+        limit = await self.extension_limit(interaction.guild_id)
+        if job.extension_index >= limit:
+            raise LimitReached(messages.extension_limit(job.extension_index, limit))
+        return limit
 
     # ------------------------------------------------------------------ helpers
 

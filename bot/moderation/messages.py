@@ -34,6 +34,7 @@ __all__ = [
     "others_image_not_allowed",
     "not_moderator",
     "guild_only",
+    "extension_limit",
 ]
 
 #: When daily quotas and the guild cap reset (store: UTC calendar days).
@@ -193,3 +194,12 @@ def not_moderator() -> str:
 
 def guild_only() -> str:
     return "This only works in a server."
+
+
+def extension_limit(done: int, limit: int) -> str:
+    """An Extend past the server's limit of extensions of one animation."""
+    if limit <= 0:
+        return "This server does not allow extending animations."
+    times = "once" if limit == 1 else f"{limit} times"
+    return (f"This animation has been extended {_plural(done, 'time')} already; "
+            f"this server allows extending an animation at most {times}.")
