@@ -4,6 +4,7 @@ fit the upload limit, and a boomerang result."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,11 +16,16 @@ from PIL import Image
 
 from bot.jobs.extend import DEFAULT_MAX_EXTENSIONS
 from bot.media.clips import last_frame, read_clip
+from bot.safety import RGBArray
+from bot.safety.verdict import Detections
+from standins.fake_safety import EXPLICIT_DETECTIONS, FakeSafetyDetector
 from standins.comfy_server import ComfyTestServer
 from standins.discord_server import DiscordStandIn, InteractionRecord, message_text
+from standins.wait import wait_until
 from tests.animate.conftest import AnimateEnv, AnimateFactory, wait_job
 from tests.animate.test_animate_flow import attachment_bytes, custom_ids, result_message
 from tests.animate.test_upload_limit import noisy_png
+from tests.safety_discord.helpers import WITHHELD_NOTICE, outcome
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -186,3 +192,59 @@ async def test_extend_on_a_boomerang_continues_from_the_turning_point_and_ping_p
     assert nearest(joined, forward) == list(range(7)) + list(range(5, 0, -1))
     # the new clip started from the turning point (the forward part's last frame), not from frame 1
     assert nearest([two[0]], one) == [3]
+
+
+class ExplicitResultsFromNowOn(FakeSafetyDetector):
+    """Clean until ``results_explicit`` is set; then every result frame (the ComfyUI test server
+    renders at most 128 px; a prepared input is 1024 px wide) is explicit, and inputs stay clean."""
+
+    results_explicit = False
+
+    def detect(self, image: RGBArray) -> Detections:
+        found = super().detect(image)
+        if self.results_explicit and image.shape[1] <= 256:
+            return Detections(items=EXPLICIT_DETECTIONS, width=found.width, height=found.height)
+        return found
+
+
+async def test_the_joined_clip_goes_through_the_result_safety_check(animate_bot: AnimateFactory) -> None:
+    detector = ExplicitResultsFromNowOn()
+    env = await animate_bot(safety=detector)
+    first = await animate(env, rings_png(), frames=3)
+    detector.results_explicit = True  # the first result was posted; the next one will not be
+    record = await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}")
+    assert await outcome(record, timeout=30) == "withheld"  # the input (a clean frame) was let through
+    assert (record.original or {})["content"] == WITHHELD_NOTICE
+    jobs = await env.service.recent_jobs(env.stand_in.user.id, env.stand_in.guild.id, limit=1)
+    job = await wait_job(env.service, jobs[0].id, "failed")
+    assert job.extension_index == 1
+    withheld = await env.service.store.withheld.get(job.id)
+    assert withheld is not None and withheld.result_path == job.result_path  # what was judged: the joined clip
+    assert Path(job.result_path).name == f"{job.id}.joined.mp4"
+
+
+async def test_a_bot_stopped_while_posting_an_extension_posts_it_once_after_the_restart(
+    animate_bot: AnimateFactory,
+) -> None:
+    env = await animate_bot()
+    first = await animate(env, rings_png(), frames=3)
+    upload = env.stand_in.hold("*", "*", with_files=True, stage="after")  # Discord has it; the bot never hears
+    record = await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}")
+    await upload.wait_held()
+    jobs = await env.service.recent_jobs(env.stand_in.user.id, env.stand_in.guild.id, limit=1)
+    job = await wait_job(env.service, jobs[0].id, "delivering")
+    assert Path(job.result_path).name == f"{job.id}.joined.mp4"  # joined and stored before the upload
+    assert env.stop is not None
+    stopping = asyncio.ensure_future(env.stop())
+    await wait_until(lambda: env.service.closing, what="the job service to close")  # its tasks are cancelled
+    upload.release(drop=True)  # the bot never hears back (else closing waits for the answer)
+    await stopping
+    restarted = await animate_bot(comfy=env.comfy)
+    job = await wait_job(restarted.service, job.id, "delivered")
+    message = result_message(record)
+    assert message is not None and job.delivered_message_id == int(message["id"])
+    posted = [m for m in env.stand_in.messages.values()
+              if any(a["filename"].startswith(f"animation_{job.id}.") for a in m.get("attachments", []))]
+    assert len(posted) == 1  # not posted twice
+    assert sorted(p.name for p in Path(job.result_path).parent.glob(f"{job.id}.*")) == [
+        f"{job.id}.joined.mp4", f"{job.id}.mp4"]
