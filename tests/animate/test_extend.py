@@ -25,6 +25,7 @@ from standins.wait import wait_until
 from tests.animate.conftest import AnimateEnv, AnimateFactory, wait_job
 from tests.animate.test_animate_flow import attachment_bytes, custom_ids, result_message
 from tests.animate.test_upload_limit import noisy_png
+from tests.moderation_discord.helpers import PERM_MANAGE_GUILD, member_with, mod, refusal
 from tests.safety_discord.helpers import WITHHELD_NOTICE, outcome
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,7 +52,10 @@ async def animate(env: AnimateEnv, image: bytes, **options: Any) -> dict[str, An
 
 
 async def finished(record: InteractionRecord, timeout: float = 60) -> dict[str, Any]:
-    await record.wait_for(lambda r: result_message(r) is not None or bool(r.followups), timeout=timeout)
+    def ended(r: InteractionRecord) -> bool:  # the result, or the notice of a job that did not run
+        return result_message(r) is not None or "❌" in str((r.original or {}).get("content")) or r.ephemeral
+
+    await record.wait_for(ended, timeout=timeout)
     message = result_message(record)
     assert message is not None, [message_text(m) for m in record.followups]
     return message
@@ -248,3 +252,21 @@ async def test_a_bot_stopped_while_posting_an_extension_posts_it_once_after_the_
     assert len(posted) == 1  # not posted twice
     assert sorted(p.name for p in Path(job.result_path).parent.glob(f"{job.id}.*")) == [
         f"{job.id}.joined.mp4", f"{job.id}.mp4"]
+
+
+async def test_extend_counts_as_a_generation(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    admin = member_with(env.stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    await mod(env, admin, "limits", daily_quota=2)
+    first = await animate(env, rings_png(), frames=3)
+    record = await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}")
+    await finished(record)
+
+    def private_notes() -> list[str]:
+        sent = env.stand_in.requests_to("POST", f"/webhooks/*/{record.token}")
+        return [str(r.json.get("content")) for r in sent if isinstance(r.json, dict) and r.json.get("flags", 0) & 64]
+
+    notes = await wait_until(private_notes, what="the private note after the Extend")
+    assert notes == ["0 of 2 generations left today; resets at 00:00 UTC."]  # the Extend was counted
+    over = await refusal(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}"))
+    assert "You've used all 2 generations for today" in over
