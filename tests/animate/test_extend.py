@@ -119,11 +119,23 @@ async def test_extend_joins_the_new_clip_onto_the_first_without_the_shared_frame
     assert len(joined) == len(expected) == 9
     assert nearest(joined, expected) == list(range(len(expected)))
     assert max(float(((a - b) ** 2).mean()) for a, b in zip(joined, expected)) < 40.0
+    # the poster is the joined clip's first frame (the first clip's), not the extension's input
+    poster = next(a for a in extended["attachments"] if a["filename"].startswith("poster_"))
+    with Image.open(io.BytesIO(attachment_bytes(env.stand_in, poster))) as im:
+        shown = np.asarray(im.convert("RGB").resize((joined[0].shape[1], joined[0].shape[0])), dtype=np.float64)
+    assert nearest([shown], joined) == [0]
     # the new clip started from the first clip's last frame
     assert float(((two[0] - one[-1]) ** 2).mean()) < float(((two[0] - one[-2]) ** 2).mean())
     # the joined clip and the new clip's original are kept in DATA_DIR for the next Extend
     assert job.result_path.endswith(f"{job.id}.joined.mp4") and Path(job.result_path).exists()
     assert Path(job.result_meta["segment_path"]).exists()
+    # a Re-roll of the extended result makes that extension again (new seed), joined onto the same clip
+    again = await finished(await env.stand_in.click(extended, f"animate:reroll:{job.id}"))
+    rerolled = await wait_job(env.service, job_id_of(again), "delivered")
+    assert (rerolled.parent_job_id, rerolled.chain_root_id, rerolled.extension_index) == (job.id, first_id, 1)
+    assert rerolled.options["seed"] != job.options["seed"]
+    assert len(video_frames(env.stand_in, again, tmp_path)) == 9
+    assert "Extended 1/3" in again["embeds"][0]["description"]
     assert not env.stand_in.violations
 
 
