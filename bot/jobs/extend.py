@@ -135,7 +135,10 @@ async def join_extension(store: JobStore, job: Job) -> Job:
              joined.first_frames, joined.second_frames)
     fields = {**meta, SEGMENT_KEY: str(segment), SEGMENT_BOOMERANG_KEY: segment_boomerang, "format": fmt,
               "size": joined.size, "joined_frames": joined.frames}
-    return await store.update(job.id, expect=[JobState.DELIVERING], result_path=str(out), result_meta=fields)
+    joined_job = await store.update(job.id, expect=[JobState.DELIVERING], result_path=str(out), result_meta=fields)
+    if original is not None and Path(job.result_path) != original:  # the bot's own boomerang of the new clip
+        await asyncio.to_thread(Path(job.result_path).unlink, missing_ok=True)  # nothing names it any more
+    return joined_job
 
 
 class JoiningDelivery:

@@ -208,6 +208,9 @@ async def test_extend_on_a_boomerang_continues_from_the_turning_point_and_ping_p
     assert nearest(joined, forward) == list(range(7)) + list(range(5, 0, -1))
     # the new clip started from the turning point (the forward part's last frame), not from frame 1
     assert nearest([two[0]], one) == [3]
+    # kept: the joined clip and the new clip as ComfyUI made it (the core workflow's bot-made boomerang is gone)
+    assert sorted(p.name for p in Path(job.result_path).parent.glob(f"{job.id}.*")) == [
+        f"{job.id}.joined.mp4", f"{job.id}.mp4"]
 
 
 class ExplicitResultsFromNowOn(FakeSafetyDetector):
