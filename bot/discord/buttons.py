@@ -93,4 +93,6 @@ def job_view(job_id: str, actions: tuple[str, ...]) -> discord.ui.View:
 
 
 RESULT_ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "extend", "delete")
+#: A withheld result a moderator released: no Extend (the job ended withheld, not delivered).
+RELEASED_ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "delete")
 RUNNING_ACTIONS: tuple[str, ...] = ("cancel",)
