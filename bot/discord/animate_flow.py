@@ -34,6 +34,11 @@ given back.
 Buttons: Cancel and Delete are allowed to the job's owner and the guild's moderators
 (:func:`bot.discord.requester.job_moderation`); Re-roll, More motion and Less motion start a new
 job from the old one's input, admitted like ``/animate``.
+
+Option defaults and caps (``/mod defaults``, ``/mod caps``; :mod:`bot.moderation.caps`): ``/animate``
+refuses privately a value above the guild's cap before anything is counted, and fills what the
+member left out with the guild's defaults (then the workflow's, lowered to the caps). A variation of
+an older result whose options exceed a cap lowered since uses the cap and tells the member so.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import discord
@@ -57,6 +62,7 @@ from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
+from bot.moderation.caps import apply_defaults, cap_workflow_defaults, check_caps, clamp_to_caps
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.safety.gate import AGE_RESTRICTED_KEY, OTHERS_IMAGE_KEY, SAFETY_KEY, SafetyGate, SafetyRefused
 from bot.safety.messages import NOT_RUN
@@ -143,7 +149,11 @@ class AnimateFlow:
                                detail=f"content type {image.content_type!r}")
         check_declared_size(image.size, self.settings.max_input_bytes)
         options = {k: v for k, v in options.items() if v is not None}
+        rules = await self.policy.option_rules(requester.guild_id)
+        check_caps(rules.caps, options)  # above a server's cap: refused before anything is counted
+        options = apply_defaults(rules, options, self.jobs.workflows)
         chosen = self.jobs.workflow_for(workflow, options)
+        options = cap_workflow_defaults(chosen, rules.caps, options)
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
         await self._require_safety(interaction, others_image=others_image)
@@ -230,8 +240,8 @@ class AnimateFlow:
         ensure_app_permissions(interaction)
         overrides: dict[str, Any] = {}
         new_seed = True
+        workflow = self.jobs.workflows.get(job.workflow)
         if action in ("more", "less"):
-            workflow = self.jobs.workflows.get(job.workflow)
             spec = workflow.options.get(MOTION_OPTION) if workflow is not None else None
             if spec is None or MOTION_OPTION not in job.options:
                 raise InvalidInput("This workflow has no motion setting to change.")
@@ -242,6 +252,9 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
+        # an older result's options above a cap lowered since: the cap is used, and the member told
+        clamped = clamp_to_caps(workflow, await self.policy.caps_for(interaction.guild_id), job.options | overrides)
+        overrides.update(clamped.changed)
         stored = job.result_meta.get(SAFETY_KEY) or {}
         await self._require_safety(interaction, others_image=bool(stored.get(OTHERS_IMAGE_KEY)))
         admission, reservation = await self._admit(requester)
@@ -266,7 +279,7 @@ class AnimateFlow:
         finally:
             reservation.release()
         self.delivery.follow(new_job)
-        await self._tell_quota(interaction, admission)
+        await self._tell_quota(interaction, admission, clamped.notes)
 
     # ------------------------------------------------------------------ helpers
 
@@ -301,12 +314,15 @@ class AnimateFlow:
         except Exception:
             log_failure(log, logging.WARNING, "could not refund a generation to user %s", admission.user_id)
 
-    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission) -> None:
-        """With a daily quota, tell the member privately what is left ("2 of 5 generations left today...")."""
-        if not admission.note:
+    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission,
+                          notes: Sequence[str] = ()) -> None:
+        """Tell the member privately what the caps changed ("Used 14 frames: this server now caps frames
+        at 14.") and, with a daily quota, what is left ("2 of 5 generations left today...")."""
+        lines = [*notes, *([f"{admission.note}."] if admission.note else [])]
+        if not lines:
             return
         try:
-            await interaction.followup.send(f"{admission.note}.", ephemeral=True)
+            await interaction.followup.send("\n".join(lines), ephemeral=True)
         except discord.HTTPException as exc:
             log.info("could not send the quota note (HTTP %s)", exc.status)
 
