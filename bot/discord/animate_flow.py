@@ -38,7 +38,7 @@ job from the old one's input, admitted like ``/animate``.
 Option defaults and caps (``/mod defaults``, ``/mod caps``; :mod:`bot.moderation.caps`): ``/animate``
 refuses privately a value above the guild's cap before anything is counted, and fills what the
 member left out with the guild's defaults (then the workflow's, lowered to the caps). A variation of
-an older result whose options exceed a cap lowered since uses the cap and tells the member so.
+an older result whose options exceed a cap lowered since uses the cap, and its result says so.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import discord
 
-from bot.discord.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
+from bot.discord.delivery import CAPS_NOTES_KEY, PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
 from bot.discord.permissions import ensure_app_permissions
 from bot.discord.requester import job_moderation, requester_from
 from bot.discord.safe_delivery import age_restricted
@@ -270,7 +270,7 @@ class AnimateFlow:
                     new_seed=new_seed,
                     max_in_flight=admission.max_in_flight,
                     reservation=reservation,
-                    **self._interaction_fields(interaction, status_id),
+                    **self._interaction_fields(interaction, status_id, notes=clamped.notes),
                 )
             except Exception as exc:
                 await self._refund(admission)
@@ -279,7 +279,7 @@ class AnimateFlow:
         finally:
             reservation.release()
         self.delivery.follow(new_job)
-        await self._tell_quota(interaction, admission, clamped.notes)
+        await self._tell_quota(interaction, admission)
 
     # ------------------------------------------------------------------ helpers
 
@@ -314,15 +314,12 @@ class AnimateFlow:
         except Exception:
             log_failure(log, logging.WARNING, "could not refund a generation to user %s", admission.user_id)
 
-    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission,
-                          notes: Sequence[str] = ()) -> None:
-        """Tell the member privately what the caps changed ("Used 14 frames: this server now caps frames
-        at 14.") and, with a daily quota, what is left ("2 of 5 generations left today...")."""
-        lines = [*notes, *([f"{admission.note}."] if admission.note else [])]
-        if not lines:
+    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission) -> None:
+        """With a daily quota, tell the member privately what is left ("2 of 5 generations left today...")."""
+        if not admission.note:
             return
         try:
-            await interaction.followup.send("\n".join(lines), ephemeral=True)
+            await interaction.followup.send(f"{admission.note}.", ephemeral=True)
         except discord.HTTPException as exc:
             log.info("could not send the quota note (HTTP %s)", exc.status)
 
@@ -334,9 +331,13 @@ class AnimateFlow:
             message_id = (await interaction.original_response()).id
         return int(message_id)
 
-    def _interaction_fields(self, interaction: discord.Interaction[Any], status_id: int) -> dict[str, Any]:
+    def _interaction_fields(self, interaction: discord.Interaction[Any], status_id: int,
+                            notes: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``notes``: what the caps changed, shown in the result (``CAPS_NOTES_KEY``)."""
         extra: dict[str, Any] = {UPLOAD_LIMIT_KEY: interaction.filesize_limit,
                                  AGE_RESTRICTED_KEY: interaction.guild_id is not None and age_restricted(interaction.channel)}
+        if notes:
+            extra[CAPS_NOTES_KEY] = list(notes)
         if interaction.guild is not None and getattr(interaction.guild, "premium_tier", None) is not None:
             extra[PREMIUM_TIER_KEY] = interaction.guild.premium_tier
         return {

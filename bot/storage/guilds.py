@@ -118,7 +118,7 @@ class GuildStore:
             caps = after.caps
             formats = None if caps.allowed_formats is None else json.dumps(list(caps.allowed_formats))
             await connection.execute(_UPSERT_OPTIONS, (
-                guild_id, json.dumps(dict(after.defaults), sort_keys=True), caps.max_frames, caps.max_steps, formats,
+                guild_id, json.dumps(dict(after.defaults)), caps.max_frames, caps.max_steps, formats,
                 caps.max_extensions, self.clock.now()))
         return before, after
 
