@@ -257,21 +257,14 @@ class Mod(commands.Cog):
 
     @mod.command(name="defaults", description="Default /animate options on this server (none given: show them)")
     @app_commands.describe(
-        motion="Default motion", frames="Default number of frames", fps="Default frames per second",
-        augmentation="Default noise added to the image", steps="Default sampling steps", cfg="Default cfg",
-        format="Default file type (must work on every workflow, e.g. mp4 or webp)", fit="Default fit",
-        loop="Default loop", clear="Put a default (or all) back to the workflow's own",
+        motion="Default motion", frames="Default frames", fps="Default fps", augmentation="Default augmentation",
+        steps="Default steps", cfg="Default cfg", format="Default file type (one every workflow makes, e.g. mp4)",
+        fit="Default fit", loop="Default loop", clear="Put a default (or all) back to the workflow's own",
     )
     async def defaults(self, interaction: discord.Interaction[Any],
-                       motion: Optional[app_commands.Range[int, 0, 100_000]] = None,
-                       frames: Optional[app_commands.Range[int, 0, 100_000]] = None,
-                       fps: Optional[app_commands.Range[int, 0, 100_000]] = None,
-                       augmentation: Optional[app_commands.Range[float, 0.0, 100_000.0]] = None,
-                       steps: Optional[app_commands.Range[int, 0, 100_000]] = None,
-                       cfg: Optional[app_commands.Range[float, 0.0, 100_000.0]] = None,
-                       format: Optional[app_commands.Range[str, 1, 40]] = None,
-                       fit: Optional[app_commands.Range[str, 1, 40]] = None,
-                       loop: Optional[app_commands.Range[str, 1, 40]] = None,
+                       motion: Optional[int] = None, frames: Optional[int] = None, fps: Optional[int] = None,
+                       augmentation: Optional[float] = None, steps: Optional[int] = None, cfg: Optional[float] = None,
+                       format: Optional[str] = None, fit: Optional[str] = None, loop: Optional[str] = None,
                        clear: Optional[DefaultName] = None) -> None:
         values = {"motion": motion, "frames": frames, "fps": fps, "augmentation": augmentation, "steps": steps,
                   "cfg": cfg, "format": format, "fit": fit, "loop": loop}
@@ -304,8 +297,7 @@ class Mod(commands.Cog):
         max_extensions=f"How many times one result may be extended (0-{MAX_EXTENSIONS_LIMIT}, default 3)",
     )
     async def caps(self, interaction: discord.Interaction[Any],
-                   max_frames: Optional[app_commands.Range[int, 1, 100_000]] = None,
-                   max_steps: Optional[app_commands.Range[int, 1, 100_000]] = None,
+                   max_frames: Optional[int] = None, max_steps: Optional[int] = None,
                    formats: Optional[app_commands.Range[str, 1, 100]] = None,
                    max_extensions: Optional[app_commands.Range[int, 0, MAX_EXTENSIONS_LIMIT]] = None,
                    clear: Optional[CapName] = None) -> None:
