@@ -42,6 +42,7 @@ async def test_defaults_fill_animate_and_caps_refuse_privately_before_anything_i
     await mod(env, admin, "limits", daily_quota=1)
     shown = await mod(env, admin, "caps")
     assert "frames 3 · format mp4" in shown and "frames at most 4 · formats mp4, webp" in shown
+    assert "frames at most 4 · formats mp4, webp · 3 extensions per result" in await mod(env, admin, "settings")
 
     # above a cap: refused privately, naming the cap, and the day's one generation is still there
     over = await refusal(await stand_in.slash(None, None, bob, "animate", options={"frames": 6, "steps": 3},
