@@ -252,7 +252,7 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
-        # an older result's options above a cap lowered since: the cap is used, and the member told
+        # an older result's options above a cap lowered since: the cap is used, and the result says so
         clamped = clamp_to_caps(workflow, await self.policy.caps_for(interaction.guild_id), job.options | overrides)
         overrides.update(clamped.changed)
         stored = job.result_meta.get(SAFETY_KEY) or {}
