@@ -24,8 +24,7 @@ and delivered as one clip. This module owns the file rules and the join; it know
   yet joined is joined again (the join writes a temporary file and renames it), a joined one is
   delivered as it is.
 * :data:`ExtensionLimit` is the one seam for the per-server limit (an async callable from the guild
-  id to the most extensions of one result); :func:`default_extension_limit` gives
-  :data:`DEFAULT_MAX_EXTENSIONS` everywhere.
+  id to the most extensions of one result; the bot's reads ``/mod caps max_extensions``).
 """
 
 from __future__ import annotations
@@ -43,11 +42,8 @@ from bot.storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_EXTENSIONS", "EXTENDABLE", "EXTEND_KEY", "ExtensionLimit", "JoiningDelivery", "default_extension_limit",
-           "frame_source", "join_base", "plan_for"]
+__all__ = ["EXTENDABLE", "EXTEND_KEY", "ExtensionLimit", "JoiningDelivery", "frame_source", "join_base", "plan_for"]
 
-#: Extensions of one result a server allows unless it says otherwise.
-DEFAULT_MAX_EXTENSIONS: Final = 3
 #: ``result_meta`` key of an extension's plan (see :func:`plan_for`).
 EXTEND_KEY: Final = "extend"
 #: ``result_meta`` keys written by the join: the new clip's original file and whether it is a boomerang.
@@ -60,11 +56,6 @@ EXTENDABLE: Final = frozenset({JobState.DELIVERING, JobState.DELIVERED})
 
 #: The per-server limit: guild id (None in DMs) -> the most extensions one result may have.
 ExtensionLimit = Callable[[int | None], Awaitable[int]]
-
-
-async def default_extension_limit(guild_id: int | None) -> int:
-    """:data:`DEFAULT_MAX_EXTENSIONS` for every server (until a server setting replaces it)."""
-    return DEFAULT_MAX_EXTENSIONS
 
 
 def _meta_path(meta: dict[str, Any], key: str) -> Path | None:

@@ -170,7 +170,8 @@ class Intake:
             if request.reservation is not None:
                 request.reservation.release()
 
-    async def extend(self, job_id: str, request: JobRequest, *, limit: int) -> Job:
+    async def extend(self, job_id: str, request: JobRequest, *, limit: int,
+                     overrides: Mapping[str, Any] | None = None) -> Job:
         """A new job from the last frame of an earlier one's original result, with its options and a
         new seed; its result is joined onto that result before delivery (:mod:`bot.jobs.extend`).
         ``limit``: the most extensions one result may have on this server."""
@@ -191,6 +192,7 @@ class Intake:
                 raise InvalidInput("The video of that animation is no longer kept, so it cannot be extended.")
             member_names = {o.name for o in workflow.member_options}
             options = {k: v for k, v in parent.options.items() if k in member_names and k != "seed"}
+            options.update({k: v for k, v in (overrides or {}).items() if v is not None and k != "seed"})
             resolved = resolve_options(workflow, options, self.rng)
             self.require_runnable(workflow, resolved.as_dict())
             self._check_room(request)

@@ -243,6 +243,7 @@ class JobService:
         channel_id: int,
         guild_id: int | None,
         limit: int,
+        overrides: Mapping[str, Any] | None = None,
         interaction_token: str | None = None,
         application_id: int | None = None,
         interaction_created_at: float | None = None,
@@ -252,12 +253,13 @@ class JobService:
         reservation: Reservation | None = None,
     ) -> Job:
         """A new job from the last frame of an earlier one's original result (a new seed), joined
-        onto that result before delivery; refused past ``limit`` extensions (:mod:`bot.jobs.extend`)."""
+        onto that result before delivery; refused past ``limit`` extensions (:mod:`bot.jobs.extend`).
+        ``overrides``: options to change (an older result's options lowered to today's caps)."""
         request = JobRequest(user_id=user_id, channel_id=channel_id, guild_id=guild_id, source_job_id=job_id,
                              interaction_token=interaction_token, application_id=application_id,
                              interaction_created_at=interaction_created_at, status_message_id=status_message_id,
                              max_in_flight=max_in_flight, extra=dict(extra or {}), reservation=reservation)
-        return await self.intake.extend(job_id, request, limit=limit)
+        return await self.intake.extend(job_id, request, limit=limit, overrides=overrides)
 
     async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
         """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.jobs.extend import DEFAULT_MAX_EXTENSIONS
 from bot.media.clips import last_frame, read_clip
+from bot.moderation.caps import DEFAULT_MAX_EXTENSIONS
 from bot.safety import RGBArray
 from bot.safety.verdict import Detections
 from standins.fake_safety import EXPLICIT_DETECTIONS, FakeSafetyDetector
@@ -285,3 +285,18 @@ async def test_extend_counts_as_a_generation(animate_bot: AnimateFactory) -> Non
     assert notes == ["0 of 2 generations left today; resets at 00:00 UTC."]  # the Extend was counted
     over = await refusal(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}"))
     assert "You've used all 2 generations for today" in over
+
+
+async def test_the_limit_is_the_servers_mod_caps_max_extensions(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    admin = member_with(env.stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    await mod(env, admin, "caps", max_extensions=1)
+    first = await animate(env, rings_png(), frames=3)
+    once = await extend(env, first)
+    assert "Extended 1/1" in once["embeds"][0]["description"]
+    refused = await refusal(await env.stand_in.click(once, f"animate:extend:{job_id_of(once)}"))
+    assert refused == ("This animation has been extended 1 time already; "
+                       "this server allows extending an animation at most once.")
+    await mod(env, admin, "caps", max_extensions=0)
+    assert await refusal(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}")) == (
+        "This server does not allow extending animations.")
