@@ -6,7 +6,9 @@ way VHS writes it: libx264, crf 19, yuv420p; GIF and WebP the way VHS writes the
 then times, median of ``--runs`` (5) after one warm-up run:
 
 * joining two 25-frame clips into one 49-frame H.264 MP4 (the second clip's first frame dropped),
-  and for GIF and WebP inputs into one of their own format (what an Extend of such a result writes);
+  frame by frame (:mod:`bot.media.stream_join`, what an Extend runs) and with every frame at hand
+  (:func:`bot.media.clips.join_clips`, what an Extend of a boomerang runs), and for GIF and WebP
+  inputs frame by frame into one of their own format (what an Extend of such a result writes);
 * making a 48-frame boomerang MP4 of a 25-frame clip;
 * reading the last frame of a clip (an Extend's input).
 
@@ -32,6 +34,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from bot.media.clips import DEFAULT_PRESET, join_clips, last_frame, make_boomerang
+from bot.media.stream_join import join_streaming
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "fixtures" / "images"
@@ -92,14 +95,19 @@ def measure(runs: int, n: int, preset: str, formats: Sequence[str]) -> list[Row]
             a = write_source(tmp / f"a.{fmt}", first_frames, fmt)
             b = write_source(tmp / f"b.{fmt}", second_frames, fmt)
             out, boom = tmp / f"joined-{fmt}.mp4", tmp / f"boom-{fmt}.mp4"
+            stream = functools.partial(join_streaming, a, b, out, fps=FPS, preset=preset)
             join = functools.partial(join_clips, a, b, out, fps=FPS, preset=preset)
             boomerang = functools.partial(make_boomerang, a, boom, fps=FPS, preset=preset)
-            joined, made = join(), boomerang()
-            rows.append((f"join 2 x {n}-frame {fmt} -> mp4", f"{joined.frames} frames", joined.size, timed(join, runs)))
+            streamed, joined, made = stream(), join(), boomerang()
+            rows.append((f"join 2 x {n}-frame {fmt} -> mp4, frame by frame (Extend)", f"{streamed.frames} frames",
+                         streamed.size, timed(stream, runs)))
+            rows.append((f"join 2 x {n}-frame {fmt} -> mp4, frames at hand (Extend of a boomerang)",
+                         f"{joined.frames} frames", joined.size, timed(join, runs)))
             if fmt != "mp4":  # what an Extend of a GIF or WebP result writes (then fitted like any result)
-                same = functools.partial(join_clips, a, b, tmp / f"joined.{fmt}", fps=FPS, format=fmt)
+                same = functools.partial(join_streaming, a, b, tmp / f"joined.{fmt}", fps=FPS, format=fmt)
                 kept = same()
-                rows.append((f"join 2 x {n}-frame {fmt} -> {fmt}", f"{kept.frames} frames", kept.size, timed(same, runs)))
+                rows.append((f"join 2 x {n}-frame {fmt} -> {fmt}, frame by frame (Extend)", f"{kept.frames} frames",
+                             kept.size, timed(same, runs)))
             rows.append((f"boomerang {n}-frame {fmt} -> mp4", f"{made.frames} frames", made.size, timed(boomerang, runs)))
             rows.append((f"last frame of {n}-frame {fmt}", "1 frame", 0, timed(functools.partial(last_frame, a), runs)))
     return rows

@@ -15,8 +15,9 @@ and delivered as one clip. This module owns the file rules and the join; it know
   join needs nothing else after a restart: the base clip and whether it is a boomerang, the
   extension's number and the limit then, and where the first result was posted (for its link).
 * :class:`JoiningDelivery` wraps the job service's delivery: before an extension's result is
-  delivered, the new clip is joined onto the base (:func:`bot.media.clips.join_clips_async`,
-  PyAV in a thread; the repeated boundary frame dropped; ping-ponged again for a boomerang), the
+  delivered, the new clip is joined onto the base in a thread (the repeated boundary frame
+  dropped): frame by frame (:func:`bot.media.stream_join.join_streaming_async`), or for a boomerang,
+  which is ping-ponged again, with the frames at hand (:func:`bot.media.clips.join_clips_async`); the
   joined file is written under ``DATA_DIR/results`` and becomes the stored result in one store
   update (the new clip's original stays, named in ``result_meta["segment_path"]``, for the next
   Extend). Then the ordinary delivery runs: the result safety check and the upload-limit fitting
@@ -38,6 +39,7 @@ from typing import Any, Final, cast
 from bot.jobs.context import Delivery
 from bot.jobs.models import Job, JobState
 from bot.media.clips import OutputFormat, join_clips_async
+from bot.media.stream_join import join_streaming_async
 from bot.storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -117,10 +119,13 @@ async def join_extension(store: JobStore, job: Job) -> Job:
     out = segment.with_name(f"{job.id}.joined.{fmt}")
     partial = out.with_name(f"{job.id}.joined.partial")
     fps = job.options.get("fps")
-    joined = await join_clips_async(base, segment, partial, fps=fps if isinstance(fps, (int, float)) else None,
-                                    first_boomerang=bool(plan.get("base_boomerang")),
-                                    second_boomerang=segment_boomerang, boomerang=bool(meta.get("boomerang")),
-                                    format=fmt)
+    rate = fps if isinstance(fps, (int, float)) and fps > 0 else None
+    boomerangs = (bool(plan.get("base_boomerang")), segment_boomerang, bool(meta.get("boomerang")))
+    if rate is not None and not any(boomerangs):  # frame by frame: memory stays a few frames
+        joined = await join_streaming_async(base, segment, partial, fps=rate, format=fmt)
+    else:  # a boomerang's way back needs its frames at hand
+        joined = await join_clips_async(base, segment, partial, fps=rate, first_boomerang=boomerangs[0],
+                                        second_boomerang=boomerangs[1], boomerang=boomerangs[2], format=fmt)
     await asyncio.to_thread(partial.replace, out)
     log.info("job %s: extension %s joined onto %s (%d + %d frames)", job.id, plan.get("index"), base.name,
              joined.first_frames, joined.second_frames)
