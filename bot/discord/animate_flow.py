@@ -245,7 +245,8 @@ class AnimateFlow:
 
     async def _variation(self, interaction: discord.Interaction[Any], job: Job, action: str) -> None:
         requester = requester_from(interaction)
-        await self.policy.check_access(requester)
+        others = action == "extend" and interaction.user.id != job.user_id  # its last frame: another's picture
+        await self.policy.check_access(requester, animating_others_image=others)
         ensure_app_permissions(interaction)
         overrides: dict[str, Any] = {}
         new_seed = True
@@ -266,8 +267,8 @@ class AnimateFlow:
         overrides.update(clamped.changed)
         limit = await self._extension_limit(interaction, job) if action == "extend" else 0
         stored = job.result_meta.get(SAFETY_KEY) or {}
-        await self._require_safety(interaction, others_image=bool(stored.get(OTHERS_IMAGE_KEY)))
-        admission, reservation = await self._admit(requester)
+        await self._require_safety(interaction, others_image=others or bool(stored.get(OTHERS_IMAGE_KEY)))
+        admission, reservation = await self._admit(requester, others_image=others)
         try:
             status_id = await self._defer_admitted(interaction, admission)
             try:

@@ -200,8 +200,8 @@ class Intake:
             prepared = await prepare_image_async(frame, fit=str(resolved.get("fit", "crop")),
                                                  max_pixels=self.ctx.limits.max_input_pixels)
             meta = dict(request.extra)
-            if (parent.result_meta.get("request") or {}).get(OTHERS_IMAGE_KEY):
-                meta[OTHERS_IMAGE_KEY] = True  # still another member's picture: judged strictly
+            if request.user_id != parent.user_id or (parent.result_meta.get("request") or {}).get(OTHERS_IMAGE_KEY):
+                meta[OTHERS_IMAGE_KEY] = True  # another member's picture: judged strictly
             # a new image: judged like any input
             safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
                                                     prepared.png, meta))

@@ -300,3 +300,17 @@ async def test_the_limit_is_the_servers_mod_caps_max_extensions(animate_bot: Ani
     await mod(env, admin, "caps", max_extensions=0)
     assert await refusal(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}")) == (
         "This server does not allow extending animations.")
+
+
+async def test_extending_another_members_animation_follows_mod_others(animate_bot: AnimateFactory) -> None:
+    env = await animate_bot()
+    admin = member_with(env.stand_in, "admin", permissions=PERM_MANAGE_GUILD)
+    bob = member_with(env.stand_in, "bob")
+    first = await animate(env, rings_png(), frames=3)  # alice's
+    refused = await refusal(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}", user=bob))
+    assert refused == "On this server you can only animate your own images."
+    await mod(env, admin, "others", allowed=True)
+    extended = await finished(await env.stand_in.click(first, f"animate:extend:{job_id_of(first)}", user=bob))
+    job = await wait_job(env.service, job_id_of(extended), "delivered")
+    assert job.user_id == bob.id and job.chain_root_id == job_id_of(first)
+    assert job.result_meta["safety"]["others_image"] is True  # judged strictly, as another member's picture
