@@ -318,9 +318,15 @@ def _median_rates(rates: Sequence[Rates]) -> Rates:
 
 
 def format_wait(seconds: float | None) -> str:
-    """``"estimating..."`` for None, ``"under a minute"`` below 60 s, else ``"about N min"``."""
+    """The wait as a member reads it: ``"estimating..."`` for None, else ``"starts in a moment"``
+    (under 1.5 s), ``"starts in about 8 s"`` (to the second under 10 s, to 5 s under 55 s) or
+    ``"starts in about 3 min"``. Coarse on purpose: a status is edited only when its words change."""
     if seconds is None or not math.isfinite(seconds):
         return "estimating..."
-    if seconds < 60:
-        return "under a minute"
-    return f"about {max(1, round(seconds / 60))} min"
+    if seconds < 1.5:
+        return "starts in a moment"
+    if seconds < 10:
+        return f"starts in about {round(seconds)} s"
+    if seconds < 55:
+        return f"starts in about {5 * round(seconds / 5)} s"
+    return f"starts in about {max(1, round(seconds / 60))} min"

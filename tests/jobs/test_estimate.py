@@ -175,7 +175,11 @@ def test_other_workflow_ahead_uses_its_own_rates_or_ours() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "estimating..."), (0.0, "under a minute"), (59.9, "under a minute"), (60, "about 1 min"), (89, "about 1 min"), (91, "about 2 min"), (3600, "about 60 min")],
+    [(None, "estimating..."), (float("inf"), "estimating..."), (0.0, "starts in a moment"),
+     (1.4, "starts in a moment"), (1.6, "starts in about 2 s"), (9.4, "starts in about 9 s"),
+     (12.4, "starts in about 10 s"), (13, "starts in about 15 s"), (54, "starts in about 55 s"),
+     (55, "starts in about 1 min"), (89, "starts in about 1 min"), (91, "starts in about 2 min"),
+     (3600, "starts in about 60 min")],
 )
 def test_format_wait(seconds: float | None, text: str) -> None:
     assert format_wait(seconds) == text
