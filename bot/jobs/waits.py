@@ -19,17 +19,23 @@ It reaches the member through the job's progress stream: :meth:`WaitBoard.decora
 line comes with its estimate), and :meth:`WaitBoard.refresh` (after each run learnt, and every
 ``interval`` seconds, :meth:`WaitBoard.run`) publishes a job's latest update again only when what
 its status shows changed: the count ahead, or the wait in words (:func:`~bot.jobs.estimate.format_wait`,
-coarse on purpose). Nothing is kept per job here.
+coarse on purpose). The waits of all those jobs are computed together, in one pass over the line
+per group of jobs with the same servers and workflow
+(:meth:`~bot.jobs.estimate.WaitEstimator.line_waits`), and kept only until the code running now
+yields, so a burst of updates (every place in line after a dispatch) costs one pass. Nothing is
+kept per job here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from bot.jobs.attempt import Attempt
+from bot.jobs.backends import Backend
 from bot.jobs.context import JobContext
 from bot.jobs.estimate import Queued, Running, WaitEstimator, Work, format_wait
 from bot.jobs.progress import ProgressUpdate
@@ -82,50 +88,99 @@ class WaitBoard:
         self.timer = timer
         self.needs = needs
         self.attempts = attempts
+        self._cache: dict[str, WaitEstimate] | None = None
 
     # ------------------------------------------------------------------ estimates
 
     def estimate(self, job_id: str) -> WaitEstimate | None:
         """The wait of a job in the line or in a server's queue; None otherwise."""
-        return self._estimate(job_id, self._flights())
+        found = self._snapshot().get(job_id)
+        if found is None and self._cache is not None:  # the line may have changed since: look again
+            self._cache = None
+            found = self._snapshot().get(job_id)
+        return found
 
-    def _estimate(self, job_id: str, flights: list[_Flight]) -> WaitEstimate | None:
-        if job_id in self.ctx.queue:
-            return self._in_line(job_id, flights)
-        mine = next((f for f in flights if f.job_id == job_id), None)
-        if mine is None or mine.started:
-            return None
-        return self._on_server(mine, flights)
+    def _snapshot(self) -> dict[str, WaitEstimate]:
+        """Every waiting or queued job's wait, computed at once (a long line costs one pass), and
+        kept until the code running now yields (a burst of updates shares it)."""
+        if self._cache is not None:
+            return self._cache
+        flights = self._flights()
+        now = self.ctx.clock.monotonic()
+        found = self._on_servers(flights, now)
+        found.update(self._in_line(flights, now))
+        self._cache = found
+        try:
+            asyncio.get_running_loop().call_soon(self._forget_snapshot)
+        except RuntimeError:
+            self._cache = None  # no loop running (a test): not kept
+        return found
 
-    def _on_server(self, mine: _Flight, flights: list[_Flight]) -> WaitEstimate:
-        others = [f for f in flights if f.server == mine.server and f.job_id != mine.job_id]
-        running = [Running(f.server, f.work, started_at=f.started_at) for f in others if f.started]
-        ahead = [Queued(f.work, f.server) for f in others if not f.started and f.order < mine.order]
-        seconds = self.estimator.estimate_wait(mine.work, ahead, running, [mine.server], now=self.ctx.clock.monotonic())
-        return WaitEstimate(len(running) + len(ahead), seconds)
+    def _forget_snapshot(self) -> None:
+        self._cache = None
 
-    def _in_line(self, job_id: str, flights: list[_Flight]) -> WaitEstimate:
-        ctx, needs = self.ctx, self.needs.get(job_id)
-        accept = ctx.router.accepts(needs)
-        backends = [b for b in ctx.pool if b.healthy and (accept is None or accept(b))]
-        names = {b.name for b in backends}
-        on_mine = [f for f in flights if f.server in names]
-        running = [Running(f.server, f.work, started_at=f.started_at) for f in on_mine if f.started]
-        ahead = [Queued(f.work, f.server) for f in on_mine if not f.started]
-        line = 0
-        for entry in ctx.queue.order():
-            if entry.job_id == job_id:
-                break
-            other = self.needs.get(entry.job_id)
-            other_accept = ctx.router.accepts(other)
-            if other_accept is None or any(other_accept(b) for b in backends):
-                ahead.append(Queued(self._work(other)))
-                line += 1
-        seconds = None
-        if backends and needs is not None:
-            seconds = self.estimator.estimate_wait(self._work(needs), ahead, running, [b.name for b in backends],
-                                                   now=ctx.clock.monotonic())
-        return WaitEstimate(len(on_mine) + line, seconds)
+    def _on_servers(self, flights: list[_Flight], now: float) -> dict[str, WaitEstimate]:
+        """Each job in a server's queue waits for what runs there and what was posted before it."""
+        found = {}
+        for server in {f.server for f in flights}:
+            here = [f for f in flights if f.server == server]
+            running = [Running(f.server, f.work, started_at=f.started_at) for f in here if f.started]
+            posted = sorted((f for f in here if not f.started), key=lambda f: f.order)
+            for i, mine in enumerate(posted):
+                ahead = [Queued(f.work, f.server) for f in posted[:i]]
+                seconds = self.estimator.estimate_wait(mine.work, ahead, running, [server], now=now)
+                found[mine.job_id] = WaitEstimate(len(running) + i, seconds)
+        return found
+
+    def _in_line(self, flights: list[_Flight], now: float) -> dict[str, WaitEstimate]:
+        """Each job in the bot's line, in groups of the same servers and workflow (one pass each)."""
+        ctx = self.ctx
+        healthy = [b for b in ctx.pool if b.healthy]
+        line = [(entry.job_id, self.needs.get(entry.job_id)) for entry in ctx.queue.order()]
+        accepted = self._accepted(line, healthy)
+        works = [self._work(needs) for _, needs in line]
+        found = {}
+        groups: dict[tuple[frozenset[str], str], list[int]] = {}
+        for i, (job_id, needs) in enumerate(line):
+            if accepted[i] and needs is not None:
+                groups.setdefault((accepted[i], needs.workflow), []).append(i)
+            else:
+                found[job_id] = WaitEstimate(i, None)  # no answering server can run it now
+        for (servers, workflow), members in groups.items():
+            names = [b.name for b in healthy if b.name in servers]
+            on_them = [f for f in flights if f.server in servers]
+            running = [Running(f.server, f.work, started_at=f.started_at) for f in on_them if f.started]
+            queued = [Queued(f.work, f.server) for f in on_them if not f.started]
+            asked = set(members)
+            ahead_of = [i for i in range(members[-1] + 1) if accepted[i] & servers]  # those that may use them
+            waits = self.estimator.line_waits(workflow, [(works[i], i in asked) for i in ahead_of], running,
+                                              queued, names, now=now)
+            for count, (i, seconds) in enumerate(zip(ahead_of, waits)):
+                if i in asked:
+                    found[line[i][0]] = WaitEstimate(len(on_them) + count, seconds)
+        return found
+
+    def _accepted(self, line: list[tuple[str, Needs | None]], healthy: list[Backend]) -> list[frozenset[str]]:
+        """The answering servers that can run each job of the line (per workflow when no server
+        refuses any of its option values, which is the rule; per job otherwise)."""
+        support, router = self.ctx.support, self.ctx.router
+        every = frozenset(b.name for b in healthy)
+        per_workflow: dict[str, frozenset[str] | None] = {}
+        accepted = []
+        for _, needs in line:
+            if needs is None:
+                accepted.append(every)
+                continue
+            if needs.workflow not in per_workflow:
+                clean = not any(support.partial_problems(b.name, needs.workflow) for b in healthy)
+                per_workflow[needs.workflow] = frozenset(
+                    b.name for b in healthy if not support.problems(b.name, needs.workflow)) if clean else None
+            shared = per_workflow[needs.workflow]
+            if shared is None:
+                accept = router.accepts(needs)
+                shared = frozenset(b.name for b in healthy if accept is None or accept(b))
+            accepted.append(shared)
+        return accepted
 
     def _work(self, needs: Needs | None) -> Work:
         if needs is None:
@@ -160,18 +215,15 @@ class WaitBoard:
 
     def refresh(self) -> int:
         """Publish again the latest update of each job whose shown wait changed; returns how many."""
-        ctx = self.ctx
-        flights = self._flights()
-        job_ids = [*ctx.queue.positions(), *(f.job_id for f in flights if not f.started)]
+        self._cache = None  # what is known now
         changed = 0
-        for job_id in job_ids:
-            latest = ctx.streams.latest(job_id)
+        for job_id, found in self._snapshot().items():
+            latest = self.ctx.streams.latest(job_id)
             if latest is None or latest.phase not in WAITING_PHASES:
                 continue
-            found = self._estimate(job_id, flights)
-            if found is None or (latest.ahead, format_wait(latest.wait)) == (found.ahead, found.words):
+            if (latest.ahead, format_wait(latest.wait)) == (found.ahead, found.words):
                 continue
-            ctx.streams.publish(replace(latest, ahead=found.ahead, wait=found.seconds))
+            self.ctx.streams.publish(replace(latest, ahead=found.ahead, wait=found.seconds))
             changed += 1
         return changed
 
