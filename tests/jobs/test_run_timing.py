@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -150,3 +153,48 @@ def test_the_prepared_image_size_is_kept_with_the_job_and_gives_its_work() -> No
     workflow = REGISTRY.get("svd_img2vid")
     assert work_of("svd_img2vid", {}, None, workflow) == Work("svd_img2vid", 20, 14, DEFAULT_PIXELS)  # defaults
     assert work_of("svd_img2vid", {"frames": 25, "steps": "x"}, 100, workflow) == Work("svd_img2vid", 1, 25, 100)
+
+
+class FakeHub:
+    """What RunTimer.watch uses of a hub: its event observers and reconnect callbacks."""
+
+    def __init__(self) -> None:
+        self.observers: list[Callable[[Event], None]] = []
+        self.reconnects: list[Callable[[], Awaitable[None]]] = []
+
+    def on_event(self, observer: Callable[[Event], None]) -> None:
+        self.observers.append(observer)
+
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self.reconnects.append(callback)
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[Any, bool], None]] = []
+
+    def add_listener(self, listener: Callable[[Any, bool], None]) -> None:
+        self.listeners.append(listener)
+
+
+async def test_a_reconnect_or_a_server_back_up_makes_its_next_run_cold() -> None:
+    h = Harness()
+    hub, pool = FakeHub(), FakePool()
+    h.timer.watch({"gpu1": hub}, pool)  # type: ignore[arg-type, dict-item]
+    [observe], [reconnected], [health] = hub.observers, hub.reconnects, pool.listeners
+
+    def run(prompt: str) -> Recorded:
+        h.jobs[prompt] = job(prompt)
+        for event in (ExecutionStart(prompt), Executing(prompt, SAMPLER), Progress(prompt, 1, 1, SAMPLER),
+                      ExecutionSuccess(prompt)):
+            h.clock.advance(1.0)
+            observe(event)
+        return h.estimator.records[-1][1]
+
+    assert [run(f"p{i}") for i in range(3)] == [Recorded.COLD, Recorded.WARM, Recorded.WARM]
+    await reconnected()
+    assert [run("p3"), run("p4")] == [Recorded.COLD, Recorded.WARM]
+    health(SimpleNamespace(name="gpu1"), False)  # going down changes nothing yet
+    assert run("p5") is Recorded.WARM
+    health(SimpleNamespace(name="gpu1"), True)  # back: it may have restarted
+    assert run("p6") is Recorded.COLD
