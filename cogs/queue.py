@@ -1,8 +1,9 @@
 """``/queue``, ``/cancel`` and ``/history``: a thin adapter over the job service.
 
 ``/queue`` shows the running jobs, the line with positions (the member's own highlighted, with
-the jobs ahead of each and its estimated wait) and each server's load by name; ``/cancel`` cancels the member's latest active job or one picked
-by autocomplete; ``/history`` lists the member's recent jobs with links to their results.
+the jobs ahead of each and its estimated wait) and each server's load by name; ``/cancel``
+cancels the member's latest active job or one picked by autocomplete; ``/history`` lists the
+member's recent jobs with links to their results.
 Every answer is ephemeral; the text comes from :mod:`bot.discord.status`.
 """
 

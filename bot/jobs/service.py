@@ -328,8 +328,9 @@ class JobService:
         count is 0 (``hub_buffered_prompts``: events of prompts nobody followed, dropped after the
         hub's ``buffer_seconds``; ``abandoned_prompts``: prompts of a server that went away, dropped
         when it is back; ``run_timelines``: prompts being timed, dropped at their end or, for a
-        prompt whose end never came, by the wait refresh). The delivery's and its edit scheduler's records are included when the
-        delivery reports them (``per_job_counts()``). For diagnostics and soak benchmarks.
+        prompt whose end never came, by the wait refresh). The delivery's and its edit scheduler's
+        records are included when the delivery reports them (``per_job_counts()``). For diagnostics
+        and soak benchmarks.
         """
         ctx = self.ctx
         counts = {
