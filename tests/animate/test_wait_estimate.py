@@ -57,6 +57,7 @@ async def test_estimating_first_then_a_wait_within_half_of_the_real_one(animate_
     told = [str(e.get("content")) for r in learning for e in r.edits if "ahead" in str(e.get("content"))]
     assert told and all("estimating..." in text for text in told), told  # while no server had warm runs
     assert not any(SHOWN.search(text) for r in learning for e in r.edits for text in [str(e.get("content"))])
+    assert env.service.estimator.warm_runs("gpu-1", "svd_img2vid") == 3  # the cold first run is not among them
 
     # A 25-frame job runs; one of 4 frames waits in the server's queue behind it, another in the bot's line.
     running = await animate(env, steps=STEPS, frames=25)
