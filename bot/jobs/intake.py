@@ -35,6 +35,7 @@ from bot.jobs.fleet import Fleet
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
+from bot.jobs.workload import input_size_fields
 from bot.media.images import prepare_image_async
 from bot.safety.gate import SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
@@ -182,6 +183,9 @@ class Intake:
         )
         if safety is not None:  # kept for re-rolls and the result check
             job.result_meta[SAFETY_KEY] = safety
+        # the prepared image's size, for the wait estimate (bot.jobs.workload)
+        head = png[:24] if png is not None else await asyncio.to_thread(_read_head, input_path)
+        job.result_meta.update(input_size_fields(head))
         if png is not None:
             path = self.ctx.inputs_dir / f"{job.id}.png"
             await asyncio.to_thread(_write_bytes, path, png)
@@ -267,6 +271,14 @@ async def _wait_terminal(stream: ProgressStream, timeout: float) -> None:
                     return
     except TimeoutError:
         pass
+
+
+def _read_head(path: str | None, size: int = 24) -> bytes:
+    try:
+        with open(path or "", "rb") as file:
+            return file.read(size)
+    except OSError:
+        return b""
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
