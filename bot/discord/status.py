@@ -3,8 +3,9 @@
 Everything here takes plain data (:class:`~bot.jobs.progress.ProgressUpdate`,
 :class:`~bot.jobs.models.Job`, numbers) and returns strings or embed dictionaries, so it is
 tested without Discord: a text progress bar, step k/n, percentage, elapsed time and an
-estimate while running; the position in line while waiting; the options used (seed
-included) on the result; the lines of ``/queue`` and ``/history``. No I/O.
+estimate while running; the position in line, the jobs ahead and the estimated wait
+(:func:`wait_words`) while waiting; the options used (seed included) on the result; the lines of
+``/queue`` and ``/history``. No I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.jobs.estimate import format_wait
 from bot.jobs.extend import EXTEND_KEY
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
@@ -65,13 +67,23 @@ def position_text(position: int | None) -> str:
     return f"⏳ Waiting: #{position} in line"
 
 
+def wait_words(ahead: int | None, wait: float | None) -> str | None:
+    """``3 jobs ahead · starts in about 2 min`` (or ``estimating...``); None without an estimate."""
+    if ahead is None:
+        return None
+    count = f"{ahead} job{'' if ahead == 1 else 's'} ahead · " if ahead else ""
+    return count + format_wait(wait)
+
+
 def render_update(update: ProgressUpdate) -> StatusText:
     """The status message for one progress update."""
     phase = update.phase
+    waits = wait_words(update.ahead, update.wait)
     if phase == "waiting":
-        return StatusText(position_text(update.position), cancellable=True)
+        return StatusText(position_text(update.position) + (f" · {waits}" if waits else ""), cancellable=True)
     if phase == "queued":
-        return StatusText("📥 Queued on the image server…", cancellable=True)
+        return StatusText(f"📥 Queued on the image server · {waits}" if waits else "📥 Queued on the image server…",
+                          cancellable=True)
     if phase == "starting":
         return StatusText("🚀 Starting on the image server…", cancellable=True)
     if phase == "running":
@@ -208,6 +220,7 @@ class QueueLine:
     step: int | None = None
     steps: int | None = None
     started: bool = True  # False: still in the server's own queue
+    wait: str | None = None  # jobs ahead and the estimated wait (:func:`wait_words`), for the viewer's own jobs
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,8 @@ class ServerLoad:
 
 def queue_text(running: Sequence[QueueLine], waiting: Sequence[QueueLine], servers: Sequence[ServerLoad],
                viewer_id: int, *, limit: int = 20) -> str:
-    """``/queue``: running jobs, the line with positions (the viewer's own in bold), each server's load."""
+    """``/queue``: running jobs, the line with positions (the viewer's own in bold, with their wait
+    when it is given), each server's load."""
     lines: list[str] = []
     if running:
         lines.append(f"**On the servers ({len(running)})**")
@@ -231,11 +245,13 @@ def queue_text(running: Sequence[QueueLine], waiting: Sequence[QueueLine], serve
             progress = f" · step {item.step}/{item.steps}" if item.step is not None and item.steps else ""
             where = f" on {item.server}" if item.server else ""
             head = "▶️" if item.started else "📥 queued"
-            lines.append(_mark(f"{head} <@{item.user_id}>{where}{progress}", item.user_id == viewer_id))
+            wait = f" · {item.wait}" if item.wait else ""
+            lines.append(_mark(f"{head} <@{item.user_id}>{where}{progress}{wait}", item.user_id == viewer_id))
     if waiting:
         lines.append(f"**Waiting ({len(waiting)})**")
         for item in waiting[:limit]:
-            lines.append(_mark(f"#{item.position} <@{item.user_id}>", item.user_id == viewer_id))
+            wait = f" · {item.wait}" if item.wait else ""
+            lines.append(_mark(f"#{item.position} <@{item.user_id}>{wait}", item.user_id == viewer_id))
         if len(waiting) > limit:
             lines.append(f"…and {len(waiting) - limit} more")
     if not running and not waiting:

@@ -39,9 +39,10 @@ from bot.jobs.fleet import Fleet
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
+from bot.jobs.workload import input_size_fields
 from bot.media.clips import last_frame_png_async
-from bot.moderation import messages
 from bot.media.images import prepare_image_async
+from bot.moderation import messages
 from bot.safety.gate import OTHERS_IMAGE_KEY, SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
 
@@ -242,6 +243,9 @@ class Intake:
             job.result_meta[EXTEND_KEY] = plan
         if safety is not None:  # kept for re-rolls and the result check
             job.result_meta[SAFETY_KEY] = safety
+        # the prepared image's size, for the wait estimate (bot.jobs.workload)
+        head = png[:24] if png is not None else await asyncio.to_thread(_read_head, input_path)
+        job.result_meta.update(input_size_fields(head))
         if png is not None:
             path = self.ctx.inputs_dir / f"{job.id}.png"
             await asyncio.to_thread(_write_bytes, path, png)
@@ -331,6 +335,14 @@ async def _wait_terminal(stream: ProgressStream, timeout: float) -> None:
 
 def _all_exist(*paths: Path) -> bool:
     return all(path.exists() for path in paths)
+
+
+def _read_head(path: str | None, size: int = 24) -> bytes:
+    try:
+        with open(path or "", "rb") as file:
+            return file.read(size)
+    except OSError:
+        return b""
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
