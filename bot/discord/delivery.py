@@ -200,7 +200,7 @@ class DiscordDelivery:
         """Start making the job's poster from its prepared input, in a thread, once (kept until the
         job ends). Only jobs on a server have one, so a long line costs no memory; ``ahead``: not
         for a job that asked for a GIF or WebP (it gets none unless it must become an MP4)."""
-        if job.id in self._posters or not job.input_path:
+        if job.id in self._posters or not job.input_path or job.extension_index:  # an Extend's input is not frame 0
             return
         if ahead and str(job.options.get("format", "")).lower() in INLINE_FORMATS:
             return

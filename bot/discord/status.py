@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.jobs.estimate import format_wait
+from bot.jobs.extend import EXTEND_KEY
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
 from bot.media.video import FittedVideo
@@ -160,7 +161,8 @@ def result_embed(job: Job, *, member_options: Iterable[str] | None = None, poste
               for name, value in _ordered(options)][:24]
     embed: dict[str, Any] = {
         "title": "Your animation",
-        "description": f"<@{job.user_id}> · workflow `{job.workflow}`" + (f"\n{note}" if note else ""),
+        "description": f"<@{job.user_id}> · workflow `{job.workflow}`" + extension_line(job)
+                       + (f"\n{note}" if note else ""),
         "colour": EMBED_COLOUR,
         "fields": fields,
         "footer": {"text": f"Job {job.id}"},
@@ -168,6 +170,18 @@ def result_embed(job: Job, *, member_options: Iterable[str] | None = None, poste
     if poster_name:
         embed["image"] = {"url": f"attachment://{poster_name}"}
     return embed
+
+
+def extension_line(job: Job) -> str:
+    """``\nExtended 2/3 · [first result](link)`` for an extension (its new seed is among the options), else ``""``."""
+    plan = job.result_meta.get(EXTEND_KEY)
+    if not job.extension_index or not isinstance(plan, dict):
+        return ""
+    text = f"\nExtended {job.extension_index}/{plan.get('of', job.extension_index)}"
+    first = plan.get("first_message")
+    if isinstance(first, list) and len(first) == 3 and first[1] and first[2]:
+        text += f" · [first result]({message_url(first[0], int(first[1]), int(first[2]))})"
+    return text
 
 
 def file_note(fitted: FittedVideo, limit: int) -> str:

@@ -6,7 +6,7 @@ a reason members understand), cancelled or timed out. :class:`JobService` is the
 surface the Discord layer, the cogs, the tools and the tests use; the work is done by its parts,
 each in its own module, over one shared :class:`~bot.jobs.context.JobContext`:
 
-- :mod:`bot.jobs.intake`: submit, re-roll, cancel, clear, the limits (and the slot reserved for
+- :mod:`bot.jobs.intake`: submit, re-roll, extend (:mod:`bot.jobs.extend`), cancel, clear, the limits (and the slot reserved for
   an admitted request while its image is prepared);
 - :mod:`bot.jobs.dispatcher`: the fair line, choosing a server, places in line, time-outs while
   waiting;
@@ -39,6 +39,7 @@ from bot.jobs.context import QUEUE_WORDING, Delivery, JobContext, JobListener, S
 from bot.jobs.dispatcher import Dispatcher
 from bot.jobs.endings import GENERIC_FAILURE, Endings
 from bot.jobs.estimate import WaitEstimator
+from bot.jobs.extend import JoiningDelivery
 from bot.jobs.fairqueue import DEFAULT, FairQueue, Limit, Reservation
 from bot.jobs.fleet import Fleet
 from bot.jobs.housekeeping import apply_retention, sweep
@@ -147,10 +148,12 @@ class JobService:
 
     def connect(self, delivery: Delivery) -> None:
         """Hand results and endings to ``delivery`` (the Discord layer, built after the service
-        because it needs the Discord client). Before :meth:`start`: recovery may deliver."""
+        because it needs the Discord client). Before :meth:`start`: recovery may deliver. An
+        extension's clip is joined onto the result it extends before it is handed over
+        (:class:`~bot.jobs.extend.JoiningDelivery`)."""
         if self.ctx.started:
             raise RuntimeError("connect the delivery before starting the job service")
-        self.ctx.delivery = delivery
+        self.ctx.delivery = JoiningDelivery(delivery, self.ctx.store.jobs)
 
     def add_listener(self, listener: JobListener) -> None:
         """Be told about job events (see :data:`JobListener`), e.g. for the audit log."""
@@ -248,6 +251,32 @@ class JobService:
                              interaction_created_at=interaction_created_at, status_message_id=status_message_id,
                              max_in_flight=max_in_flight, reservation=reservation)
         return await self.intake.reroll(job_id, request, overrides=overrides, new_seed=new_seed, extra=extra)
+
+    async def extend(
+        self,
+        job_id: str,
+        *,
+        user_id: int,
+        channel_id: int,
+        guild_id: int | None,
+        limit: int,
+        overrides: Mapping[str, Any] | None = None,
+        interaction_token: str | None = None,
+        application_id: int | None = None,
+        interaction_created_at: float | None = None,
+        status_message_id: int | None = None,
+        max_in_flight: Limit = DEFAULT,
+        extra: Mapping[str, Any] | None = None,
+        reservation: Reservation | None = None,
+    ) -> Job:
+        """A new job from the last frame of an earlier one's original result (a new seed), joined
+        onto that result before delivery; refused past ``limit`` extensions (:mod:`bot.jobs.extend`).
+        ``overrides``: options to change (an older result's options lowered to today's caps)."""
+        request = JobRequest(user_id=user_id, channel_id=channel_id, guild_id=guild_id, source_job_id=job_id,
+                             interaction_token=interaction_token, application_id=application_id,
+                             interaction_created_at=interaction_created_at, status_message_id=status_message_id,
+                             max_in_flight=max_in_flight, extra=dict(extra or {}), reservation=reservation)
+        return await self.intake.extend(job_id, request, limit=limit, overrides=overrides)
 
     async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
         """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""

@@ -38,6 +38,7 @@ __all__ = [
     "format_not_allowed",
     "clamped",
     "format_clamped",
+    "extension_limit",
 ]
 
 #: When daily quotas and the guild cap reset (store: UTC calendar days).
@@ -231,3 +232,12 @@ def format_clamped(used: str, was: str, allowed: Sequence[str]) -> str:
     def article(word: str) -> str:
         return f"an {word}" if word[:1].lower() in "aeiou" or word.lower().startswith("mp") else f"a {word}"
     return f"Made {article(used)} instead of {article(was)}: this server now allows only {_listed(allowed)} results."
+
+
+def extension_limit(done: int, limit: int) -> str:
+    """An Extend past the server's limit of extensions of one animation."""
+    if limit <= 0:
+        return "This server does not allow extending animations."
+    times = "once" if limit == 1 else f"{limit} times"
+    return (f"This animation has been extended {_plural(done, 'time')} already; "
+            f"this server allows extending an animation at most {times}.")

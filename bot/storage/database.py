@@ -21,7 +21,9 @@ test in ``tests/storage/test_migration.py``. A migration is SQL only; SQLite's J
 Version 4 drops columns, which needs SQLite 3.35 or newer. Version 5 keeps each guild's content-safety
 mode and thresholds in columns of ``guild_settings`` (not in its JSON), and adds ``withheld``.
 Version 7 adds ``guild_options``: each guild's defaults for member options (JSON) and its caps
-(``allowed_formats`` a JSON list, NULL for every format; NULL caps for none set).
+(``allowed_formats`` a JSON list, NULL for every format; NULL caps for none set). Version 8 keeps an
+extension's chain in ``jobs``: ``chain_root_id`` (the first job, whose result was extended) and
+``extension_index`` (0 for every other job; 1, 2, ... for the extensions).
 """
 
 from __future__ import annotations
@@ -184,6 +186,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         max_extensions INTEGER,
         updated_at REAL NOT NULL
     );
+    """),
+    Migration(8, "Extend: each job's chain (its first job) and which extension it is", """
+    ALTER TABLE jobs ADD COLUMN chain_root_id TEXT;
+    ALTER TABLE jobs ADD COLUMN extension_index INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_chain ON jobs(chain_root_id);
     """),
 )
 

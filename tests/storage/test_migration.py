@@ -88,12 +88,13 @@ def table(path: Path, name: str) -> list[dict[str, Any]]:
 
 
 def expected_job_row(old: dict[str, Any]) -> dict[str, Any]:
-    """A release-0.1 jobs row as migration 6 leaves it (result_meta parsed, for comparison)."""
+    """A release-0.1 jobs row as the migrations leave it (result_meta parsed, for comparison)."""
     meta = json.loads(old["result_meta"] or "{}")
     row = {k: v for k, v in old.items() if k not in DROPPED}
     row["moved"] = 1 if meta.pop("moved", False) else 0
     row["delivery_attempts"] = int(meta.pop("delivery_attempts", 0))
     row["result_meta"] = meta
+    row["chain_root_id"], row["extension_index"] = None, 0  # version 8 (Extend): no job is an extension
     return row
 
 
