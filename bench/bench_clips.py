@@ -5,17 +5,23 @@ Builds 1024x576 clips panning across the test photographs in ``tests/fixtures/im
 way VHS writes it: libx264, crf 19, yuv420p; GIF and WebP the way VHS writes them, with Pillow),
 then times, median of ``--runs`` (5) after one warm-up run:
 
-* joining two 25-frame clips into one 49-frame H.264 MP4 (the second clip's first frame dropped);
+* joining two 25-frame clips into one 49-frame H.264 MP4 (the second clip's first frame dropped),
+  frame by frame (:mod:`bot.media.stream_join`, what an Extend runs) and with every frame at hand
+  (:func:`bot.media.clips.join_clips`, what an Extend of a boomerang runs), and for GIF and WebP
+  inputs frame by frame into one of their own format (what an Extend of such a result writes);
 * making a 48-frame boomerang MP4 of a 25-frame clip;
 * reading the last frame of a clip (an Extend's input).
 
-Prints one Markdown table. Nothing is downloaded; everything runs in a temporary directory.
+Prints one Markdown table (``--json FILE`` also writes the rows as JSON: ``python -m bench`` runs
+this in a process of its own and reports the join). Nothing is downloaded; everything runs in a
+temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import tempfile
 import time
@@ -28,6 +34,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from bot.media.clips import DEFAULT_PRESET, join_clips, last_frame, make_boomerang
+from bot.media.stream_join import join_streaming
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "fixtures" / "images"
@@ -75,28 +82,51 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
+Row = tuple[str, str, int, list[float]]
+
+
+def measure(runs: int, n: int, preset: str, formats: Sequence[str]) -> list[Row]:
+    """(operation, result, output bytes, samples in ms) for each operation and input format."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        first_frames, second_frames = pan(n, 0), pan(n, n - 1)
+        for fmt in formats:
+            a = write_source(tmp / f"a.{fmt}", first_frames, fmt)
+            b = write_source(tmp / f"b.{fmt}", second_frames, fmt)
+            out, boom = tmp / f"joined-{fmt}.mp4", tmp / f"boom-{fmt}.mp4"
+            stream = functools.partial(join_streaming, a, b, out, fps=FPS, preset=preset)
+            join = functools.partial(join_clips, a, b, out, fps=FPS, preset=preset)
+            boomerang = functools.partial(make_boomerang, a, boom, fps=FPS, preset=preset)
+            streamed, joined, made = stream(), join(), boomerang()
+            rows.append((f"join 2 x {n}-frame {fmt} -> mp4, frame by frame (Extend)", f"{streamed.frames} frames",
+                         streamed.size, timed(stream, runs)))
+            rows.append((f"join 2 x {n}-frame {fmt} -> mp4, frames at hand (Extend of a boomerang)",
+                         f"{joined.frames} frames", joined.size, timed(join, runs)))
+            if fmt != "mp4":  # what an Extend of a GIF or WebP result writes (then fitted like any result)
+                same = functools.partial(join_streaming, a, b, tmp / f"joined.{fmt}", fps=FPS, format=fmt)
+                kept = same()
+                rows.append((f"join 2 x {n}-frame {fmt} -> {fmt}, frame by frame (Extend)", f"{kept.frames} frames",
+                             kept.size, timed(same, runs)))
+            rows.append((f"boomerang {n}-frame {fmt} -> mp4", f"{made.frames} frames", made.size, timed(boomerang, runs)))
+            rows.append((f"last frame of {n}-frame {fmt}", "1 frame", 0, timed(functools.partial(last_frame, a), runs)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--preset", default=DEFAULT_PRESET, help="libx264 preset of the written MP4")
     parser.add_argument("--formats", nargs="+", default=["mp4", "gif", "webp"], choices=["mp4", "gif", "webp"], help="input formats")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here (for python -m bench)")
     args = parser.parse_args(argv)
-    n = args.frames
-    rows: list[tuple[str, str, int, list[float]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        first_frames, second_frames = pan(n, 0), pan(n, n - 1)
-        for fmt in args.formats:
-            a = write_source(tmp / f"a.{fmt}", first_frames, fmt)
-            b = write_source(tmp / f"b.{fmt}", second_frames, fmt)
-            out, boom = tmp / f"joined-{fmt}.mp4", tmp / f"boom-{fmt}.mp4"
-            join = functools.partial(join_clips, a, b, out, fps=FPS, preset=args.preset)
-            boomerang = functools.partial(make_boomerang, a, boom, fps=FPS, preset=args.preset)
-            joined, made = join(), boomerang()
-            rows.append((f"join 2 x {n}-frame {fmt} -> mp4", f"{joined.frames} frames", joined.size, timed(join, args.runs)))
-            rows.append((f"boomerang {n}-frame {fmt} -> mp4", f"{made.frames} frames", made.size, timed(boomerang, args.runs)))
-            rows.append((f"last frame of {n}-frame {fmt}", "1 frame", 0, timed(functools.partial(last_frame, a), args.runs)))
+    rows = measure(args.runs, args.frames, args.preset, args.formats)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"preset": args.preset, "runs": args.runs, "frames": args.frames, "rows": [
+            {"operation": name, "result": result, "size": size, "median_ms": statistics.median(samples),
+             "min_ms": min(samples), "max_ms": max(samples)} for name, result, size, samples in rows]}),
+            encoding="utf-8")
     print(f"bot.media.clips, {SIZE[0]}x{SIZE[1]}, libx264 preset {args.preset}, crf 19, median of {args.runs} runs\n")
     print("| operation | result | output size | median ms | min ms | max ms |")
     print("|---|---|---:|---:|---:|---:|")
@@ -104,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         size_text = f"{size / 1024:.0f} KiB" if size else "-"
         print(f"| {name} | {result} | {size_text} | {statistics.median(samples):.0f} | {min(samples):.0f} | {max(samples):.0f} |")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,7 +15,9 @@ own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario
    (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in (the
    default safety mode, then again with ``/mod safety`` off: the bot's own CPU without NudeNet);
 3. the example-script pattern (:mod:`bench.baseline`) on the same servers, same jobs;
-4. unless ``--skip-latency``: ``python -m bench latency --quick`` (the deliver and submit legs in
+4. Extend's join (:mod:`bench.bench_clips`): two 25-frame 1024x576 clips (MP4 and GIF, as
+   ComfyUI's output nodes write them) into one 49-frame H.264 MP4, in a process of its own;
+5. unless ``--skip-latency``: ``python -m bench latency --quick`` (the deliver and submit legs in
    each safety mode) and ``python -m bench parity --quick`` (bot / direct), each in a process of
    its own with its own servers; their reports are appended (and written as
    ``bench/results/latency-quick.md`` and ``parity-quick.md``).
@@ -67,6 +69,17 @@ def _scenario(name: str, urls: list[str], work: Path, *extra: str) -> dict[str, 
     if completed.returncode != 0 or not out.exists():
         return {"error": f"scenario {name} exited with {completed.returncode}"}
     return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _clips(work: Path, *, runs: int) -> dict[str, Any]:
+    """Extend's join, boomerang and last frame (:mod:`bench.bench_clips`), in a process of its own."""
+    out = work / "clips.json"
+    args = [sys.executable, "-m", "bench.bench_clips", "--runs", str(runs), "--formats", "mp4", "gif", "--json", str(out)]
+    sys.stderr.write("bench: running bench.bench_clips\n")
+    completed = subprocess.run(args, cwd=REPO, check=False, stdout=subprocess.DEVNULL)  # noqa: S603 - our own module
+    if completed.returncode != 0 or not out.exists():
+        return {"error": f"bench.bench_clips exited with {completed.returncode}"}
+    return dict(json.loads(out.read_text(encoding="utf-8")))
 
 
 def _ok(value: float, goal: float) -> str:
@@ -187,6 +200,21 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
     add("Client CPU = user + system CPU time of the bot's (or the script's) process during the run, per job; "
         "both prepare the image (Pillow) and build the same graph. The servers share the same CPUs.")
     add("")
+    clips = results.get("clips", {})
+    add("### Extend: joining two 25-frame 1024x576 clips (`bot.media.clips`, one thread)")
+    add("")
+    if "rows" in clips:
+        add(f"libx264 preset {clips['preset']}, crf 19; median of {clips['runs']} runs after a warm-up.")
+        add("")
+        add("| Operation | Result | Output | Median ms | Min ms | Max ms |")
+        add("|---|---|---|---|---|---|")
+        for row in clips["rows"]:
+            size = f"{row['size'] / 1024:.0f} KiB" if row["size"] else "-"
+            add(f"| {row['operation']} | {row['result']} | {size} | {_f(row['median_ms'], 0)} | {_f(row['min_ms'], 0)} "
+                f"| {_f(row['max_ms'], 0)} |")
+    else:
+        add(f"(not run: {clips.get('error', 'skipped')})")
+    add("")
     add(f"Whole run: {total_seconds:.0f} s on {_cpu_count()} CPU(s).")
     return "\n".join(lines) + "\n"
 
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             results["sequential"] = _scenario("baseline-sequential", urls, work, "--jobs", str(sizes.sequential_jobs))
         finally:
             farm.stop()
+        results["clips"] = _clips(work, runs=3 if args.quick else 5)
     if not args.skip_latency:
         for name in ("latency", "parity"):
             sys.stderr.write(f"bench: running python -m bench {name} --quick\n")

@@ -11,8 +11,9 @@ Order (each step uses only what was built before it):
 6. the server pool (health, least-loaded choice);
 7. the content-safety gate around its detector (:class:`~bot.safety.gate.SafetyGate`; NudeNet unless
    :class:`Overrides` gives another; loaded later, when the bot starts);
-8. the job service over all of the above (the gate checks every input); it closes the hubs and
-   the store when it closes;
+8. the queue-wait estimator (:class:`~bot.jobs.estimate.WaitEstimator`, learning run times per
+   server and workflow) and the job service over all of the above (the gate checks every input,
+   the estimator gives each waiting job its wait); it closes the hubs and the store when it closes;
 9. the status-edit scheduler and the moderation admission policy;
 10. with ``METRICS_ADDRESS`` set, the :class:`~bot.observability.metrics.BotMetrics` (its own
     registry, labelled with the configured server names and the loaded workflows); the ComfyUI
@@ -39,6 +40,7 @@ from bot.comfy.client import ComfyClient
 from bot.comfy.hub import ComfyHub, load_or_create_client_id
 from bot.discord.edit_scheduler import EditPacing, EditScheduler
 from bot.jobs.backends import Backend, BackendPool
+from bot.jobs.estimate import WaitEstimator
 from bot.jobs.service import JobService, ServiceLimits
 from bot.moderation.policy import AdmissionPolicy
 from bot.observability.legs import SubmitLegTimer, TimedComfyClient
@@ -145,6 +147,7 @@ async def build_services(settings: Settings, session: aiohttp.ClientSession,
         health_interval=overrides.health_interval,
         sweep_interval=overrides.sweep_interval,
         input_check=safety,
+        estimator=WaitEstimator(),
     )
     return Services(
         settings=settings,

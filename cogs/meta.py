@@ -3,14 +3,15 @@
 The cog is a thin adapter: it gets the command tree, the ComfyUI clients and the gateway shards'
 health explicitly, so a test can build it without a whole bot. ``/status`` never shows a URL:
 only the server's name; its footer says how the bot's gateway shards are doing.
-``/help`` starts with the content-safety mode that applies where it is asked.
+``/help`` starts with the content-safety mode that applies where it is asked, then this server's
+caps and defaults for ``/animate`` options when a moderator set any (``/mod caps``, ``/mod defaults``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.comfy.errors import ComfyAuthError, ComfyTimeout
 from bot.discord.shards import ShardHealth, shard_summary
+from bot.moderation.caps import OptionRules, describe_rules
 from bot.safety.gate import SafetyGate
 from bot.safety.messages import ALWAYS_STRICT, mode_summary
 
@@ -198,8 +200,10 @@ class Meta(commands.Cog):
     def __init__(self, *, tree: app_commands.CommandTree[Any], comfy: Mapping[str, StatusSource],
                  status_timeout: float = STATUS_TIMEOUT,
                  shards: Callable[[], Sequence[ShardHealth]] | None = None,
-                 safety: SafetyGate | None = None) -> None:
+                 safety: SafetyGate | None = None,
+                 option_rules: Callable[[int | None], Awaitable[OptionRules]] | None = None) -> None:
         self.tree = tree
+        self.option_rules = option_rules
         self.comfy = comfy
         self.status_timeout = status_timeout
         self.shards = shards
@@ -214,6 +218,18 @@ class Meta(commands.Cog):
         mode = (await self.safety.settings_for(guild_id)).mode
         return ("Content safety", f"On this server: {mode_summary(mode)}. {ALWAYS_STRICT}")
 
+    async def options_entry(self, guild_id: int | None) -> tuple[str, str] | None:
+        """The help entry with this server's caps and defaults, when its moderators set any."""
+        if self.option_rules is None or guild_id is None:
+            return None
+        rules = await self.option_rules(guild_id)
+        if rules.is_default:
+            return None
+        caps, defaults = describe_rules(rules)
+        return ("This server's /animate options",
+                f"Caps: {caps}.\nDefaults: {defaults}.\n/animate shows each workflow's full range; "
+                "a value above a cap is refused.")
+
     def registered(self, guild: discord.abc.Snowflake | None) -> list[Any]:
         """Commands a member can use here: global ones plus this guild's, once each."""
         seen: dict[tuple[str, int], Any] = {}
@@ -225,8 +241,8 @@ class Meta(commands.Cog):
     @app_commands.command(name="help", description="Show every command and its options")
     async def help(self, interaction: discord.Interaction[Any]) -> None:
         entries = help_entries(self.registered(interaction.guild))
-        safety = await self.safety_entry(interaction.guild_id)
-        pages = help_pages(([safety] if safety is not None else []) + entries)
+        first = [await self.safety_entry(interaction.guild_id), await self.options_entry(interaction.guild_id)]
+        pages = help_pages([entry for entry in first if entry is not None] + entries)
         await interaction.response.send_message(embeds=pages[0], ephemeral=True)
         for page in pages[1:]:
             await interaction.followup.send(embeds=page, ephemeral=True)
@@ -242,4 +258,4 @@ class Meta(commands.Cog):
 async def setup(bot: AnimateBot) -> None:
     timeout = min(STATUS_TIMEOUT, bot.settings.comfyui_timeout)
     await bot.add_cog(Meta(tree=bot.tree, comfy=bot.comfy, status_timeout=timeout, shards=bot.shard_health,
-                           safety=bot.safety))
+                           safety=bot.safety, option_rules=bot.policy.option_rules))

@@ -4,7 +4,9 @@ Who may use it is checked by the bot itself on every call (Manage Server, or one
 guild's moderator roles: :func:`bot.moderation.policy.is_moderator`), not with
 ``default_permissions``: Discord would then hide the commands from a moderator role that
 lacks Manage Server. ``/mod moderators`` and ``/mod safety`` need Manage Server itself.
-``/mod withheld`` lists the results the safety check withheld, with Release and Delete
+``/mod defaults`` and ``/mod caps`` set the guild's defaults for ``/animate`` options and its cost caps
+(:mod:`bot.moderation.option_actions`), each checked against every loaded workflow; without an option
+they show the current ones. ``/mod withheld`` lists the results the safety check withheld, with Release and Delete
 (:mod:`bot.discord.withheld_buttons`; for guilds without an audit channel, whose records carry them).
 
 Every change is validated and written to the audit log by the action (:mod:`bot.moderation.actions`,
@@ -30,9 +32,11 @@ from bot.discord.requester import requester_from
 from bot.discord.withheld_buttons import withheld_view
 from bot.errors import InvalidInput, NotAllowed
 from bot.jobs.service import JobService
-from bot.moderation import actions, messages
+from bot.moderation import actions, messages, option_actions
 from bot.moderation.actions import KEEP, MAX_COOLDOWN, MAX_DAILY_QUOTA, MAX_GUILD_DAILY_CAP, MAX_IN_FLIGHT, Actions
 from bot.moderation.audit_text import render
+from bot.moderation.caps import MAX_EXTENSIONS_LIMIT, describe_rules, parse_formats
+from bot.moderation.option_actions import CAP_NAMES
 from bot.moderation.policy import AdmissionPolicy, Requester, is_moderator
 from bot.safety.gate import SafetyGate, SafetyState
 from bot.safety.verdict import SCORE_FLOOR
@@ -47,6 +51,8 @@ _NOT_MESSAGEABLE = (discord.ChannelType.category, discord.ChannelType.voice, dis
 LimitName = Literal["cooldown", "daily quota", "jobs in flight", "server daily cap", "all"]
 SafetyModeName = Literal["strict", "standard", "off"]
 ThresholdName = Literal["suggestive", "explicit", "both"]
+DefaultName = Literal["motion", "frames", "fps", "augmentation", "steps", "cfg", "format", "fit", "loop", "all"]
+CapName = Literal["max frames", "max steps", "formats", "max extensions", "all"]
 WITHHELD_SHOWN = 5  # one row of Release/Delete each
 
 __all__ = ["Mod", "setup"]
@@ -110,6 +116,9 @@ class Mod(commands.Cog):
         for label, value in actions.describe_settings(settings,
                                                       default_max_in_flight=self.settings.max_jobs_per_member):
             embed.add_field(name=label, value=value[:1024] or "—", inline=False)
+        caps, defaults = describe_rules(await self.policy.option_rules(requester.guild_id))
+        embed.add_field(name="Option defaults", value=defaults[:1024], inline=False)
+        embed.add_field(name="Option caps", value=caps[:1024], inline=False)
         if self.safety_gate is not None:
             status = self.safety_gate.status
             if status.state is SafetyState.UNAVAILABLE:
@@ -245,6 +254,90 @@ class Mod(commands.Cog):
             values[name] = None
         result = await actions.set_safety(self.store, requester_from(interaction), **values)
         await self._done(interaction, result.audit)
+
+    @mod.command(name="defaults", description="Default /animate options on this server (none given: show them)")
+    @app_commands.describe(
+        motion="Default motion", frames="Default frames", fps="Default fps", augmentation="Default augmentation",
+        steps="Default steps", cfg="Default cfg", format="Default file type (one every workflow makes, e.g. mp4)",
+        fit="Default fit", loop="Default loop", clear="Put a default (or all) back to the workflow's own",
+    )
+    async def defaults(self, interaction: discord.Interaction[Any],
+                       motion: Optional[int] = None, frames: Optional[int] = None, fps: Optional[int] = None,
+                       augmentation: Optional[float] = None, steps: Optional[int] = None, cfg: Optional[float] = None,
+                       format: Optional[str] = None, fit: Optional[str] = None, loop: Optional[str] = None,
+                       clear: Optional[DefaultName] = None) -> None:
+        values = {"motion": motion, "frames": frames, "fps": fps, "augmentation": augmentation, "steps": steps,
+                  "cfg": cfg, "format": format, "fit": fit, "loop": loop}
+        if clear is None and all(v is None for v in values.values()):
+            await self._show_option_rules(interaction)
+            return
+        result = await option_actions.set_option_defaults(self.store, requester_from(interaction), self.jobs.workflows,
+                                                          values=values, clear=(clear,) if clear else ())
+        await self._done(interaction, result.audit)
+
+    @defaults.autocomplete("format")
+    async def default_format_autocomplete(self, interaction: discord.Interaction[Any],
+                                          current: str) -> list[app_commands.Choice[str]]:
+        return self._choices("format", current, every=True)
+
+    @defaults.autocomplete("fit")
+    async def default_fit_autocomplete(self, interaction: discord.Interaction[Any],
+                                       current: str) -> list[app_commands.Choice[str]]:
+        return self._choices("fit", current, every=True)
+
+    @defaults.autocomplete("loop")
+    async def default_loop_autocomplete(self, interaction: discord.Interaction[Any],
+                                        current: str) -> list[app_commands.Choice[str]]:
+        return self._choices("loop", current, every=True)
+
+    @mod.command(name="caps", description="Upper bounds on /animate options on this server (none given: show them)")
+    @app_commands.describe(
+        max_frames="Most frames a member may ask for", max_steps="Most sampling steps a member may ask for",
+        formats="File types allowed, e.g. mp4, webp", clear="Remove a cap (or all)",
+        max_extensions=f"How many times one result may be extended (0-{MAX_EXTENSIONS_LIMIT}, default 3)",
+    )
+    async def caps(self, interaction: discord.Interaction[Any],
+                   max_frames: Optional[int] = None, max_steps: Optional[int] = None,
+                   formats: Optional[app_commands.Range[str, 1, 100]] = None,
+                   max_extensions: Optional[app_commands.Range[int, 0, MAX_EXTENSIONS_LIMIT]] = None,
+                   clear: Optional[CapName] = None) -> None:
+        values: dict[str, Any] = {"max_frames": max_frames, "max_steps": max_steps, "allowed_formats": formats,
+                                  "max_extensions": max_extensions}
+        if clear is None and all(v is None for v in values.values()):
+            await self._show_option_rules(interaction)
+            return
+        values = {name: KEEP if value is None else value for name, value in values.items()}
+        for name in CAP_NAMES.values() if clear == "all" else [CAP_NAMES[clear]] if clear else []:
+            values[name] = None
+        result = await option_actions.set_option_caps(self.store, requester_from(interaction), self.jobs.workflows,
+                                                      **values)
+        await self._done(interaction, result.audit)
+
+    @caps.autocomplete("formats")
+    async def caps_formats_autocomplete(self, interaction: discord.Interaction[Any],
+                                        current: str) -> list[app_commands.Choice[str]]:
+        typed = list(parse_formats(current))
+        partial = typed.pop() if typed and current[-1:] not in (",", " ") else ""
+        texts = [", ".join([*typed, c]) for c in self._choice_names("format", every=False)
+                 if c not in typed and c.startswith(partial)]
+        return [app_commands.Choice(name=text, value=text) for text in texts][:25]
+
+    def _choice_names(self, option: str, *, every: bool) -> list[str]:
+        """The choices of ``option`` on every loaded workflow (``every``) or on any of them."""
+        sets = [set(spec.choices) for w in self.jobs.workflows if (spec := w.options.get(option)) is not None]
+        names = (set.intersection(*sets) if every else set.union(*sets)) if sets else set()
+        return sorted(names)
+
+    def _choices(self, option: str, current: str, *, every: bool) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=c, value=c) for c in self._choice_names(option, every=every)
+                if current.lower() in c.lower()][:25]
+
+    async def _show_option_rules(self, interaction: discord.Interaction[Any]) -> None:
+        requester = await self._moderator(interaction)
+        caps, defaults = describe_rules(await self.policy.option_rules(requester.guild_id))
+        await interaction.response.send_message(
+            f"**Option defaults:** {defaults}\n**Caps:** {caps}\n/animate still shows each workflow's full range "
+            "(Discord cannot vary it per server); a value above a cap is refused.", ephemeral=True)
 
     @mod.command(name="withheld", description="Results the safety check withheld, with Release and Delete")
     async def withheld(self, interaction: discord.Interaction[Any]) -> None:

@@ -1,8 +1,9 @@
 """``/queue``, ``/cancel`` and ``/history``: a thin adapter over the job service.
 
-``/queue`` shows the running jobs, the line with positions (the member's own highlighted) and
-each server's load by name; ``/cancel`` cancels the member's latest active job or one picked
-by autocomplete; ``/history`` lists the member's recent jobs with links to their results.
+``/queue`` shows the running jobs, the line with positions (the member's own highlighted, with
+the jobs ahead of each and its estimated wait) and each server's load by name; ``/cancel``
+cancels the member's latest active job or one picked by autocomplete; ``/history`` lists the
+member's recent jobs with links to their results.
 Every answer is ephemeral; the text comes from :mod:`bot.discord.status`.
 """
 
@@ -17,7 +18,7 @@ from discord.ext import commands
 
 from bot.app import AnimateBot
 from bot.discord.requester import job_moderation
-from bot.discord.status import QueueLine, ServerLoad, history_text, queue_text
+from bot.discord.status import QueueLine, ServerLoad, history_text, queue_text, wait_words
 from bot.errors import InvalidInput
 from bot.jobs.models import Job, JobState
 from bot.jobs.service import JobService
@@ -41,20 +42,28 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="queue", description="Show the line of animations and each server's load")
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
-        waiting = [QueueLine(job_id=job_id, user_id=user_id, position=i + 1)
+        viewer = interaction.user.id
+        waiting = [QueueLine(job_id=job_id, user_id=user_id, position=i + 1,
+                             wait=self._wait(job_id) if user_id == viewer else None)
                    for i, (job_id, user_id) in enumerate(self.jobs.waiting_order())]
         running = []
         for job in await self.jobs.running_jobs():
             latest = self.jobs.latest_progress(job.id)
+            started = job.state is not JobState.SUBMITTED
             running.append(QueueLine(job_id=job.id, user_id=job.user_id, position=None, server=job.server,
                                      step=latest.step if latest else None, steps=latest.steps if latest else None,
-                                     started=job.state is not JobState.SUBMITTED))
+                                     started=started,
+                                     wait=self._wait(job.id) if job.user_id == viewer and not started else None))
         statuses = [view.status for view in self.jobs.server_views()]
         servers = [ServerLoad(name=s.name, healthy=s.healthy, in_flight=s.in_flight, capacity=s.capacity,
                               queue_remaining=s.queue_remaining) for s in statuses]
-        text = queue_text(running, waiting, servers, interaction.user.id)
+        text = queue_text(running, waiting, servers, viewer)
         await interaction.response.send_message(text, ephemeral=True,
                                                 allowed_mentions=discord.AllowedMentions.none())
+
+    def _wait(self, job_id: str) -> str | None:
+        found = self.jobs.wait_estimate(job_id)
+        return wait_words(found.ahead, found.seconds) if found is not None else None
 
     @app_commands.command(name="cancel", description="Cancel your latest animation, or the one you pick")
     @app_commands.describe(job="The job to cancel (default: your latest one)")

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 
 StatusCallback = Callable[[StatusEvent], Awaitable[None]]
+EventObserver = Callable[[Event], None]
 ReconnectCallback = Callable[[], Awaitable[None]]
 
 _CLOSED = object()
@@ -174,6 +175,7 @@ class ComfyHub:
         self._buffer: dict[str, deque[tuple[float, Event]]] = {}
         self._status_cbs: list[StatusCallback] = []
         self._reconnect_cbs: list[ReconnectCallback] = []
+        self._observers: list[EventObserver] = []
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
@@ -281,6 +283,11 @@ class ComfyHub:
     def on_status(self, callback: StatusCallback) -> None:
         """``await callback(StatusEvent)`` on every status broadcast (keep it quick)."""
         self._status_cbs.append(callback)
+
+    def on_event(self, observer: EventObserver) -> None:
+        """``observer(event)`` for every event of a prompt (any prompt, followed or not), before it
+        is routed; for measuring, e.g. run times. Keep it quick; what it raises is logged."""
+        self._observers.append(observer)
 
     def on_reconnect(self, callback: ReconnectCallback) -> None:
         """``await callback()`` after every reconnect (not the first connection)."""
@@ -397,6 +404,11 @@ class ComfyHub:
         if prompt_id is None:
             log.debug("event without prompt id dropped: %s", type(event).__name__)
             return
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.error("on_event observer failed", exc_info=True)
         if isinstance(event, ExecutionStart) or (isinstance(event, Executing) and event.node is not None):
             self.executing_prompt = prompt_id
         elif is_terminal(event) and self.executing_prompt == prompt_id:

@@ -33,7 +33,16 @@ given back.
 
 Buttons: Cancel and Delete are allowed to the job's owner and the guild's moderators
 (:func:`bot.discord.requester.job_moderation`); Re-roll, More motion and Less motion start a new
-job from the old one's input, admitted like ``/animate``.
+job from the old one's input, admitted like ``/animate``; Extend starts one from the last frame of
+the old one's result (:mod:`bot.jobs.extend`), admitted the same way, after the server's limit of
+extensions (``/mod caps max_extensions``, read through ``extension_limit``) is checked, so a refusal
+costs nothing.
+
+Option defaults and caps (``/mod defaults``, ``/mod caps``; :mod:`bot.moderation.caps`): ``/animate``
+refuses privately a value above the guild's cap before anything is counted, and fills what the
+member left out with the guild's defaults (then the workflow's, lowered to the caps). A variation
+(or an Extend) of an older result whose options exceed a cap lowered since uses the cap, and its
+result says so.
 """
 
 from __future__ import annotations
@@ -46,17 +55,20 @@ from typing import Any
 
 import discord
 
-from bot.discord.delivery import PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
+from bot.discord.delivery import CAPS_NOTES_KEY, PREMIUM_TIER_KEY, UPLOAD_LIMIT_KEY, DiscordDelivery
 from bot.discord.permissions import ensure_app_permissions
 from bot.discord.requester import job_moderation, requester_from
 from bot.discord.safe_delivery import age_restricted
 from bot.discord.status import clamp_motion
 from bot.discord.tree import describe_error
-from bot.errors import InvalidInput, NotAllowed, UserFacingError
+from bot.errors import InvalidInput, LimitReached, NotAllowed, UserFacingError
+from bot.jobs.extend import EXTENDABLE, ExtensionLimit
 from bot.jobs.models import Job
 from bot.jobs.service import JobRequest, JobService, Reservation
 from bot.logs import log_failure
 from bot.media.images import ACCEPTED_TEXT, check_declared_size
+from bot.moderation import messages
+from bot.moderation.caps import apply_defaults, cap_workflow_defaults, check_caps, clamp_to_caps
 from bot.moderation.policy import Admission, AdmissionPolicy, Requester
 from bot.safety.gate import AGE_RESTRICTED_KEY, OTHERS_IMAGE_KEY, SAFETY_KEY, SafetyGate, SafetyRefused
 from bot.safety.messages import NOT_RUN
@@ -85,8 +97,11 @@ class AnimateFlow:
 
     def __init__(self, *, jobs: JobService, delivery: DiscordDelivery, policy: AdmissionPolicy,
                  settings: Settings, safety: SafetyGate | None = None,
-                 on_refused: Callable[[BaseException], None] | None = None) -> None:
+                 on_refused: Callable[[BaseException], None] | None = None,
+                 extension_limit: ExtensionLimit | None = None) -> None:
         self.jobs = jobs
+        # the most extensions of one result, per server (default: the guild's /mod caps max_extensions)
+        self.extension_limit = extension_limit or self._caps_max_extensions
         self.delivery = delivery
         self.policy = policy
         self.settings = settings
@@ -143,7 +158,11 @@ class AnimateFlow:
                                detail=f"content type {image.content_type!r}")
         check_declared_size(image.size, self.settings.max_input_bytes)
         options = {k: v for k, v in options.items() if v is not None}
+        rules = await self.policy.option_rules(requester.guild_id)
+        check_caps(rules.caps, options)  # above a server's cap: refused before anything is counted
+        options = apply_defaults(rules, options, self.jobs.workflows)
         chosen = self.jobs.workflow_for(workflow, options)
+        options = cap_workflow_defaults(chosen, rules.caps, options)
         resolve_options(chosen, options)  # range and type check again before accepting
         self.jobs.require_runnable(chosen, options)
         await self._require_safety(interaction, others_image=others_image)
@@ -226,12 +245,13 @@ class AnimateFlow:
 
     async def _variation(self, interaction: discord.Interaction[Any], job: Job, action: str) -> None:
         requester = requester_from(interaction)
-        await self.policy.check_access(requester)
+        others = action == "extend" and interaction.user.id != job.user_id  # its last frame: another's picture
+        await self.policy.check_access(requester, animating_others_image=others)
         ensure_app_permissions(interaction)
         overrides: dict[str, Any] = {}
         new_seed = True
+        workflow = self.jobs.workflows.get(job.workflow)
         if action in ("more", "less"):
-            workflow = self.jobs.workflows.get(job.workflow)
             spec = workflow.options.get(MOTION_OPTION) if workflow is not None else None
             if spec is None or MOTION_OPTION not in job.options:
                 raise InvalidInput("This workflow has no motion setting to change.")
@@ -242,23 +262,24 @@ class AnimateFlow:
                 raise InvalidInput(f"Motion is already at its {edge} ({current}).")
             overrides[MOTION_OPTION] = value
             new_seed = False  # same seed: only the motion changes
+        # an older result's options above a cap lowered since: the cap is used, and the result says so
+        clamped = clamp_to_caps(workflow, await self.policy.caps_for(interaction.guild_id), job.options | overrides)
+        overrides.update(clamped.changed)
+        limit = await self._extension_limit(interaction, job) if action == "extend" else 0
         stored = job.result_meta.get(SAFETY_KEY) or {}
-        await self._require_safety(interaction, others_image=bool(stored.get(OTHERS_IMAGE_KEY)))
-        admission, reservation = await self._admit(requester)
+        await self._require_safety(interaction, others_image=others or bool(stored.get(OTHERS_IMAGE_KEY)))
+        admission, reservation = await self._admit(requester, others_image=others)
         try:
             status_id = await self._defer_admitted(interaction, admission)
             try:
-                new_job = await self.jobs.reroll(
-                    job.id,
-                    user_id=interaction.user.id,
-                    channel_id=interaction.channel_id or job.channel_id,
-                    guild_id=interaction.guild_id,
-                    overrides=overrides,
-                    new_seed=new_seed,
-                    max_in_flight=admission.max_in_flight,
-                    reservation=reservation,
-                    **self._interaction_fields(interaction, status_id),
-                )
+                who: dict[str, Any] = dict(user_id=interaction.user.id, guild_id=interaction.guild_id,
+                                           channel_id=interaction.channel_id or job.channel_id,
+                                           max_in_flight=admission.max_in_flight, reservation=reservation,
+                                           **self._interaction_fields(interaction, status_id, notes=clamped.notes))
+                if action == "extend":
+                    new_job = await self.jobs.extend(job.id, limit=limit, overrides=overrides, **who)
+                else:
+                    new_job = await self.jobs.reroll(job.id, overrides=overrides, new_seed=new_seed, **who)
             except Exception as exc:
                 await self._refund(admission)
                 await self._failed_after_defer(interaction, exc)
@@ -267,6 +288,18 @@ class AnimateFlow:
             reservation.release()
         self.delivery.follow(new_job)
         await self._tell_quota(interaction, admission)
+
+    async def _caps_max_extensions(self, guild_id: int | None) -> int:
+        return (await self.policy.caps_for(guild_id)).max_extensions
+
+    async def _extension_limit(self, interaction: discord.Interaction[Any], job: Job) -> int:
+        """The server's limit of extensions, checked before anything is counted (the job service checks again)."""
+        if job.state not in EXTENDABLE or not job.result_path:
+            raise InvalidInput("Only a finished animation can be extended.")
+        limit = await self.extension_limit(interaction.guild_id)
+        if job.extension_index >= limit:
+            raise LimitReached(messages.extension_limit(job.extension_index, limit))
+        return limit
 
     # ------------------------------------------------------------------ helpers
 
@@ -318,9 +351,13 @@ class AnimateFlow:
             message_id = (await interaction.original_response()).id
         return int(message_id)
 
-    def _interaction_fields(self, interaction: discord.Interaction[Any], status_id: int) -> dict[str, Any]:
+    def _interaction_fields(self, interaction: discord.Interaction[Any], status_id: int,
+                            notes: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``notes``: what the caps changed, shown in the result (``CAPS_NOTES_KEY``)."""
         extra: dict[str, Any] = {UPLOAD_LIMIT_KEY: interaction.filesize_limit,
                                  AGE_RESTRICTED_KEY: interaction.guild_id is not None and age_restricted(interaction.channel)}
+        if notes:
+            extra[CAPS_NOTES_KEY] = list(notes)
         if interaction.guild is not None and getattr(interaction.guild, "premium_tier", None) is not None:
             extra[PREMIUM_TIER_KEY] = interaction.guild.premium_tier
         return {

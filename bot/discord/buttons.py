@@ -1,6 +1,6 @@
 """The job buttons: ``discord.ui.DynamicItem`` buttons whose custom id carries the job id.
 
-A custom id reads ``animate:<action>:<job id>`` (actions: reroll, more, less, delete,
+A custom id reads ``animate:<action>:<job id>`` (actions: reroll, more, less, extend, delete,
 cancel). The bot registers :class:`JobButton` with ``bot.add_dynamic_items`` so a click
 is understood from the custom id alone, also after a restart. discord.py makes the button
 itself, so it cannot be handed its handler: it finds it on the client the click came to,
@@ -21,13 +21,14 @@ from bot.discord.tree import report_error
 
 log = logging.getLogger(__name__)
 
-ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "delete", "cancel")
-TEMPLATE = re.compile(r"animate:(?P<action>reroll|more|less|delete|cancel):(?P<job_id>[A-Za-z0-9_-]{1,40})")
+ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "extend", "delete", "cancel")
+TEMPLATE = re.compile(r"animate:(?P<action>reroll|more|less|extend|delete|cancel):(?P<job_id>[A-Za-z0-9_-]{1,40})")
 
 _LOOK: dict[str, tuple[str, str | None, discord.ButtonStyle]] = {
     "reroll": ("Re-roll", "🎲", discord.ButtonStyle.primary),
     "more": ("More motion", "➕", discord.ButtonStyle.secondary),
     "less": ("Less motion", "➖", discord.ButtonStyle.secondary),
+    "extend": ("Extend", "⏩", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
 }
@@ -91,5 +92,7 @@ def job_view(job_id: str, actions: tuple[str, ...]) -> discord.ui.View:
     return view
 
 
-RESULT_ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "delete")
+RESULT_ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "extend", "delete")
+#: A withheld result a moderator released: no Extend (the job ended withheld, not delivered).
+RELEASED_ACTIONS: tuple[str, ...] = ("reroll", "more", "less", "delete")
 RUNNING_ACTIONS: tuple[str, ...] = ("cancel",)

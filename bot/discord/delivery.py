@@ -69,6 +69,8 @@ MIN_VIDEO_BUDGET = 256 * 1024
 
 #: Key under which the animate flow stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
 UPLOAD_LIMIT_KEY = "upload_limit"
+#: What a server's caps changed in a variation's options ("Used 14 frames: ..."), shown in its result embed.
+CAPS_NOTES_KEY = "caps_notes"
 PREMIUM_TIER_KEY = "premium_tier"
 
 
@@ -92,6 +94,12 @@ def upload_limit_for(job: Job) -> int:
     """The upload limit stored with the job at submit time (the interaction's), else the default."""
     request = job.result_meta.get("request") or {}
     return upload_limit(request.get(PREMIUM_TIER_KEY), request.get(UPLOAD_LIMIT_KEY))
+
+
+def _caps_notes(job: Job) -> list[str]:
+    """What the server's caps changed in this job's options, stored by the animate flow (shown in the result)."""
+    notes = (job.result_meta.get("request") or {}).get(CAPS_NOTES_KEY) or []
+    return [str(note)[:200] for note in notes][:5]
 
 
 class DiscordDelivery:
@@ -195,7 +203,7 @@ class DiscordDelivery:
         """Start making the job's poster from its prepared input, in a thread, once (kept until the
         job ends). Only jobs on a server have one, so a long line costs no memory; ``ahead``: not
         for a job that asked for a GIF or WebP (it gets none unless it must become an MP4)."""
-        if job.id in self._posters or not job.input_path:
+        if job.id in self._posters or not job.input_path or job.extension_index:  # an Extend's input is not frame 0
             return
         if ahead and str(job.options.get("format", "")).lower() in INLINE_FORMATS:
             return
@@ -341,7 +349,7 @@ class DiscordDelivery:
         poster_name = f"poster_{job.id}.{_image_suffix(poster)}" if poster is not None else None
         embed = discord.Embed.from_dict(
             result_embed(job, member_options=self._member_options(job.workflow), poster_name=poster_name,
-                         note=file_note(fitted, limit))
+                         note="\n".join([file_note(fitted, limit), *_caps_notes(job)]))
         )
         view = job_view(job.id, RESULT_ACTIONS)
 
@@ -462,4 +470,4 @@ def _consume(future: asyncio.Future[None]) -> None:
 
 
 __all__ = ["DiscordDelivery", "JobSource", "is_dead_token", "upload_limit_for",
-           "UPLOAD_LIMIT_KEY", "PREMIUM_TIER_KEY"]
+           "UPLOAD_LIMIT_KEY", "PREMIUM_TIER_KEY", "CAPS_NOTES_KEY"]

@@ -3,8 +3,9 @@
 Everything here takes plain data (:class:`~bot.jobs.progress.ProgressUpdate`,
 :class:`~bot.jobs.models.Job`, numbers) and returns strings or embed dictionaries, so it is
 tested without Discord: a text progress bar, step k/n, percentage, elapsed time and an
-estimate while running; the position in line while waiting; the options used (seed
-included) on the result; the lines of ``/queue`` and ``/history``. No I/O.
+estimate while running; the position in line, the jobs ahead and the estimated wait
+(:func:`wait_words`) while waiting; the options used (seed included) on the result; the lines of
+``/queue`` and ``/history``. No I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.jobs.estimate import format_wait
+from bot.jobs.extend import EXTEND_KEY
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressUpdate
 from bot.media.video import FittedVideo
@@ -64,13 +67,23 @@ def position_text(position: int | None) -> str:
     return f"⏳ Waiting: #{position} in line"
 
 
+def wait_words(ahead: int | None, wait: float | None) -> str | None:
+    """``3 jobs ahead · starts in about 2 min`` (or ``estimating...``); None without an estimate."""
+    if ahead is None:
+        return None
+    count = f"{ahead} job{'' if ahead == 1 else 's'} ahead · " if ahead else ""
+    return count + format_wait(wait)
+
+
 def render_update(update: ProgressUpdate) -> StatusText:
     """The status message for one progress update."""
     phase = update.phase
+    waits = wait_words(update.ahead, update.wait)
     if phase == "waiting":
-        return StatusText(position_text(update.position), cancellable=True)
+        return StatusText(position_text(update.position) + (f" · {waits}" if waits else ""), cancellable=True)
     if phase == "queued":
-        return StatusText("📥 Queued on the image server…", cancellable=True)
+        return StatusText(f"📥 Queued on the image server · {waits}" if waits else "📥 Queued on the image server…",
+                          cancellable=True)
     if phase == "starting":
         return StatusText("🚀 Starting on the image server…", cancellable=True)
     if phase == "running":
@@ -148,7 +161,8 @@ def result_embed(job: Job, *, member_options: Iterable[str] | None = None, poste
               for name, value in _ordered(options)][:24]
     embed: dict[str, Any] = {
         "title": "Your animation",
-        "description": f"<@{job.user_id}> · workflow `{job.workflow}`" + (f"\n{note}" if note else ""),
+        "description": f"<@{job.user_id}> · workflow `{job.workflow}`" + extension_line(job)
+                       + (f"\n{note}" if note else ""),
         "colour": EMBED_COLOUR,
         "fields": fields,
         "footer": {"text": f"Job {job.id}"},
@@ -156,6 +170,18 @@ def result_embed(job: Job, *, member_options: Iterable[str] | None = None, poste
     if poster_name:
         embed["image"] = {"url": f"attachment://{poster_name}"}
     return embed
+
+
+def extension_line(job: Job) -> str:
+    """``\nExtended 2/3 · [first result](link)`` for an extension (its new seed is among the options), else ``""``."""
+    plan = job.result_meta.get(EXTEND_KEY)
+    if not job.extension_index or not isinstance(plan, dict):
+        return ""
+    text = f"\nExtended {job.extension_index}/{plan.get('of', job.extension_index)}"
+    first = plan.get("first_message")
+    if isinstance(first, list) and len(first) == 3 and first[1] and first[2]:
+        text += f" · [first result]({message_url(first[0], int(first[1]), int(first[2]))})"
+    return text
 
 
 def file_note(fitted: FittedVideo, limit: int) -> str:
@@ -194,6 +220,7 @@ class QueueLine:
     step: int | None = None
     steps: int | None = None
     started: bool = True  # False: still in the server's own queue
+    wait: str | None = None  # jobs ahead and the estimated wait (:func:`wait_words`), for the viewer's own jobs
 
 
 @dataclass(frozen=True)
@@ -209,7 +236,8 @@ class ServerLoad:
 
 def queue_text(running: Sequence[QueueLine], waiting: Sequence[QueueLine], servers: Sequence[ServerLoad],
                viewer_id: int, *, limit: int = 20) -> str:
-    """``/queue``: running jobs, the line with positions (the viewer's own in bold), each server's load."""
+    """``/queue``: running jobs, the line with positions (the viewer's own in bold, with their wait
+    when it is given), each server's load."""
     lines: list[str] = []
     if running:
         lines.append(f"**On the servers ({len(running)})**")
@@ -217,11 +245,13 @@ def queue_text(running: Sequence[QueueLine], waiting: Sequence[QueueLine], serve
             progress = f" · step {item.step}/{item.steps}" if item.step is not None and item.steps else ""
             where = f" on {item.server}" if item.server else ""
             head = "▶️" if item.started else "📥 queued"
-            lines.append(_mark(f"{head} <@{item.user_id}>{where}{progress}", item.user_id == viewer_id))
+            wait = f" · {item.wait}" if item.wait else ""
+            lines.append(_mark(f"{head} <@{item.user_id}>{where}{progress}{wait}", item.user_id == viewer_id))
     if waiting:
         lines.append(f"**Waiting ({len(waiting)})**")
         for item in waiting[:limit]:
-            lines.append(_mark(f"#{item.position} <@{item.user_id}>", item.user_id == viewer_id))
+            wait = f" · {item.wait}" if item.wait else ""
+            lines.append(_mark(f"#{item.position} <@{item.user_id}>{wait}", item.user_id == viewer_id))
         if len(waiting) > limit:
             lines.append(f"…and {len(waiting) - limit} more")
     if not running and not waiting:

@@ -29,7 +29,7 @@ from typing import Any
 import discord
 
 from bot.discord.audit import AuditLog
-from bot.discord.buttons import RESULT_ACTIONS, job_view
+from bot.discord.buttons import RELEASED_ACTIONS, job_view
 from bot.discord.delivery import HOPELESS_POST_CODES, MIN_VIDEO_BUDGET, POSTER_MARGIN, upload_limit_for
 from bot.discord.requester import requester_from
 from bot.discord.status import file_note, result_embed
@@ -118,7 +118,7 @@ class WithheldReview:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(id=job.user_id)])
         try:
             message = await channel.send(
-                safety_messages.released(job.user_id), embed=embed, view=job_view(job.id, RESULT_ACTIONS),
+                safety_messages.released(job.user_id), embed=embed, view=job_view(job.id, RELEASED_ACTIONS),
                 file=discord.File(io.BytesIO(video), filename=f"SPOILER_animation_{job.id}.{fitted.format}"),
                 allowed_mentions=mentions)
         except discord.HTTPException as exc:

@@ -32,6 +32,7 @@ from bot.errors import JobFailed, UserFacingError
 from bot.jobs.attempt import Attempt
 from bot.jobs.context import JobContext, comfy
 from bot.jobs.endings import NOT_POSTED, Ending, failure_ending
+from bot.jobs.extend import EXTEND_KEY
 from bot.jobs.meta import delivery_attempt_fields
 from bot.jobs.models import Job, JobState
 from bot.jobs.pipeline import download_result, result_file
@@ -59,6 +60,12 @@ def _same_file(a: ResultFile, b: ResultFile) -> bool:
     return (a.filename, a.subfolder, a.type) == (b.filename, b.subfolder, b.type)
 
 
+def _delivered_as_downloaded(workflow: Workflow, job: Job) -> bool:
+    """Whether the delivery gets the downloaded file itself (not a boomerang the bot makes of it, nor
+    an extension's clip joined onto the result it extends): only then is its check started ahead."""
+    return not bot_makes_boomerang(workflow, job.options) and not isinstance(job.result_meta.get(EXTEND_KEY), dict)
+
+
 class Collector:
     """See the module docstring. ``ahead``: the result check to start on a downloaded file."""
 
@@ -78,7 +85,7 @@ class Collector:
             return
         self.drop(attempt)  # an earlier prompt's file (posted again): not this one
         job = attempt.job
-        task = asyncio.ensure_future(self._fetch(attempt, found, job, check=not bot_makes_boomerang(workflow, job.options)))
+        task = asyncio.ensure_future(self._fetch(attempt, found, job, check=_delivered_as_downloaded(workflow, job)))
         attempt.early = EarlyResult(found, task)
 
     async def _fetch(self, attempt: Attempt, found: ResultFile, job: Job, *, check: bool) -> Path:
@@ -136,7 +143,7 @@ class Collector:
             path = await self._early_path(attempt, found)
             if path is None:
                 path = await download_result(comfy(attempt.backend), found, self.ctx.results_dir, job.id)
-                if self.ahead is not None and not bot_makes_boomerang(workflow, job.options):
+                if self.ahead is not None and _delivered_as_downloaded(workflow, job):
                     self.ahead.start_result_check(job, path)
             size = await asyncio.to_thread(lambda: path.stat().st_size)
             meta = {**job.result_meta, "format": found.format, "size": size, "filename": found.filename}

@@ -42,10 +42,11 @@ The wait (:meth:`WaitEstimator.estimate_wait`) is an approximation, made on purp
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 import statistics
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -263,16 +264,70 @@ class WaitEstimator:
         workflow yet.
         """
         names = list(dict.fromkeys(servers))
-        known = {name: r for name in names if (r := self.rates(name, job.workflow)) is not None}
+        cost = self._costing(job.workflow, names)
+        if cost is None:
+            return None
+        free_at = self._busy_until(cost, names, running, (a for a in ahead if a.server is not None), now)
+        for item in ahead:
+            if item.server is None:
+                first = min(names, key=lambda name: free_at[name])
+                free_at[first] += cost(first, item.work)
+        if include_own_run:
+            return min(free_at[name] + cost(name, job) for name in names)
+        return min(free_at.values())
+
+    def line_waits(
+        self,
+        workflow: str,
+        line: Sequence[tuple[Work, bool]],
+        running: Iterable[Running],
+        queued: Iterable[Queued],
+        servers: Iterable[str],
+        *,
+        now: float | None = None,
+    ) -> list[float | None]:
+        """:meth:`estimate_wait` for many jobs of one line at once (one pass, for long lines).
+
+        ``line`` is every job in dispatch order that one of ``servers`` can run, each with
+        whether its wait is asked (a job of ``workflow`` that ``servers`` are the servers of);
+        ``queued`` the jobs already in those servers' queues. The i-th answer is what
+        :meth:`estimate_wait` gives the i-th job when asked (the jobs before it as ``ahead``,
+        after ``queued``), None for the others.
+        """
+        names = list(dict.fromkeys(servers))
+        cost = self._costing(workflow, names)
+        if cost is None:
+            return [None] * len(line)
+        free_at = self._busy_until(cost, names, running, queued, now)
+        heap = [(free_at[name], i, name) for i, name in enumerate(names)]
+        heapq.heapify(heap)
+        waits: list[float | None] = []
+        for work, asked in line:
+            waits.append(heap[0][0] if asked else None)
+            free, i, name = heapq.heappop(heap)
+            heapq.heappush(heap, (free + cost(name, work), i, name))
+        return waits
+
+    def _costing(self, workflow: str, names: Sequence[str]) -> Callable[[str, Work], float] | None:
+        """How long a work takes on each of ``names``, as asked by a job of ``workflow`` (None: no
+        server has an estimate for it). A server with no estimate borrows the others' medians;
+        a work of another workflow without its own estimate there is costed with ``workflow``'s."""
+        known = {name: r for name in names if (r := self.rates(name, workflow)) is not None}
         if not known:
             return None
         borrowed = _median_rates(list(known.values()))
         own = {name: known.get(name, borrowed) for name in names}
 
         def cost(server: str, work: Work) -> float:
-            rates = self.rates(server, work.workflow) if work.workflow != job.workflow else None
+            rates = self.rates(server, work.workflow) if work.workflow != workflow else None
             return (rates or own[server]).run_seconds(work)
 
+        return cost
+
+    @staticmethod
+    def _busy_until(cost: Callable[[str, Work], float], names: Sequence[str], running: Iterable[Running],
+                    queued: Iterable[Queued], now: float | None) -> dict[str, float]:
+        """Seconds until each server is free of what it runs and what is in its queue."""
         free_at = dict.fromkeys(names, 0.0)
         for run in running:
             if run.server not in free_at:
@@ -285,16 +340,10 @@ class WaitEstimator:
             else:
                 left = total * UNKNOWN_REMAINING
             free_at[run.server] += left
-        for item in ahead:
-            if item.server is not None:
-                if item.server in free_at:
-                    free_at[item.server] += cost(item.server, item.work)
-                continue
-            first = min(names, key=lambda name: free_at[name])
-            free_at[first] += cost(first, item.work)
-        if include_own_run:
-            return min(free_at[name] + cost(name, job) for name in names)
-        return min(free_at.values())
+        for item in queued:
+            if item.server in free_at:
+                free_at[item.server] += cost(item.server, item.work)
+        return free_at
 
 
 def _medians(samples: Sequence[_Sample]) -> Rates | None:
@@ -318,9 +367,15 @@ def _median_rates(rates: Sequence[Rates]) -> Rates:
 
 
 def format_wait(seconds: float | None) -> str:
-    """``"estimating..."`` for None, ``"under a minute"`` below 60 s, else ``"about N min"``."""
+    """The wait as a member reads it: ``"estimating..."`` for None, else ``"starts in a moment"``
+    (under 1.5 s), ``"starts in about 8 s"`` (to the second under 10 s, to 5 s under 55 s) or
+    ``"starts in about 3 min"``. Coarse on purpose: a status is edited only when its words change."""
     if seconds is None or not math.isfinite(seconds):
         return "estimating..."
-    if seconds < 60:
-        return "under a minute"
-    return f"about {max(1, round(seconds / 60))} min"
+    if seconds < 1.5:
+        return "starts in a moment"
+    if seconds < 10:
+        return f"starts in about {round(seconds)} s"
+    if seconds < 55:
+        return f"starts in about {5 * round(seconds / 5)} s"
+    return f"starts in about {max(1, round(seconds / 60))} min"

@@ -11,7 +11,10 @@
 - **submit**: the workflow (the named one, or the default or a fallback a server can run), the
   options checked, the image prepared in a thread (format judged from the bytes, size checked
   before decoding, EXIF rotation, RGB, fitted), the job stored, then queued (:meth:`_queue_job`,
-  the one way a job is made); **re-roll**: a new job from an earlier one's input and options.
+  the one way a job is made); **re-roll**: a new job from an earlier one's input and options (a
+  re-roll of an extension is that extension again, with a new seed); **extend**: a new job from
+  the last frame of an earlier one's original result file (:mod:`bot.jobs.extend`), judged as a
+  new image, with the chain (first job, extension number) stored with it.
 - **cancel**: a waiting job is dropped from the line; a running one's attempt is told
   (:meth:`bot.jobs.attempt.Attempt.decide`, the first decided reason wins) and the runner stops
   its prompt; a job being moved off a lost server is cancelled once it is back in line.
@@ -29,18 +32,22 @@ from typing import Any
 
 from PIL import Image
 
-from bot.errors import BackendUnavailable, InvalidInput, NotAllowed
+from bot.errors import BackendUnavailable, InvalidInput, LimitReached, NotAllowed
 from bot.jobs.context import JobContext
 from bot.jobs.dispatcher import Dispatcher
 from bot.jobs.endings import Ending, Endings, EndReason, state_words
+from bot.jobs.extend import EXTEND_KEY, EXTENDABLE, chain_fields, frame_source, join_base, plan_for
 from bot.jobs.fairqueue import DEFAULT, Limit, Reservation
 from bot.jobs.fleet import Fleet
 from bot.jobs.models import Job, JobState
 from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
+from bot.jobs.workload import input_size_fields
+from bot.media.clips import last_frame_png_async
 from bot.media.images import PreparedImage, prepare_image_async
+from bot.moderation import messages
 from bot.safety.detector import RGBArray, to_rgb_array
-from bot.safety.gate import SAFETY_KEY, InputCheck, InputSubject
+from bot.safety.gate import OTHERS_IMAGE_KEY, SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
 
 log = logging.getLogger(__name__)
@@ -155,17 +162,68 @@ class Intake:
             # the stored input scores are judged again, by the mode and channel of now
             safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
                                                     Path(parent.input_path), meta, parent.result_meta.get(SAFETY_KEY)))
+            chain: dict[str, Any] = {}
+            if parent.extension_index and isinstance(parent.result_meta.get(EXTEND_KEY), dict):
+                chain = {"chain_root_id": parent.chain_root_id, "extension_index": parent.extension_index,
+                         EXTEND_KEY: parent.result_meta[EXTEND_KEY]}  # the same extension again
             return await self._queue_job(request, workflow, resolved.as_dict(), input_path=parent.input_path,
-                                         parent=parent, extra=meta, safety=safety)
+                                         parent=parent, extra=meta, safety=safety, chain=chain)
+        finally:
+            if request.reservation is not None:
+                request.reservation.release()
+
+    async def extend(self, job_id: str, request: JobRequest, *, limit: int,
+                     overrides: Mapping[str, Any] | None = None) -> Job:
+        """A new job from the last frame of an earlier one's original result, with its options and a
+        new seed; its result is joined onto that result before delivery (:mod:`bot.jobs.extend`).
+        ``limit``: the most extensions one result may have on this server."""
+        try:
+            parent = await self.ctx.store.jobs.get(job_id)
+            if parent is None:
+                raise InvalidInput("That job is no longer known.")
+            if parent.state not in EXTENDABLE:
+                raise InvalidInput("Only a finished animation can be extended.")
+            if parent.extension_index >= limit:
+                raise LimitReached(messages.extension_limit(parent.extension_index, limit))
+            workflow = self.ctx.workflows.get(parent.workflow)
+            if workflow is None:
+                raise InvalidInput("The workflow of that job is no longer available; start a new /animate.")
+            source, boomerang = frame_source(parent)
+            base, _ = join_base(parent)
+            if source is None or base is None or not await asyncio.to_thread(_all_exist, source, base):
+                raise InvalidInput("The video of that animation is no longer kept, so it cannot be extended.")
+            member_names = {o.name for o in workflow.member_options}
+            options = {k: v for k, v in parent.options.items() if k in member_names and k != "seed"}
+            options.update({k: v for k, v in (overrides or {}).items() if v is not None and k != "seed"})
+            resolved = resolve_options(workflow, options, self.rng)
+            self.require_runnable(workflow, resolved.as_dict())
+            self._check_room(request)
+            frame = await last_frame_png_async(source, boomerang=boomerang)
+            prepared = await prepare_image_async(frame, fit=str(resolved.get("fit", "crop")),
+                                                 max_pixels=self.ctx.limits.max_input_pixels)
+            meta = dict(request.extra)
+            if request.user_id != parent.user_id or (parent.result_meta.get("request") or {}).get(OTHERS_IMAGE_KEY):
+                meta[OTHERS_IMAGE_KEY] = True  # another member's picture: judged strictly
+            # a new image: judged like any input
+            safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                    prepared.png, meta))
+            root = await self.ctx.store.jobs.get(parent.chain_root_id) if parent.chain_root_id else None
+            chain = {**chain_fields(parent), EXTEND_KEY: plan_for(parent, root, limit)}
+            return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png, parent=parent,
+                                         extra=meta, safety=safety, chain=chain)
         finally:
             if request.reservation is not None:
                 request.reservation.release()
 
     async def _queue_job(self, request: JobRequest, workflow: Workflow, options: dict[str, Any], *,
                          png: bytes | None = None, input_path: str | None = None, parent: Job | None = None,
-                         extra: Mapping[str, Any] | None = None, safety: dict[str, Any] | None = None) -> Job:
-        """Make the job (the one place), keep its prepared image, store it and queue it."""
+                         extra: Mapping[str, Any] | None = None, safety: dict[str, Any] | None = None,
+                         chain: Mapping[str, Any] | None = None) -> Job:
+        """Make the job (the one place), keep its prepared image, store it and queue it. ``chain``:
+        an extension's chain columns and its plan (:mod:`bot.jobs.extend`)."""
         meta = dict(request.extra if extra is None else extra)
+        chain = dict(chain or {})
+        plan = chain.pop(EXTEND_KEY, None)
         job = Job.new(
             user_id=request.user_id,
             channel_id=request.channel_id,
@@ -180,9 +238,15 @@ class Intake:
             interaction_created_at=request.interaction_created_at,
             status_message_id=request.status_message_id,
             result_meta={"request": meta} if meta else {},
+            **chain,
         )
+        if plan is not None:
+            job.result_meta[EXTEND_KEY] = plan
         if safety is not None:  # kept for re-rolls and the result check
             job.result_meta[SAFETY_KEY] = safety
+        # the prepared image's size, for the wait estimate (bot.jobs.workload)
+        head = png[:24] if png is not None else await asyncio.to_thread(_read_head, input_path)
+        job.result_meta.update(input_size_fields(head))
         if png is not None:
             path = self.ctx.inputs_dir / f"{job.id}.png"
             await asyncio.to_thread(_write_bytes, path, png)
@@ -309,6 +373,18 @@ async def _wait_terminal(stream: ProgressStream, timeout: float) -> None:
                     return
     except TimeoutError:
         pass
+
+
+def _all_exist(*paths: Path) -> bool:
+    return all(path.exists() for path in paths)
+
+
+def _read_head(path: str | None, size: int = 24) -> bytes:
+    try:
+        with open(path or "", "rb") as file:
+            return file.read(size)
+    except OSError:
+        return b""
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -202,7 +202,10 @@ class Job:
     result_meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     error_detail: str | None = field(default=None, repr=False)
-    parent_job_id: str | None = None
+    parent_job_id: str | None = None  # the job it was re-rolled or extended from
+    # Extend: the chain's first job (None outside a chain) and which extension this is (0: none).
+    chain_root_id: str | None = None
+    extension_index: int = 0
     delivered_message_id: int | None = None
     deleted: bool = False
 

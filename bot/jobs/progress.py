@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -41,7 +42,10 @@ class ProgressUpdate:
     """One snapshot of a job's progress. ``message`` is member-facing text, if any.
 
     ``position``: place in the bot's queue (phase waiting). ``step``/``steps``/``node``: the
-    progress node's step k of n. ``elapsed``/``eta`` in seconds.
+    progress node's step k of n. ``elapsed``/``eta`` in seconds. While the job waits (phases
+    waiting and queued) ``ahead`` is the number of jobs before it and ``wait`` the estimated
+    seconds until it starts (None while estimating), both added by the wait estimate
+    (:mod:`bot.jobs.waits`); ``ahead`` None: no estimate was attached.
     """
 
     job_id: str
@@ -55,6 +59,8 @@ class ProgressUpdate:
     elapsed: float | None = None
     eta: float | None = None
     message: str | None = None
+    ahead: int | None = None
+    wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -142,10 +148,16 @@ class _Cursor:
 
 
 class ProgressStreams:
-    """The streams of all live jobs, by job id."""
+    """The streams of all live jobs, by job id. A *decorator* (:meth:`decorate_with`) may add to
+    every update before it is published (the wait estimate of a waiting job)."""
 
     def __init__(self) -> None:
         self._streams: dict[str, ProgressStream] = {}
+        self._decorate: Callable[[ProgressUpdate], ProgressUpdate] | None = None
+
+    def decorate_with(self, decorate: Callable[[ProgressUpdate], ProgressUpdate]) -> None:
+        """Pass every update published from now on through ``decorate`` (quick, pure of I/O)."""
+        self._decorate = decorate
 
     def get(self, job_id: str) -> ProgressStream:
         """The job's stream, created on first use."""
@@ -155,6 +167,8 @@ class ProgressStreams:
         return stream
 
     def publish(self, update: ProgressUpdate) -> None:
+        if self._decorate is not None:
+            update = self._decorate(update)
         self.get(update.job_id).publish(update)
 
     def latest(self, job_id: str) -> ProgressUpdate | None:

@@ -22,6 +22,8 @@ from typing import Any
 
 from bot.errors import BackendUnavailable, InvalidInput
 from bot.jobs.backends import Backend, BackendPool
+from bot.jobs.models import Job
+from bot.jobs.workload import input_pixels
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 from bot.workflows.support import WorkflowSupport, unavailable_choice_message, unrunnable_message
 
@@ -32,10 +34,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Needs:
-    """What a waiting job needs from a server: its workflow, run with its options."""
+    """What a waiting job needs from a server: its workflow, run with its options (and, for the
+    wait estimate only, the pixels of its prepared image: :func:`bot.jobs.workload.input_pixels`)."""
 
     workflow: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    pixels: int | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> Needs:
+        return cls(job.workflow, job.options, input_pixels(job))
 
 
 class WorkflowRouter:

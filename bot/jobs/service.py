@@ -6,7 +6,7 @@ a reason members understand), cancelled or timed out. :class:`JobService` is the
 surface the Discord layer, the cogs, the tools and the tests use; the work is done by its parts,
 each in its own module, over one shared :class:`~bot.jobs.context.JobContext`:
 
-- :mod:`bot.jobs.intake`: submit, re-roll, cancel, clear, the limits (and the slot reserved for
+- :mod:`bot.jobs.intake`: submit, re-roll, extend (:mod:`bot.jobs.extend`), cancel, clear, the limits (and the slot reserved for
   an admitted request while its image is prepared);
 - :mod:`bot.jobs.dispatcher`: the fair line, choosing a server, places in line, time-outs while
   waiting;
@@ -15,7 +15,10 @@ each in its own module, over one shared :class:`~bot.jobs.context.JobContext`:
 - :mod:`bot.jobs.fleet`: server health, evacuating a dead server, removing abandoned prompts,
   which workflows each server can run;
 - :mod:`bot.jobs.recovery`: every unfinished job on start, through the runner;
-- :mod:`bot.jobs.housekeeping`: the periodic sweep and retention.
+- :mod:`bot.jobs.housekeeping`: the periodic sweep and retention;
+- :mod:`bot.jobs.run_timing` and :mod:`bot.jobs.waits`: run times learnt from the servers'
+  websockets (into the :class:`~bot.jobs.estimate.WaitEstimator` given), and the wait of each job
+  not started yet, added to its progress updates (:meth:`JobService.wait_estimate`).
 
 Every task the service starts is in one registry (:class:`~bot.jobs.context.TaskRegistry`);
 :meth:`JobService.memory_counts` names every per-job record kept in memory.
@@ -35,6 +38,8 @@ from bot.jobs.backends import Backend, BackendPool, ServerView, WorkflowProblems
 from bot.jobs.context import QUEUE_WORDING, Delivery, JobContext, JobListener, ServiceLimits
 from bot.jobs.dispatcher import Dispatcher
 from bot.jobs.endings import GENERIC_FAILURE, Endings
+from bot.jobs.estimate import WaitEstimator
+from bot.jobs.extend import JoiningDelivery
 from bot.jobs.fairqueue import DEFAULT, FairQueue, Limit, Reservation
 from bot.jobs.fleet import Fleet
 from bot.jobs.housekeeping import apply_retention, sweep
@@ -42,7 +47,9 @@ from bot.jobs.intake import Intake, JobRequest
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.jobs.progress import ProgressStream, ProgressStreams, ProgressUpdate
 from bot.jobs.recovery import recover
+from bot.jobs.run_timing import RunTimer
 from bot.jobs.runner import Runner
+from bot.jobs.waits import WaitBoard, WaitEstimate
 from bot.safety.ahead import ResultCheckAhead
 from bot.safety.gate import InputCheck
 from bot.storage import Storage
@@ -52,7 +59,7 @@ from bot.workflows.support import WorkflowSupport
 log = logging.getLogger(__name__)
 
 __all__ = ["ACTIVE_STATES", "DEFAULT", "GENERIC_FAILURE", "QUEUE_WORDING", "Delivery", "JobListener", "JobRequest",
-           "JobService", "Reservation", "ServerView", "ServiceLimits", "WorkflowProblems"]
+           "JobService", "Reservation", "ServerView", "ServiceLimits", "WaitEstimate", "WorkflowProblems"]
 
 
 class JobService:
@@ -74,12 +81,15 @@ class JobService:
         owns_hubs: bool = True,
         input_check: InputCheck | None = None,
         result_check: ResultCheckAhead | None = None,
+        estimator: WaitEstimator | None = None,
+        wait_interval: float = 5.0,
     ) -> None:
         self.ctx = ctx = JobContext(store=store, pool=pool, hubs=hubs, workflows=workflows, data_dir=data_dir,
                                     limits=limits or ServiceLimits(), clock=clock or SystemClock())
         self._health_interval = health_interval
         self._sweep_interval = sweep_interval
         self._owns_hubs = owns_hubs
+        self._wait_interval = wait_interval
 
         def start(job_id: str, backend: Backend) -> None:
             self.runner.start_new(job_id, backend)
@@ -93,6 +103,13 @@ class JobService:
         self.runner = Runner(ctx, self.endings, self.dispatcher, self.fleet.abandon, result_check=result_check)
         self.intake = Intake(ctx, dispatcher=self.dispatcher, runner=self.runner, endings=self.endings, fleet=self.fleet,
                              rng=rng, input_check=input_check)
+        self.estimator = estimator or WaitEstimator()
+        self.run_timer = RunTimer(self.estimator, clock=ctx.clock, job_of_prompt=self._job_of_prompt,
+                                  workflows=lambda: ctx.workflows, on_recorded=lambda: self.waits.refresh())
+        self.run_timer.watch(ctx.hubs, ctx.pool)
+        self.waits = WaitBoard(ctx, self.estimator, self.run_timer, needs=self.dispatcher.needs,
+                               attempts=lambda: self.runner.attempts.values())
+        ctx.streams.decorate_with(self.waits.decorate)
 
     # ------------------------------------------------------------------ what it is built on
 
@@ -133,12 +150,13 @@ class JobService:
 
     def connect(self, delivery: Delivery, *, result_check: ResultCheckAhead | None = None) -> None:
         """Hand results and endings to ``delivery`` (the Discord layer, built after the service
-        because it needs the Discord client). Before :meth:`start`: recovery may deliver.
-        ``result_check``: the check ``delivery`` runs on every result (content safety), started
-        on each result as soon as it is downloaded."""
+        because it needs the Discord client). Before :meth:`start`: recovery may deliver. An
+        extension's clip is joined onto the result it extends before it is handed over
+        (:class:`~bot.jobs.extend.JoiningDelivery`). ``result_check``: the check ``delivery``
+        runs on every result (content safety), started on each result as soon as it is downloaded."""
         if self.ctx.started:
             raise RuntimeError("connect the delivery before starting the job service")
-        self.ctx.delivery = delivery
+        self.ctx.delivery = JoiningDelivery(delivery, self.ctx.store.jobs)
         if result_check is not None:
             self.runner.collector.ahead = result_check
 
@@ -158,6 +176,7 @@ class JobService:
         ctx.tasks.run_loop("jobs-dispatch", self.dispatcher.run())
         ctx.tasks.run_loop("jobs-health", ctx.pool.run_health_checks(self._health_interval, ctx.clock))
         ctx.tasks.run_loop("jobs-sweep", sweep(ctx, self.dispatcher, self._sweep_interval))
+        ctx.tasks.run_loop("jobs-waits", self.waits.run(self._wait_interval))
         ctx.started = True
         ctx.wake()
         log.info("Job service started with %d server(s) and %d workflow(s)", len(ctx.pool), len(ctx.workflows))
@@ -238,6 +257,32 @@ class JobService:
                              max_in_flight=max_in_flight, reservation=reservation)
         return await self.intake.reroll(job_id, request, overrides=overrides, new_seed=new_seed, extra=extra)
 
+    async def extend(
+        self,
+        job_id: str,
+        *,
+        user_id: int,
+        channel_id: int,
+        guild_id: int | None,
+        limit: int,
+        overrides: Mapping[str, Any] | None = None,
+        interaction_token: str | None = None,
+        application_id: int | None = None,
+        interaction_created_at: float | None = None,
+        status_message_id: int | None = None,
+        max_in_flight: Limit = DEFAULT,
+        extra: Mapping[str, Any] | None = None,
+        reservation: Reservation | None = None,
+    ) -> Job:
+        """A new job from the last frame of an earlier one's original result (a new seed), joined
+        onto that result before delivery; refused past ``limit`` extensions (:mod:`bot.jobs.extend`).
+        ``overrides``: options to change (an older result's options lowered to today's caps)."""
+        request = JobRequest(user_id=user_id, channel_id=channel_id, guild_id=guild_id, source_job_id=job_id,
+                             interaction_token=interaction_token, application_id=application_id,
+                             interaction_created_at=interaction_created_at, status_message_id=status_message_id,
+                             max_in_flight=max_in_flight, extra=dict(extra or {}), reservation=reservation)
+        return await self.intake.extend(job_id, request, limit=limit, overrides=overrides)
+
     async def cancel(self, job_id: str, *, by_user: int, moderator: bool = False) -> Job:
         """Cancel a job: dropped if waiting, deleted from ComfyUI's queue, or interrupted if running."""
         return await self.intake.cancel(job_id, by_user=by_user, moderator=moderator)
@@ -278,6 +323,17 @@ class JobService:
     def position(self, job_id: str) -> int | None:
         return self.ctx.queue.position(job_id)
 
+    def wait_estimate(self, job_id: str) -> WaitEstimate | None:
+        """Jobs ahead and the estimated wait of a job in the line or in a server's queue (None
+        once it runs or has ended); see :mod:`bot.jobs.waits`."""
+        return self.waits.estimate(job_id)
+
+    def _job_of_prompt(self, server: str, prompt_id: str) -> Job | None:
+        for attempt in self.runner.attempts.values():
+            if attempt.prompt_id == prompt_id and attempt.backend.name == server:
+                return attempt.job
+        return None
+
     def in_flight(self, user_id: int) -> int:
         """The member's jobs waiting or running now, and those admitted but still being prepared."""
         return self.ctx.queue.in_flight(user_id)
@@ -305,8 +361,10 @@ class JobService:
         Each is dropped when its job ends, so with no job waiting, being prepared or running every
         count is 0 (``hub_buffered_prompts``: events of prompts nobody followed, dropped after the
         hub's ``buffer_seconds``; ``abandoned_prompts``: prompts of a server that went away, dropped
-        when it is back). The delivery's and its edit scheduler's records are included when the
-        delivery reports them (``per_job_counts()``). For diagnostics and soak benchmarks.
+        when it is back; ``run_timelines``: prompts being timed, dropped at their end or, for a
+        prompt whose end never came, by the wait refresh). The delivery's and its edit scheduler's
+        records are included when the delivery reports them (``per_job_counts()``). For diagnostics
+        and soak benchmarks.
         """
         ctx = self.ctx
         counts = {
@@ -320,6 +378,7 @@ class JobService:
             "published_positions": len(self.dispatcher.published),
             "waiting_needs": len(self.dispatcher.needs),
             "abandoned_prompts": self.fleet.abandoned_count(),
+            "run_timelines": len(self.run_timer),
             "hub_subscriptions": 0,
             "hub_buffered_prompts": 0,
         }

@@ -81,6 +81,9 @@ class Actions:
     ALLOW_OTHERS = "settings.allow_others"
     AUDIT_CHANNEL = "settings.audit_channel"
     SAFETY = "settings.safety"
+    #: ``/mod defaults`` and ``/mod caps`` (:mod:`bot.moderation.option_actions`).
+    OPTION_DEFAULTS = "settings.option_defaults"
+    OPTION_CAPS = "settings.option_caps"
     PAUSED = "guild.paused"
     RESUMED = "guild.resumed"
     BANNED = "member.banned"

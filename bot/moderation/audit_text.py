@@ -253,6 +253,15 @@ def _show(name: str, value: Any) -> str:
         return _MODE_WORDS.get(str(value), scrub(str(value), limit=20))
     if name in ("safety_suggestive", "safety_explicit"):
         return "default" if value is None else f"{float(value):.2f}"
+    if name == "option_defaults":
+        pairs = value.items() if isinstance(value, Mapping) else ()
+        shown = ", ".join(f"{scrub(str(k), limit=20)} {scrub(str(v), limit=20)}" for k, v in pairs)
+        return shown or "the workflows' own"
+    if name in ("max_frames", "max_steps"):
+        return "none" if value is None else str(_int(value))
+    if name == "allowed_formats":
+        formats = value if isinstance(value, list) else []
+        return "all" if value is None else (", ".join(scrub(str(f), limit=20) for f in formats) or "none")
     return scrub(str(value), limit=80)
 
 
@@ -270,6 +279,11 @@ _LABELS: Final = {
     "safety_mode": "safety mode",
     "safety_suggestive": "suggestive threshold",
     "safety_explicit": "explicit threshold",
+    "option_defaults": "option defaults",
+    "max_frames": "max frames",
+    "max_steps": "max steps",
+    "allowed_formats": "formats",
+    "max_extensions": "max extensions",
 }
 
 

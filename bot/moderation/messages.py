@@ -34,6 +34,11 @@ __all__ = [
     "others_image_not_allowed",
     "not_moderator",
     "guild_only",
+    "above_cap",
+    "format_not_allowed",
+    "clamped",
+    "format_clamped",
+    "extension_limit",
 ]
 
 #: When daily quotas and the guild cap reset (store: UTC calendar days).
@@ -193,3 +198,46 @@ def not_moderator() -> str:
 
 def guild_only() -> str:
     return "This only works in a server."
+
+
+# --------------------------------------------------------------------------- option caps
+
+
+def _listed(values: Sequence[str]) -> str:
+    """``mp4`` / ``mp4 and webp`` / ``gif, mp4 and webp``."""
+    items = list(values)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def above_cap(option: str, cap: int, asked: str) -> str:
+    """``This server caps frames at 14 (you asked for 25).``"""
+    return f"This server caps {option} at {cap} (you asked for {asked})."
+
+
+def format_not_allowed(allowed: Sequence[str], asked: str) -> str:
+    """``This server allows only mp4 and webp results (you asked for gif).``"""
+    shown = asked if len(asked) <= 20 and asked.isprintable() else "another format"
+    return f"This server allows only {_listed(allowed)} results (you asked for {shown})."
+
+
+def clamped(option: str, value: int) -> str:
+    """``Used 14 frames: this server now caps frames at 14.`` (an older result's options, lowered)"""
+    return f"Used {value} {option}: this server now caps {option} at {value}."
+
+
+def format_clamped(used: str, was: str, allowed: Sequence[str]) -> str:
+    """``Made an mp4 instead of a gif: this server now allows only mp4 and webp results.``"""
+    def article(word: str) -> str:
+        return f"an {word}" if word[:1].lower() in "aeiou" or word.lower().startswith("mp") else f"a {word}"
+    return f"Made {article(used)} instead of {article(was)}: this server now allows only {_listed(allowed)} results."
+
+
+def extension_limit(done: int, limit: int) -> str:
+    """An Extend past the server's limit of extensions of one animation."""
+    if limit <= 0:
+        return "This server does not allow extending animations."
+    times = "once" if limit == 1 else f"{limit} times"
+    return (f"This animation has been extended {_plural(done, 'time')} already; "
+            f"this server allows extending an animation at most {times}.")

@@ -30,6 +30,7 @@ from typing import Protocol
 from bot.clock import Clock
 from bot.errors import LimitReached, NotAllowed
 from bot.moderation import messages
+from bot.moderation.caps import OptionCaps, OptionRules
 from bot.moderation.models import Ban, GuildSettings, UsageDecision, next_utc_midnight
 
 __all__ = [
@@ -93,6 +94,8 @@ class PolicyStore(Protocol):
     async def get_settings(self, guild_id: int) -> GuildSettings: ...
 
     async def get_ban(self, guild_id: int, user_id: int) -> Ban | None: ...
+
+    async def get_option_rules(self, guild_id: int) -> OptionRules: ...
 
     async def refund_usage(self, guild_id: int | None, user_id: int, *, at: float) -> bool: ...
 
@@ -158,6 +161,16 @@ class AdmissionPolicy:
         if requester.guild_id is None:
             return GuildSettings()
         return await self.store.get_settings(requester.guild_id)
+
+    async def option_rules(self, guild_id: int | None) -> OptionRules:
+        """The guild's option defaults and caps (:mod:`bot.moderation.caps`); direct messages: none."""
+        if guild_id is None:
+            return OptionRules()
+        return await self.store.get_option_rules(guild_id)
+
+    async def caps_for(self, guild_id: int | None) -> OptionCaps:
+        """The guild's caps alone (``max_extensions`` always has a value; direct messages: the defaults)."""
+        return (await self.option_rules(guild_id)).caps
 
     def in_flight_limit(self, settings: GuildSettings) -> int | None:
         """The per-member jobs-in-flight limit for a non-exempt member."""

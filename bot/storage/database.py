@@ -20,6 +20,10 @@ test in ``tests/storage/test_migration.py``. A migration is SQL only; SQLite's J
 (``json_extract``, ``json_remove``) can move a value out of a JSON column into a column of its own.
 Version 4 drops columns, which needs SQLite 3.35 or newer. Version 5 keeps each guild's content-safety
 mode and thresholds in columns of ``guild_settings`` (not in its JSON), and adds ``withheld``.
+Version 7 adds ``guild_options``: each guild's defaults for member options (JSON) and its caps
+(``allowed_formats`` a JSON list, NULL for every format; NULL caps for none set). Version 8 keeps an
+extension's chain in ``jobs``: ``chain_root_id`` (the first job, whose result was extended) and
+``extension_index`` (0 for every other job; 1, 2, ... for the extensions).
 """
 
 from __future__ import annotations
@@ -171,6 +175,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         delivery_attempts = COALESCE(json_extract(result_meta, '$.delivery_attempts'), 0),
         result_meta = json_remove(result_meta, '$.moved', '$.delivery_attempts')
     WHERE json_type(result_meta, '$.moved') IS NOT NULL OR json_type(result_meta, '$.delivery_attempts') IS NOT NULL;
+    """),
+    Migration(7, "each guild's defaults for member options and its cost caps", """
+    CREATE TABLE guild_options (
+        guild_id INTEGER PRIMARY KEY,
+        defaults TEXT NOT NULL DEFAULT '{}',
+        max_frames INTEGER,
+        max_steps INTEGER,
+        allowed_formats TEXT,
+        max_extensions INTEGER,
+        updated_at REAL NOT NULL
+    );
+    """),
+    Migration(8, "Extend: each job's chain (its first job) and which extension it is", """
+    ALTER TABLE jobs ADD COLUMN chain_root_id TEXT;
+    ALTER TABLE jobs ADD COLUMN extension_index INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_chain ON jobs(chain_root_id);
     """),
 )
 

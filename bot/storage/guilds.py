@@ -1,9 +1,10 @@
-"""Per-guild moderation records: the ``guild_settings``, ``bans`` and ``usage`` tables.
+"""Per-guild moderation records: the ``guild_settings``, ``guild_options``, ``bans`` and ``usage`` tables.
 
 :class:`GuildStore` keeps each guild's :class:`~bot.moderation.models.GuildSettings` (as JSON, but
 for the content-safety mode and thresholds, which have columns of their own: ``SAFETY_FIELDS``),
 its :class:`~bot.moderation.models.Ban` list and the members' daily usage counters, and decides
-the daily limits atomically (:meth:`GuildStore.try_record_usage`). The rules about who may do
+the daily limits atomically (:meth:`GuildStore.try_record_usage`). Its option defaults and cost
+caps (:class:`~bot.moderation.caps.OptionRules`) have a table of their own, ``guild_options``. The rules about who may do
 what live in :mod:`bot.moderation`; this module only keeps the records.
 
 Days for usage counters are UTC calendar days (``YYYY-MM-DD``); quotas reset at 00:00 UTC.
@@ -13,11 +14,13 @@ Usage rows for direct messages use guild id 0.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
 
 from bot.clock import Clock
+from bot.moderation.caps import OptionCaps, OptionRules
 from bot.moderation.models import SAFETY_FIELDS, Ban, GuildSettings, UsageDecision, next_utc_midnight, utc_day
 from bot.storage.database import Database
 
@@ -31,6 +34,15 @@ _UPSERT_SETTINGS = (
     + ", ".join(f"{name} = excluded.{name}" for name in SAFETY_FIELDS)
 )
 _SELECT_SETTINGS = f"SELECT settings, {', '.join(SAFETY_FIELDS)} FROM guild_settings WHERE guild_id = ?"
+_SELECT_OPTIONS = (
+    "SELECT defaults, max_frames, max_steps, allowed_formats, max_extensions FROM guild_options WHERE guild_id = ?"
+)
+_UPSERT_OPTIONS = (
+    "INSERT INTO guild_options (guild_id, defaults, max_frames, max_steps, allowed_formats, max_extensions, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(guild_id) DO UPDATE SET defaults = excluded.defaults, "
+    "max_frames = excluded.max_frames, max_steps = excluded.max_steps, allowed_formats = excluded.allowed_formats, "
+    "max_extensions = excluded.max_extensions, updated_at = excluded.updated_at"
+)
 _UPSERT_BAN = (
     "INSERT INTO bans (guild_id, user_id, reason, banned_by, banned_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(guild_id, user_id) DO UPDATE SET reason = excluded.reason, "
@@ -45,6 +57,17 @@ _COUNT_USE = (
 
 def _ban(row: aiosqlite.Row) -> Ban:
     return Ban(row["guild_id"], row["user_id"], row["reason"], row["banned_by"], row["banned_at"])
+
+
+def _option_rules(row: aiosqlite.Row) -> OptionRules:
+    formats = row["allowed_formats"]
+    caps = OptionCaps(
+        max_frames=row["max_frames"],
+        max_steps=row["max_steps"],
+        allowed_formats=None if formats is None else tuple(json.loads(formats)),
+        **({} if row["max_extensions"] is None else {"max_extensions": row["max_extensions"]}),
+    )
+    return OptionRules(defaults=json.loads(row["defaults"] or "{}"), caps=caps)
 
 
 class GuildStore:
@@ -86,6 +109,28 @@ class GuildStore:
             await connection.execute(_UPSERT_SETTINGS, (guild_id, blob, self.clock.now(), *columns))
         self._settings[guild_id] = updated  # committed
         return updated
+
+    # ---- option defaults and caps
+
+    async def get_option_rules(self, guild_id: int) -> OptionRules:
+        """The guild's option defaults and caps, or none (``max_extensions`` at its default) if never set."""
+        row = await self.db.fetchone(_SELECT_OPTIONS, (guild_id,))
+        return OptionRules() if row is None else _option_rules(row)
+
+    async def update_option_rules(
+        self, guild_id: int, change: Callable[[OptionRules], OptionRules]
+    ) -> tuple[OptionRules, OptionRules]:
+        """Replace the guild's rules by ``change(current)`` under the write lock; returns (before, after).
+        ``change`` may raise to leave them as they were."""
+        async with self.db.transaction() as connection:
+            before = await self.get_option_rules(guild_id)
+            after = change(before)
+            caps = after.caps
+            formats = None if caps.allowed_formats is None else json.dumps(list(caps.allowed_formats))
+            await connection.execute(_UPSERT_OPTIONS, (
+                guild_id, json.dumps(dict(after.defaults)), caps.max_frames, caps.max_steps, formats,
+                caps.max_extensions, self.clock.now()))
+        return before, after
 
     # ---- bans
 

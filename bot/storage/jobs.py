@@ -32,6 +32,11 @@ __all__ = ["JobStore", "JobNotFound", "remove_files"]
 log = logging.getLogger(__name__)
 
 
+#: The files a job may keep: its input, its result, and those its result_meta names.
+_FILES = ("input_path, result_path, json_extract(result_meta, '$.original_path'), "
+          "json_extract(result_meta, '$.segment_path')")
+
+
 class JobNotFound(KeyError):
     """No job has this id."""
 
@@ -155,8 +160,10 @@ class JobStore:
         """Forget the files of jobs that ended before ``cutoff``; return the paths to delete.
 
         Only terminal jobs are touched; their ``input_path``/``result_path`` are cleared
-        (the rows stay, for history and audit). A file still referenced by a newer job (a
-        re-roll shares its parent's input) is kept. The caller deletes the returned files
+        (the rows stay, for history and audit), and the other files their ``result_meta`` names go
+        too (the original beside a boomerang the bot made, an extension's new clip). A file still
+        referenced by a newer job (a re-roll shares its parent's input, an extension not yet joined
+        its parent's result) is kept. The caller deletes the returned files
         (see :func:`remove_files`).
         """
         terminal = sorted(s.value for s in TERMINAL_STATES)
@@ -166,14 +173,14 @@ class JobStore:
         )
         purge_params = [*terminal, cutoff]
         async with self.db.transaction() as connection:
-            rows = await self.db.fetchall(f"SELECT input_path, result_path FROM jobs WHERE {purge_where}", purge_params)
-            candidates = {p for r in rows for p in (r["input_path"], r["result_path"]) if p}
+            rows = await self.db.fetchall(f"SELECT {_FILES} FROM jobs WHERE {purge_where}", purge_params)
+            candidates = {p for r in rows for p in r if p}
             kept_rows = await self.db.fetchall(
-                f"SELECT input_path, result_path FROM jobs WHERE NOT ({purge_where}) "
+                f"SELECT {_FILES}, json_extract(result_meta, '$.extend.base') FROM jobs WHERE NOT ({purge_where}) "
                 "AND (input_path IS NOT NULL OR result_path IS NOT NULL)",
                 purge_params,
             )
-            still_used = {p for r in kept_rows for p in (r["input_path"], r["result_path"]) if p}
+            still_used = {p for r in kept_rows for p in r if p}
             await connection.execute(
                 f"UPDATE jobs SET input_path = NULL, result_path = NULL WHERE {purge_where}", purge_params
             )

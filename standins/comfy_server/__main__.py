@@ -23,6 +23,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--step-time", type=float, default=0.0)
+    parser.add_argument("--mpx-step-time", type=float, default=0.0,
+                        help="seconds added to each sampler step per frame-megapixel")
+    parser.add_argument("--load-time", type=float, default=0.0, help="seconds the checkpoint loader takes (cold run)")
     parser.add_argument("--checkpoint", action="append", dest="checkpoints")
     parser.add_argument("--token", default=None)
     parser.add_argument("--basic-auth", default=None, help="USER:PASSWORD")
@@ -49,6 +52,8 @@ async def _serve(args: argparse.Namespace) -> None:
         without_nodes=tuple(args.without_nodes),
         video_seconds=args.video_seconds,
         record_timeline=args.timeline,
+        mpx_step_time=args.mpx_step_time,
+        load_time=args.load_time,
     )
     await server.start(args.port)
     sys.stdout.write(f"URL {server.url}\n")

@@ -46,10 +46,11 @@ class Context(Protocol):
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
     full_size: bool
+    load_time: float
     input_dir: Path
     output_dir: Path
 
-    async def tick(self, value: int, maximum: int) -> None: ...
+    async def tick(self, value: int, maximum: int, megapixel_frames: float = 0.0) -> None: ...
 
     async def preview(self, data: bytes, image_type: str) -> None: ...
 
@@ -272,6 +273,8 @@ async def image_from_batch(ctx: Context, inputs: dict[str, Any]) -> NodeResult:
 
 
 async def checkpoint_loader(ctx: Context, inputs: dict[str, Any]) -> NodeResult:
+    if ctx.load_time > 0:
+        await asyncio.sleep(ctx.load_time)  # loading the model (cached afterwards)
     token = {"ckpt": inputs["ckpt_name"]}
     return ({"model": token}, {"clip_vision": token}, {"vae": token}), None
 
@@ -287,6 +290,7 @@ async def svd_conditioning(ctx: Context, inputs: dict[str, Any]) -> NodeResult:
         frames=int(inputs["video_frames"]),
         motion=int(inputs["motion_bucket_id"]),
         fps=int(inputs["fps"]),
+        extras={"requested_pixels": int(inputs["width"]) * int(inputs["height"])},
     )
     cond = {"motion": latent.motion, "fps": latent.fps}
     return (cond, dict(cond), latent), None
@@ -299,8 +303,9 @@ async def video_linear_cfg(ctx: Context, inputs: dict[str, Any]) -> NodeResult:
 async def ksampler(ctx: Context, inputs: dict[str, Any]) -> NodeResult:
     steps = int(inputs["steps"])
     latent = inputs["latent_image"]
+    work = latent.frames * latent.extras.get("requested_pixels", 0) / 1e6 if isinstance(latent, Latent) else 0.0
     for step in range(1, steps + 1):
-        await ctx.tick(step, steps)
+        await ctx.tick(step, steps, work)
         if isinstance(latent, Latent) and step % 5 == 0:
             preview = await asyncio.to_thread(lambda: _jpeg(latent.init.resize((64, max(2, 64 * latent.height // latent.width)))))
             await ctx.preview(preview, "image/jpeg")

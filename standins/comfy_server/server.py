@@ -5,6 +5,11 @@ use ``url``, ``await stop()``.
 
 Knobs (plain attributes, change them at any time):
 - ``step_time``: seconds slept per progress step (KSampler step, VHS frame, websocket image).
+- ``mpx_step_time``: seconds added to each KSampler step per frame-megapixel it samples (frames x
+  the requested width x height / 1e6), as SVD's sampler does every frame at every step: with it a
+  run's time grows with its frames and pixels (the wait estimate's tests).
+- ``load_time``: seconds the checkpoint loader takes when it runs (loading the model: the first
+  run, and any run whose loader is not cached), as a cold first run on a real server does.
 - ``fail_at``: a class_type or node id; that node fails with ``execution_error``.
 - ``drop_ws_after_steps``: close every websocket after this many progress steps of a job.
 - ``http_faults``: {route path (without prefix, e.g. "/prompt" or "/api/prompt"): status int
@@ -132,9 +137,13 @@ class ComfyTestServer:
         without_nodes: tuple[str, ...] | list[str] = (),
         video_seconds: float = 0.0,
         record_timeline: bool = False,
+        mpx_step_time: float = 0.0,
+        load_time: float = 0.0,
     ) -> None:
         self.root = Path(root)
         self.step_time = step_time
+        self.mpx_step_time = mpx_step_time
+        self.load_time = load_time
         self.checkpoints = list(checkpoints)
         self.api_token = api_token
         self.basic_auth = basic_auth
@@ -980,9 +989,10 @@ class ComfyTestServer:
         state["value"] = state["max"]
         await self._send_progress_state(run)
 
-    async def _tick(self, run: _Run, nid: str, value: int, maximum: int) -> None:
-        if self.step_time > 0:
-            await asyncio.sleep(self.step_time)
+    async def _tick(self, run: _Run, nid: str, value: int, maximum: int, megapixel_frames: float = 0.0) -> None:
+        seconds = self.step_time + megapixel_frames * self.mpx_step_time
+        if seconds > 0:
+            await asyncio.sleep(seconds)
         if run.interrupted:
             raise Interrupted
         run.progress[nid].update(value=value, max=maximum)
@@ -1032,11 +1042,12 @@ class _NodeContext:
         self.prompt = run.item.prompt
         self.extra_data = run.item.extra_data
         self.full_size = server.full_size
+        self.load_time = server.load_time
         self.input_dir = server.input_dir
         self.output_dir = server.output_dir
 
-    async def tick(self, value: int, maximum: int) -> None:
-        await self._server._tick(self._run, self.node_id, value, maximum)  # noqa: SLF001
+    async def tick(self, value: int, maximum: int, megapixel_frames: float = 0.0) -> None:
+        await self._server._tick(self._run, self.node_id, value, maximum, megapixel_frames)  # noqa: SLF001
 
     async def preview(self, data: bytes, image_type: str) -> None:
         await self._server._preview(self._run, self.node_id, data, image_type)  # noqa: SLF001

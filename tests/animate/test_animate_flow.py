@@ -64,7 +64,7 @@ async def test_animate_png_posts_progress_then_a_video_with_seed_and_buttons(ani
     # a GIF is shown inline, animated, first frame first: no poster besides it
     assert "image" not in message["embeds"][0]
     assert [a["filename"].split("_")[0] for a in message["attachments"]] == ["animation"]
-    assert set(custom_ids(message)) == {f"animate:{a}:{job.id}" for a in ("reroll", "more", "less", "delete")}
+    assert set(custom_ids(message)) == {f"animate:{a}:{job.id}" for a in ("reroll", "more", "less", "extend", "delete")}
     video = next(a for a in message["attachments"] if a["filename"].startswith("animation_"))
     frame = first_frame(attachment_bytes(stand_in, video))
     # the left half is red-ish and the right half blue-ish, like the PNG

@@ -65,7 +65,8 @@ async def test_queue_shows_the_line_with_my_jobs_and_server_load(animate_bot: An
     record = await env.stand_in.slash(None, None, None, "queue")
     text = await ephemeral_text(record)
     assert f"▶️ <@{bob.id}> on gpu-1 · step" in text and "On the servers (1)" in text
-    assert f"**#1 <@{env.stand_in.user.id}> ← you**" in text and "You are #1 in line" in text
+    assert f"**#1 <@{env.stand_in.user.id}> · 1 job ahead · estimating... ← you**" in text  # no run timed yet
+    assert "You are #1 in line" in text
     assert "gpu-1: 1/1 busy" in text and "http" not in text
 
     # /cancel with no argument cancels my latest active job
@@ -146,5 +147,5 @@ async def test_a_job_in_the_server_s_own_queue_says_so(animate_bot: AnimateFacto
     assert not any("step" in str(e.get("content")) for e in second.edits)
     text = await ephemeral_text(await env.stand_in.slash(None, None, None, "queue"))
     assert f"▶️ <@{bob.id}> on gpu-1 · step" in text
-    assert f"**📥 queued <@{env.stand_in.user.id}> on gpu-1 ← you**" in text
+    assert f"**📥 queued <@{env.stand_in.user.id}> on gpu-1 · 1 job ahead · estimating... ← you**" in text
     await finished(second, timeout=30)  # and then it runs and delivers

@@ -17,6 +17,7 @@ from bot.discord.status import (
     queue_text,
     render_update,
     result_embed,
+    wait_words,
 )
 
 
@@ -79,3 +80,23 @@ def test_queue_and_history_text() -> None:
     assert lines[0].endswith("[result](https://discord.com/channels/1/2/99)")
     assert "failed" in lines[1] and "The server broke." in lines[1]
     assert "no animations yet" in history_text([])
+
+
+def test_a_waiting_or_queued_status_shows_the_jobs_ahead_and_the_wait() -> None:
+    def shown(**fields: object) -> str:
+        return render_update(ProgressUpdate(job_id="j", **fields)).content  # type: ignore[arg-type]
+
+    assert shown(phase="waiting", position=3, ahead=4, wait=130.0) == "⏳ Waiting: #3 in line · 4 jobs ahead · starts in about 2 min"
+    assert shown(phase="waiting", position=1, ahead=1, wait=None) == "⏳ Next in line · 1 job ahead · estimating..."
+    assert shown(phase="queued", ahead=1, wait=23.0) == "📥 Queued on the image server · 1 job ahead · starts in about 25 s"
+    assert shown(phase="queued", ahead=0, wait=0.0) == "📥 Queued on the image server · starts in a moment"
+    assert shown(phase="queued") == "📥 Queued on the image server…"  # no estimate attached (the shell)
+    assert wait_words(None, 30.0) is None and wait_words(2, 7.2) == "2 jobs ahead · starts in about 7 s"
+
+
+def test_queue_shows_the_wait_of_the_viewer_s_own_jobs() -> None:
+    text = queue_text([QueueLine("q", 7, None, server="gpu-1", started=False, wait="1 job ahead · starts in about 40 s")],
+                      [QueueLine("a", 6, 1), QueueLine("b", 7, 2, wait="2 jobs ahead · estimating...")],
+                      [], viewer_id=7)
+    assert "**📥 queued <@7> on gpu-1 · 1 job ahead · starts in about 40 s ← you**" in text
+    assert "**#2 <@7> · 2 jobs ahead · estimating... ← you**" in text and "#1 <@6>\n" in text

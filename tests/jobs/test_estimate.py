@@ -175,7 +175,11 @@ def test_other_workflow_ahead_uses_its_own_rates_or_ours() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "estimating..."), (0.0, "under a minute"), (59.9, "under a minute"), (60, "about 1 min"), (89, "about 1 min"), (91, "about 2 min"), (3600, "about 60 min")],
+    [(None, "estimating..."), (float("inf"), "estimating..."), (0.0, "starts in a moment"),
+     (1.4, "starts in a moment"), (1.6, "starts in about 2 s"), (9.4, "starts in about 9 s"),
+     (12.4, "starts in about 10 s"), (13, "starts in about 15 s"), (54, "starts in about 55 s"),
+     (55, "starts in about 1 min"), (89, "starts in about 1 min"), (91, "starts in about 2 min"),
+     (3600, "starts in about 60 min")],
 )
 def test_format_wait(seconds: float | None, text: str) -> None:
     assert format_wait(seconds) == text
@@ -184,3 +188,21 @@ def test_format_wait(seconds: float | None, text: str) -> None:
 def test_work_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Work("svd_img2vid", 0, 14, PIXELS)
+
+
+def test_line_waits_give_each_asked_job_what_estimate_wait_gives_it() -> None:
+    estimator = warmed("gpu1", noises=(0.0, 0.0, 0.0))
+    for n in (14, 25, 14, 25):
+        estimator.record(run("gpu2", work(n), speed=1.5))
+    core = [estimator.record(run("gpu1", work(n, workflow="svd_img2vid_core"), speed=2)) for n in (14, 25, 14, 25)]
+    assert core[-1] is Recorded.WARM
+    line = [work(14), work(25, workflow="svd_img2vid_core"), work(25, steps=10), work(14), work(20), work(2)]
+    asked = [True, False, True, True, False, True]
+    running = [Running("gpu1", work(25), started_at=10.0)]
+    queued = [Queued(work(14), "gpu2")]
+    got = estimator.line_waits("svd_img2vid", list(zip(line, asked)), running, queued, ["gpu1", "gpu2"], now=12.0)
+    for i, (w, ask) in enumerate(zip(line, asked)):
+        expected = estimator.estimate_wait(w, [*queued, *(Queued(x) for x in line[:i])], running, ["gpu1", "gpu2"],
+                                           now=12.0) if ask else None
+        assert got[i] == (pytest.approx(expected) if ask else None)
+    assert estimator.line_waits("unknown", [(work(14), True)], [], [], ["gpu1"]) == [None]

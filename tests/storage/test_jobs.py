@@ -150,3 +150,26 @@ async def test_retention_purge(store: Storage, clock: FakeClock, tmp_path: Path)
     assert (await store.jobs.get(running.id)).input_path == str(files["in2.png"])  # type: ignore[union-attr]
     assert await last_job_at(store, 100, 1) is None  # old usage rows pruned
     assert await store.purge_older_than(cutoff) == []  # idempotent
+
+
+async def test_retention_removes_the_files_an_extension_keeps_unless_a_newer_job_needs_them(
+    store: Storage, clock: FakeClock, tmp_path: Path
+) -> None:
+    files = {name: tmp_path / name for name in ("in.png", "first.mp4", "ext.png", "ext.mp4", "ext.joined.mp4")}
+    for f in files.values():
+        f.write_bytes(b"x")
+    first = make_job(clock, input_path=str(files["in.png"]))
+    await store.jobs.add(first)
+    await store.jobs.update(first.id, state="failed", finished_at=clock.now(), result_path=str(files["first.mp4"]))
+    ext = make_job(clock, input_path=str(files["ext.png"]), chain_root_id=first.id, extension_index=1,
+                   result_meta={"extend": {"base": str(files["first.mp4"])}})
+    await store.jobs.add(ext)
+    await store.jobs.update(ext.id, state="failed", finished_at=clock.now(), result_path=str(files["ext.joined.mp4"]),
+                            result_meta={"extend": {"base": str(files["first.mp4"])}, "segment_path": str(files["ext.mp4"])})
+    clock.advance(8 * DAY)
+    waiting = make_job(clock, input_path=str(files["ext.png"]), chain_root_id=first.id, extension_index=1,
+                       result_meta={"extend": {"base": str(files["first.mp4"])}})  # a re-roll of it, still waiting
+    await store.jobs.add(waiting)
+    paths = await store.purge_older_than(clock.now() - 7 * DAY)
+    assert sorted(paths) == sorted([files["in.png"], files["ext.joined.mp4"], files["ext.mp4"]])
+    assert (await store.jobs.get(ext.id)).chain_root_id == first.id  # type: ignore[union-attr]

@@ -88,12 +88,13 @@ def table(path: Path, name: str) -> list[dict[str, Any]]:
 
 
 def expected_job_row(old: dict[str, Any]) -> dict[str, Any]:
-    """A release-0.1 jobs row as migration 6 leaves it (result_meta parsed, for comparison)."""
+    """A release-0.1 jobs row as the migrations leave it (result_meta parsed, for comparison)."""
     meta = json.loads(old["result_meta"] or "{}")
     row = {k: v for k, v in old.items() if k not in DROPPED}
     row["moved"] = 1 if meta.pop("moved", False) else 0
     row["delivery_attempts"] = int(meta.pop("delivery_attempts", 0))
     row["result_meta"] = meta
+    row["chain_root_id"], row["extension_index"] = None, 0  # version 8 (Extend): no job is an extension
     return row
 
 
@@ -122,6 +123,9 @@ async def test_release_0_1_records_are_migrated_with_a_backup(tmp_path: Path, di
         safety_defaults = {"safety_mode": "strict", "safety_suggestive": None, "safety_explicit": None}
         assert table(path, "guild_settings") == [row | safety_defaults for row in old["guild_settings"]]
         assert table(path, "withheld") == []
+        # version 7: no guild has option defaults or caps yet; each reads the workflows' own
+        assert table(path, "guild_options") == []
+        assert (await store.guilds.get_option_rules(discord_stand_in.guild.id)).is_default
         # and the bot reads them as the release wrote them
         for row in old["jobs"]:
             assert await store.jobs.get(row["id"]) == Job.from_row(expected_job_row(row) | {
