@@ -160,8 +160,7 @@ class DiscordDelivery:
                 if shown == last:
                     continue
                 last = shown
-                if status.cancellable and running_view is None:
-                    running_view = job_view(job.id, RUNNING_ACTIONS)
+                running_view = running_view or (job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None)
                 view = running_view if status.cancellable else None
                 self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
                                 content=status.content, view=view, embeds=[], attachments=[])
