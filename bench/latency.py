@@ -1,6 +1,6 @@
 """Latency: the two legs a member waits for, through the whole bot, and where their time goes.
 
-``python -m bench latency [--quick] [--jobs N] [--submit-jobs M] [--video-seconds S] [--step-time S] [--out FILE]``
+``python -m bench latency [--quick] [--jobs N] [--submit-jobs M] [--video-seconds S] [--step-time S] [--modes M,..] [--out FILE]``
 
 Three processes, as in production: the bot is ``python -m bot run``
 (:class:`standins.bot_process.BotProcess`) logged into the Discord stand-in, which runs in this
@@ -18,16 +18,18 @@ process on Linux, so the three processes' marks line up:
   :mod:`bot.observability.timing`): per delivery and per prepared image.
 
 Legs, one job at a time (each job's result is posted before the next job is sent), members in
-one busy channel, real edit pacing:
+one busy channel, real edit pacing, once per content-safety mode (``--modes``, default
+``strict,off``: the default mode, NudeNet checking every input and every result, then ``off``, set
+with ``/mod safety`` by a member with Manage Server):
 
 - **deliver**: ComfyUI sends ``execution_success`` -> the stand-in has the complete message with
   the file (a 14-frame 1024x576 GIF of 2-3 MB), broken down into history, download, hand-over
-  (store), the bot's own steps (read, poster, fit; the safety check is not wired yet: n/a),
-  scheduler wait and upload;
+  (store), the bot's own steps (the safety check of the result, read, poster, fit), scheduler
+  wait and upload;
 - **submit**: the interaction is created (``INTERACTION_CREATE`` sent) -> the prompt is in
   ComfyUI's queue, with a 12 MP JPEG (4000x3000, 2.1 MB): gateway, checks and defer, image
-  download from the CDN, preparation (decode, fit, encode), store and dispatch, upload to
-  ComfyUI, ``POST /prompt``.
+  download from the CDN, preparation (decode, fit, encode), the safety check of the input, store
+  and dispatch, upload to ComfyUI, ``POST /prompt``.
 
 Report: median and p95 per leg and per part, the stand-in's 429s (must be none), in
 ``bench/results/latency.md`` (and ``.json``).
@@ -54,6 +56,9 @@ from bench.report import RESULTS_DIR, percentile, write_report
 REPO = Path(__file__).resolve().parents[1]
 
 GOAL_DELIVER_MEDIAN_MS = 50.0
+GOAL_DELIVER_SAFETY_MEDIAN_MS = 100.0  # with the default safety mode (strict)
+MODES = ("strict", "off")
+PERM_MANAGE_GUILD = 1 << 5
 GOAL_DELIVER_P95_MS = 150.0
 GOAL_SUBMIT_MEDIAN_MS = 100.0
 WARMUP = 2
@@ -71,6 +76,7 @@ class LatencyConfig:
     video_seconds: float = 1.5
     step_time: float = 0.1
     quick: bool = False
+    modes: tuple[str, ...] = MODES
 
 
 QUICK = LatencyConfig(jobs=10, submit_jobs=8, quick=True)
@@ -162,7 +168,7 @@ class SubmitSample:
     parts: dict[str, float]
 
 
-BOT_PARTS = {"read": "read", "poster": "poster", "fit": "fit", "queued": "embed", "sent": "scheduler wait"}
+BOT_PARTS = {"checked": "safety check", "read": "read", "poster": "poster", "fit": "fit", "queued": "embed", "sent": "scheduler wait"}
 
 
 def deliver_sample(job_id: str, events: list[dict[str, Any]], marks: dict[str, str], result: Any,
@@ -214,7 +220,7 @@ def submit_sample(created: float, events: list[dict[str, Any]], marks: dict[str,
         "fit": prep["fitted"] - prep["decoded"],
         "encode PNG": prep["encoded"] - prep["fitted"],
         "preparation": prep["encoded"] - prep["start"],
-        "prepared -> upload (store, queue, dispatch)": upload_received["t"] - prep["encoded"],
+        "prepared -> upload (safety check, store, queue, dispatch)": upload_received["t"] - prep["encoded"],
         "upload": upload_sent["t"] - upload_received["t"],
         "upload -> POST /prompt": post_received["t"] - upload_sent["t"],
         "POST /prompt -> queued": queued["t"] - post_received["t"],
@@ -293,50 +299,21 @@ async def run_latency(config: LatencyConfig, work: Path) -> dict[str, Any]:
     }
     bot = BotProcess(stand_in.api_base, stand_in.gateway_url, env, work / "bot.log", debug_loggers=("bot.timing",))
     result: dict[str, Any] = {"config": config.__dict__}
-    deliver: list[DeliverSample] = []
-    submit: list[SubmitSample] = []
+    legs: dict[str, tuple[list[DeliverSample], list[SubmitSample], list[int]]] = {}
     try:
         await bot.start()
         await wait_until(lambda: bool(stand_in.command_syncs) and stand_in.ready.is_set() or not bot.running,
                          timeout=60, what="the bot to log in and sync its commands")
         if not bot.running:
             raise RuntimeError(f"the bot exited at start:\n{bot.log()[-3000:]}")
+        admin = stand_in.add_member("admin", permissions=int(members[0].permissions) | PERM_MANAGE_GUILD)
+        base = Image.open(io.BytesIO(make_jpeg((4000, 3000))))
+        base.load()
         async with aiohttp.ClientSession() as session:
             control = ComfyControl(session, comfy.url)
-            sys.stderr.write(f"latency: deliver leg, {config.jobs} jobs (+{WARMUP} warm-up)\n")
-            for i in range(WARMUP + config.jobs):
-                png = photo_png(i)
-                created, _record, answer, _ = await _one_job(
-                    stand_in, channel, members[i % len(members)], DELIVER_OPTIONS, (f"photo{i}.png", png, "image/png"))
-                job_id = next(m.group(1) for _f, name, _d in answer.files if (m := ANIMATION_FILE.search(name)))
-                events = await control.timeline(since=created)
-                marks = await _wait_marks(bot, "delivery", lambda m, j=job_id: m.get("job") == j)
-                stored = [a for m in stand_in.messages.values() for a in m.get("attachments") or []
-                          if a.get("filename", "").startswith(f"animation_{job_id}")]
-                sample = deliver_sample(job_id, events, marks, answer, int(stored[-1]["size"]) if stored else 0)
-                if sample is None:
-                    raise RuntimeError(f"job {job_id}: marks missing (timeline {len(events)} events, bot {marks})")
-                if i >= WARMUP:
-                    deliver.append(sample)
-            sys.stderr.write(f"latency: submit leg, {config.submit_jobs} jobs (+{WARMUP} warm-up)\n")
-            base = Image.open(io.BytesIO(make_jpeg((4000, 3000))))
-            base.load()
-            jpeg_sizes = []
-            for i in range(WARMUP + config.submit_jobs):
-                jpeg = jpeg_12mp_variant(base, i)
-                jpeg_sizes.append(len(jpeg))
-                prepares_before = len(_bot_marks(bot.log(), "prepare"))
-                created, record, _answer, _ = await _one_job(
-                    stand_in, channel, members[i % len(members)], SUBMIT_OPTIONS, (f"photo{i}.jpg", jpeg, "image/jpeg"))
-                events = await control.timeline(since=created)
-                prepares = _bot_marks(bot.log(), "prepare")
-                marks = prepares[prepares_before] if len(prepares) > prepares_before else None
-                await _wait_marks(bot, "delivery", lambda m: True)  # its delivery is over before the next job
-                sample_s = submit_sample(created, events, marks, record, stand_in)
-                if sample_s is None:
-                    raise RuntimeError(f"submit job {i}: marks missing")
-                if i >= WARMUP:
-                    submit.append(sample_s)
+            for mode in config.modes:
+                await _set_safety_mode(stand_in, channel, admin, mode)
+                legs[mode] = await _run_legs(config, mode, stand_in, channel, members, bot, control, base)
     finally:
         if bot.process is not None:
             result["bot_exit_status"] = await bot.terminate()
@@ -347,19 +324,81 @@ async def run_latency(config: LatencyConfig, work: Path) -> dict[str, Any]:
     result["rate_limited"] = [f"{h.method} {h.path} ({h.bucket})" for h in stand_in.rate_limit_hits]
     result["violations"] = [v.kind for v in stand_in.unexpected_violations()]
     result["rest_requests"] = len(stand_in.requests)
-    result["deliver"] = {
-        "total": summary([s.total for s in deliver]),
-        "parts": {name: summary([s.parts.get(name, 0.0) for s in deliver]) for name in _part_names(deliver)},
-        "gif_mb": statistics.median(s.gif_bytes for s in deliver) / 1e6 if deliver else math.nan,
-        "samples": [s.__dict__ for s in deliver],
-    }
-    result["submit"] = {
-        "total": summary([s.total for s in submit]),
-        "milestones": {name: summary([s.milestones[name] for s in submit]) for name in (submit[0].milestones if submit else {})},
-        "parts": {name: summary([s.parts[name] for s in submit]) for name in (submit[0].parts if submit else {})},
-        "jpeg_mb": statistics.median(jpeg_sizes) / 1e6 if submit else math.nan,
-    }
+    result["modes"] = {mode: _leg_summaries(*samples) for mode, samples in legs.items()}
     return result
+
+
+def _leg_summaries(deliver: list[DeliverSample], submit: list[SubmitSample], jpeg_sizes: list[int]) -> dict[str, Any]:
+    return {
+        "deliver": {
+            "total": summary([s.total for s in deliver]),
+            "parts": {name: summary([s.parts.get(name, 0.0) for s in deliver]) for name in _part_names(deliver)},
+            "gif_mb": statistics.median(s.gif_bytes for s in deliver) / 1e6 if deliver else math.nan,
+            "samples": [s.__dict__ for s in deliver],
+        },
+        "submit": {
+            "total": summary([s.total for s in submit]),
+            "milestones": {name: summary([s.milestones[name] for s in submit])
+                           for name in (submit[0].milestones if submit else {})},
+            "parts": {name: summary([s.parts[name] for s in submit]) for name in (submit[0].parts if submit else {})},
+            "jpeg_mb": statistics.median(jpeg_sizes) / 1e6 if submit else math.nan,
+        },
+    }
+
+
+async def _set_safety_mode(stand_in: Any, channel: Any, admin: Any, mode: str) -> None:
+    """``/mod safety mode:<mode>`` as a member with Manage Server, and wait for its answer."""
+    command = stand_in.find_command("mod", stand_in.guild)
+    data: dict[str, Any] = {"id": command["id"], "name": "mod", "type": 1, "options": [
+        {"name": "safety", "type": 1, "options": [{"name": "mode", "type": 3, "value": mode}]}]}
+    if command.get("guild_id"):
+        data["guild_id"] = command["guild_id"]
+    record = await stand_in._send_interaction(stand_in._interaction_base(2, stand_in.guild, channel, admin, None)
+                                              | {"data": data})
+    await record.wait_for(lambda r: bool(r.messages()), timeout=10)
+    text = " ".join(str(m.get("content") or "") for m in record.messages())
+    if "safety mode" not in text:
+        raise RuntimeError(f"/mod safety mode:{mode} was not applied: {text!r}")
+
+
+async def _run_legs(config: LatencyConfig, mode: str, stand_in: Any, channel: Any, members: list[Any], bot: Any,
+                    control: Any, base: Any) -> tuple[list[DeliverSample], list[SubmitSample], list[int]]:
+    """Both legs' jobs in one safety mode."""
+    deliver: list[DeliverSample] = []
+    submit: list[SubmitSample] = []
+    sys.stderr.write(f"latency ({mode}): deliver leg, {config.jobs} jobs (+{WARMUP} warm-up)\n")
+    for i in range(WARMUP + config.jobs):
+        png = photo_png(i + (1000 if mode == "off" else 0))
+        created, _record, answer, _ = await _one_job(
+            stand_in, channel, members[i % len(members)], DELIVER_OPTIONS, (f"photo{i}.png", png, "image/png"))
+        job_id = next(m.group(1) for _f, name, _d in answer.files if (m := ANIMATION_FILE.search(name)))
+        events = await control.timeline(since=created)
+        marks = await _wait_marks(bot, "delivery", lambda m, j=job_id: m.get("job") == j)
+        stored = [a for m in stand_in.messages.values() for a in m.get("attachments") or []
+                  if a.get("filename", "").startswith(f"animation_{job_id}")]
+        sample = deliver_sample(job_id, events, marks, answer, int(stored[-1]["size"]) if stored else 0)
+        if sample is None:
+            raise RuntimeError(f"job {job_id}: marks missing (timeline {len(events)} events, bot {marks})")
+        if i >= WARMUP:
+            deliver.append(sample)
+    sys.stderr.write(f"latency ({mode}): submit leg, {config.submit_jobs} jobs (+{WARMUP} warm-up)\n")
+    jpeg_sizes = []
+    for i in range(WARMUP + config.submit_jobs):
+        jpeg = jpeg_12mp_variant(base, i + (1000 if mode == "off" else 0))
+        jpeg_sizes.append(len(jpeg))
+        prepares_before = len(_bot_marks(bot.log(), "prepare"))
+        created, record, _answer, _ = await _one_job(
+            stand_in, channel, members[i % len(members)], SUBMIT_OPTIONS, (f"photo{i}.jpg", jpeg, "image/jpeg"))
+        events = await control.timeline(since=created)
+        prepares = _bot_marks(bot.log(), "prepare")
+        marks = prepares[prepares_before] if len(prepares) > prepares_before else None
+        await _wait_marks(bot, "delivery", lambda m: True)  # its delivery is over before the next job
+        sample_s = submit_sample(created, events, marks, record, stand_in)
+        if sample_s is None:
+            raise RuntimeError(f"submit job {i}: marks missing")
+        if i >= WARMUP:
+            submit.append(sample_s)
+    return deliver, submit, jpeg_sizes
 
 
 def _part_names(samples: list[DeliverSample]) -> list[str]:
@@ -384,8 +423,20 @@ def _pair(s: dict[str, float]) -> str:
     return f"{_f(s['median'])} / {_f(s['p95'])}"
 
 
-DELIVER_ORDER = ["history", "download", "hand-over (store)", "read", "poster", "fit", "safety check", "embed",
+DELIVER_ORDER = ["history", "download", "hand-over (store)", "safety check", "read", "poster", "fit", "embed",
                  "scheduler wait", "upload"]
+
+
+def deliver_goal(mode: str, total: dict[str, float]) -> tuple[str, bool]:
+    """The deliver leg's goal in ``mode`` and whether ``total`` meets it."""
+    if mode == "off":
+        return (f"median < {GOAL_DELIVER_MEDIAN_MS:g}, p95 < {GOAL_DELIVER_P95_MS:g}",
+                total["median"] < GOAL_DELIVER_MEDIAN_MS and total["p95"] < GOAL_DELIVER_P95_MS)
+    return f"median < {GOAL_DELIVER_SAFETY_MEDIAN_MS:g}", total["median"] < GOAL_DELIVER_SAFETY_MEDIAN_MS
+
+
+def _mode_label(mode: str) -> str:
+    return "safety `strict` (the default)" if mode == "strict" else f"safety `{mode}`"
 
 
 def render(r: dict[str, Any], command: str) -> str:
@@ -397,39 +448,46 @@ def render(r: dict[str, Any], command: str) -> str:
     if "error" in r:
         add(f"Not completed: {r['error']}")
         return "\n".join(lines) + "\n"
-    d, s = r["deliver"], r["submit"]
+    modes: dict[str, Any] = r["modes"]
     add(f"`{command}`: `python -m bot run` in its own process, the Discord stand-in (rate limits on) in the "
         "driver's, one ComfyUI test server in a third at full size (1024x576 frames, a video node taking "
         f"{c['video_seconds']:g} s, {c['step_time']:g} s per sampling step); members in one channel, real edit "
-        "pacing, one job at a time. Times in ms, `median / p95`.")
+        "pacing, one job at a time; each safety mode in turn (`/mod safety`). Times in ms, `median / p95`.")
     add("")
+    first = next(iter(modes.values()))
     add(f"**Deliver leg** (`execution_success` sent by ComfyUI -> the stand-in has the complete message with the "
-        f"file; {d['total']['n']} jobs, 14-frame 1024x576 GIF, median {_f(d['gif_mb'], 2)} MB, safety check off): "
-        f"**{_pair(d['total'])}** (goal: median < {GOAL_DELIVER_MEDIAN_MS:g}, p95 < {GOAL_DELIVER_P95_MS:g}: "
-        f"{_verdict(d['total']['median'] < GOAL_DELIVER_MEDIAN_MS and d['total']['p95'] < GOAL_DELIVER_P95_MS)})")
+        f"file; {first['deliver']['total']['n']} jobs per mode, 14-frame 1024x576 GIF, median "
+        f"{_f(first['deliver']['gif_mb'], 2)} MB):")
     add("")
-    add("| Part | ms (median / p95) |")
-    add("|---|---|")
-    parts = d["parts"]
-    for name in DELIVER_ORDER + [n for n in parts if n not in DELIVER_ORDER]:
-        if name == "safety check":
-            add("| safety check | n/a (not wired yet) |")
-        elif name in parts:
-            add(f"| {name} | {_pair(parts[name])} |")
+    add("| Part | " + " | ".join(_mode_label(m) for m in modes) + " |")
+    add("|---|" + "---|" * len(modes))
+    cells = []
+    for mode, legs in modes.items():
+        goal, ok = deliver_goal(mode, legs["deliver"]["total"])
+        cells.append(f"**{_pair(legs['deliver']['total'])}** (goal {goal}: {_verdict(ok)})")
+    add("| **total** | " + " | ".join(cells) + " |")
+    names = [n for n in DELIVER_ORDER if any(n in legs["deliver"]["parts"] for legs in modes.values())]
+    names += [n for legs in modes.values() for n in legs["deliver"]["parts"] if n not in names]
+    for name in dict.fromkeys(names):
+        add(f"| {name} | " + " | ".join(_pair(legs["deliver"]["parts"][name]) if name in legs["deliver"]["parts"]
+                                        else "n/a" for legs in modes.values()) + " |")
     add("")
-    add(f"**Submit leg** (interaction created -> prompt in ComfyUI's queue; {s['total']['n']} jobs, 12 MP JPEG "
-        f"4000x3000 of {_f(s['jpeg_mb'], 2)} MB, preparation included): **{_pair(s['total'])}** "
-        f"(goal: median < {GOAL_SUBMIT_MEDIAN_MS:g}: {_verdict(s['total']['median'] < GOAL_SUBMIT_MEDIAN_MS)})")
+    add(f"**Submit leg** (interaction created -> prompt in ComfyUI's queue; {first['submit']['total']['n']} jobs per "
+        f"mode, 12 MP JPEG 4000x3000 of {_f(first['submit']['jpeg_mb'], 2)} MB, preparation and the input's safety "
+        "check included):")
     add("")
-    add("| Milestone (since the interaction was created) | ms (median / p95) |")
-    add("|---|---|")
-    for name, value in s["milestones"].items():
-        add(f"| {name} | {_pair(value)} |")
+    add("| Milestone (since the interaction was created) | " + " | ".join(_mode_label(m) for m in modes) + " |")
+    add("|---|" + "---|" * len(modes))
+    add("| **queued in ComfyUI (total)** | " + " | ".join(
+        f"**{_pair(legs['submit']['total'])}** (goal median < {GOAL_SUBMIT_MEDIAN_MS:g}: "
+        f"{_verdict(legs['submit']['total']['median'] < GOAL_SUBMIT_MEDIAN_MS)})" for legs in modes.values()) + " |")
+    for name in first["submit"]["milestones"]:
+        add(f"| {name} | " + " | ".join(_pair(legs["submit"]["milestones"][name]) for legs in modes.values()) + " |")
     add("")
-    add("| Part | ms (median / p95) |")
-    add("|---|---|")
-    for name, value in s["parts"].items():
-        add(f"| {name} | {_pair(value)} |")
+    add("| Part | " + " | ".join(_mode_label(m) for m in modes) + " |")
+    add("|---|" + "---|" * len(modes))
+    for name in first["submit"]["parts"]:
+        add(f"| {name} | " + " | ".join(_pair(legs["submit"]["parts"][name]) for legs in modes.values()) + " |")
     add("")
     add(f"Stand-in 429s: {len(r['rate_limited']) or 'none'}; rule violations: {r['violations'] or 'none'}; "
         f"{r['rest_requests']} REST requests; ERROR lines in the bot's log: {len(r['bot_log_errors'])}.")
@@ -451,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--submit-jobs", type=int, default=None, help="submit-leg jobs (default 20; quick 8)")
     parser.add_argument("--video-seconds", type=float, default=1.5, help="the video node's time (default 1.5)")
     parser.add_argument("--step-time", type=float, default=0.1, help="seconds per sampling step (default 0.1)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="content-safety modes to measure, in turn (default strict,off)")
     parser.add_argument("--out", type=Path, default=None, help="report file (default bench/results/latency.md)")
     return parser
 
@@ -461,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
     base = QUICK if args.quick else LatencyConfig()
     config = LatencyConfig(jobs=args.jobs or base.jobs, submit_jobs=args.submit_jobs or base.submit_jobs,
-                           video_seconds=args.video_seconds, step_time=args.step_time, quick=args.quick)
+                           video_seconds=args.video_seconds, step_time=args.step_time, quick=args.quick,
+                           modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()))
     command = "python -m bench latency" + (" " + " ".join(argv if argv is not None else sys.argv[2:])).rstrip()
     with tempfile.TemporaryDirectory(prefix="animate-latency-") as tmp:
         try:

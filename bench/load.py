@@ -127,9 +127,11 @@ async def run_service(
 
 
 async def run_discord(
-    urls: list[str], work: Path, *, jobs: int, members: int, channels: int, rate: float = 0.0
+    urls: list[str], work: Path, *, jobs: int, members: int, channels: int, rate: float = 0.0,
+    safety: str | None = None,
 ) -> dict[str, Any]:
-    """``rate``: slash commands per second (0 = all at once)."""
+    """``rate``: slash commands per second (0 = all at once); ``safety``: the guild's content-safety
+    mode (default: the bot's default, strict)."""
     from bot.app import build
     from standins.discord_server import Channel, DiscordStandIn, point_discord_at
 
@@ -155,6 +157,8 @@ async def run_discord(
         session = aiohttp.ClientSession()
         bot = await build(settings, session, guild_ready_timeout=0.05)
         service = bot.jobs
+        if safety is not None:
+            await service.store.guilds.update_settings(stand_in.guild.id, safety_mode=safety)
         ready = asyncio.Event()
 
         async def on_ready() -> None:
@@ -235,6 +239,7 @@ async def run_discord(
                     "members": members,
                     "channels": channels,
                     "rate_per_second": rate,
+                    "safety_mode": safety or "strict",
                     "servers": len(urls),
                     "dispatch_seconds": dispatched,
                     "wall_seconds": wall,

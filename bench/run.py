@@ -1,19 +1,26 @@
 """Run every benchmark and print one Markdown report (also written to ``bench/results/latest.md``).
 
-``python -m bench [--quick] [--skip-discord]`` (or ``python bench/run.py``); ``python -m bench soak ...``
-runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``), ``python -m bench
-scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`), and ``python -m bench
-latency ...`` the latency legs through the whole bot (:mod:`bench.latency`). The runner starts four
+``python -m bench [--quick] [--skip-discord] [--skip-latency]`` (or ``python bench/run.py``); ``python -m
+bench soak ...`` runs the soak instead (:mod:`bench.soak`, see ``python -m bench soak --help``),
+``python -m bench scale ...`` one bot against 64 ComfyUI test servers (:mod:`bench.scale`),
+``python -m bench latency ...`` the latency legs through the whole bot (:mod:`bench.latency`) and
+``python -m bench parity ...`` the bot against a direct client on one busy server
+(:mod:`bench.parity`). The runner starts four
 ComfyUI test servers in their own processes (step time 0, so the servers answer as fast as they
 can and what is measured is the bot's cost), then runs each scenario in a fresh process of its
 own (:mod:`bench.scenario`), so peak memory and loop lag belong to that scenario alone:
 
 1. overhead per job (:mod:`bench.overhead`), 1 MB PNG and 12 MP JPEG inputs;
 2. load (:mod:`bench.load`): 500 jobs from 100 members over the 4 servers, at the service level
-   (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in;
+   (with the default ``COMFYUI_MAX_PENDING`` and with 2), then through the Discord stand-in (the
+   default safety mode, then again with ``/mod safety`` off: the bot's own CPU without NudeNet);
 3. the example-script pattern (:mod:`bench.baseline`) on the same servers, same jobs;
 4. Extend's join (:mod:`bench.bench_clips`): two 25-frame 1024x576 clips (MP4 and GIF, as
-   ComfyUI's output nodes write them) into one 49-frame H.264 MP4, in a process of its own.
+   ComfyUI's output nodes write them) into one 49-frame H.264 MP4, in a process of its own;
+5. unless ``--skip-latency``: ``python -m bench latency --quick`` (the deliver and submit legs in
+   each safety mode) and ``python -m bench parity --quick`` (bot / direct), each in a process of
+   its own with its own servers; their reports are appended (and written as
+   ``bench/results/latency-quick.md`` and ``parity-quick.md``).
 
 These are benchmarks, not tests: nothing here fails a build; the report says OK/MISSED per goal.
 """
@@ -151,15 +158,22 @@ def render(results: Mapping[str, Mapping[str, Any]], sizes: Sizes, total_seconds
             f"| {_f(res['peak_rss_mb'])} ({_ok(res['peak_rss_mb'], GOAL_RSS_MB)}; idle {_f(row['rss_idle_mb'])}) "
             f"| {row['max_ws_connections_per_server']} ({'OK' if ws_ok else 'MISSED'}) |")
     discord_row = results.get("discord", {}).get("load_discord")
+    off_row = results.get("discord_off", {}).get("load_discord")
     if discord_row is not None:
         add("")
-        add(f"Discord run: ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
+        add(f"Discord run (safety `strict`, the default): ack (defer) delay {_f(discord_row['ack_p50_ms'])} / {_f(discord_row['ack_p99_ms'])} ms, "
             f"{discord_row['not_acked']} not acked, bot CPU {_f(discord_row['cpu_ms_per_job'])} ms per job, "
             f"job states {discord_row['states']}, stand-in rule violations: "
             f"{dict(discord_row['violations']) or 'none'}, stand-in 429s: "
             f"{discord_row.get('rate_limited_buckets') or discord_row.get('rate_limited', 'n/a') or 'none'}, "
             f"{discord_row['rest_requests']} REST requests; "
             "loop lag and RSS there include the stand-in, which runs in the bot's process.")
+    if off_row is not None:
+        add("")
+        add(f"Discord run again with safety `off` (no NudeNet): {off_row['delivered_jobs']}/{off_row['jobs']} delivered "
+            f"in {_f(off_row['wall_seconds'])} s, bot CPU **{_f(off_row['cpu_ms_per_job'])} ms per job** "
+            f"(goal < 25: {_ok(off_row['cpu_ms_per_job'], 25.0)}), ack delay {_f(off_row['ack_p50_ms'])} / "
+            f"{_f(off_row['ack_p99_ms'])} ms, stand-in 429s: {off_row.get('rate_limited') or 'none'}.")
     add("")
 
     add("### Side by side with the example-script pattern (same servers, same jobs)")
@@ -230,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.latency import main as latency_main
 
         return latency_main(argv[1:])
+    if argv[:1] == ["parity"]:
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from bench.parity import main as parity_main
+
+        return parity_main(argv[1:])
     if argv[:1] == ["scale"]:
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))
@@ -239,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      epilog="The soak: python -m bench soak --help; "
                                             "the 64-server run: python -m bench scale --help; "
-                                            "latency: python -m bench latency --help",
+                                            "latency: python -m bench latency --help; parity: python -m bench parity --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     parser.add_argument("--discord-rate", type=float, default=50.0,
                         help="slash commands per second in the Discord run (0 = all at once; default 50)")
     parser.add_argument("--skip-discord", action="store_true", help="leave out the run through the Discord stand-in")
+    parser.add_argument("--skip-latency", action="store_true",
+                        help="leave out python -m bench latency --quick and python -m bench parity --quick")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if str(REPO) not in sys.path:
@@ -265,12 +287,25 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_discord:
                 results["discord"] = _scenario("discord", urls, work, *load_args, "--channels", str(sizes.channels),
                                                "--rate", str(args.discord_rate))
+                results["discord_off"] = _scenario("discord", urls, work, *load_args, "--channels",
+                                                   str(sizes.channels), "--rate", str(args.discord_rate),
+                                                   "--safety", "off")
             results["threads"] = _scenario("baseline-threads", urls, work, "--jobs", str(sizes.load_jobs))
             results["sequential"] = _scenario("baseline-sequential", urls, work, "--jobs", str(sizes.sequential_jobs))
         finally:
             farm.stop()
         results["clips"] = _clips(work, runs=3 if args.quick else 5)
+    if not args.skip_latency:
+        for name in ("latency", "parity"):
+            sys.stderr.write(f"bench: running python -m bench {name} --quick\n")
+            (RESULTS.parent / f"{name}-quick.md").unlink(missing_ok=True)  # never a stale report
+            subprocess.run([sys.executable, "-m", "bench", name, "--quick"], cwd=REPO, check=False,  # noqa: S603
+                           stdout=subprocess.DEVNULL)
     report = render(results, sizes, time.perf_counter() - start)
+    if not args.skip_latency:
+        for name in ("latency", "parity"):
+            path = RESULTS.parent / f"{name}-quick.md"
+            report += "\n" + (path.read_text(encoding="utf-8") if path.exists() else f"({name}: no report)\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report, encoding="utf-8")
     RESULTS.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")

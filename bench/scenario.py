@@ -36,7 +36,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench import load
 
         return await load.run_discord(urls, work, jobs=args.jobs, members=args.members, channels=args.channels,
-                                      rate=args.rate)
+                                      rate=args.rate, safety=args.safety)
     from bench import baseline
 
     mode = args.name.removeprefix("baseline-")
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--channels", type=int, default=25)
     parser.add_argument("--rate", type=float, default=0.0, help="discord: slash commands per second (0 = burst)")
+    parser.add_argument("--safety", default=None, help="discord: the guild's safety mode (default: the bot's)")
     parser.add_argument("--max-pending", type=int, default=None, help="COMFYUI_MAX_PENDING (default: the setting's)")
     args = parser.parse_args(argv)
     quiet_logs()

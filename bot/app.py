@@ -12,7 +12,7 @@ In order:
    :class:`~bot.discord.delivery.DiscordDelivery` (status messages and results, on the edit
    scheduler), the :class:`~bot.discord.audit.AuditLog` and the :class:`~bot.discord.animate_flow.AnimateFlow`
    (from an interaction to a job, and the job buttons' handler);
-3. the job service is connected to them: ``jobs.connect(bot.job_delivery)`` (the delivery, timed
+3. the job service is connected to them: ``jobs.connect(bot.job_delivery, result_check=...)`` (the delivery, timed
    when metrics are on) and ``jobs.add_listener(bot.audit.on_job_event)``; the safety gate's refusals and withheld results
    go to ``bot.audit.on_safety_event``, and the delivery judges each result with the gate
    (:class:`~bot.discord.safe_delivery.ResultGate`) before posting it; with ``METRICS_ADDRESS``
@@ -302,7 +302,7 @@ async def build(settings: Settings, session: aiohttp.ClientSession, *, sync: boo
     ``options`` (passed to discord.py's client) are for tests and benchmarks."""
     services = await build_services(settings, session, overrides)
     bot = AnimateBot(services, extensions=extensions, sync=sync, **options)
-    services.jobs.connect(bot.job_delivery)
+    services.jobs.connect(bot.job_delivery, result_check=services.safety)  # the delivery checks every result
     services.jobs.add_listener(bot.audit.on_job_event)
     services.safety.add_listener(bot.audit.on_safety_event)
     if bot.observability is not None:

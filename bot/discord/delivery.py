@@ -146,6 +146,7 @@ class DiscordDelivery:
     async def _follow(self, job: Job) -> None:
         assert self.service is not None
         last: tuple[str, bool] | None = None
+        running_view: discord.ui.View | None = None  # the Cancel button, made once per job
         try:
             async for update in self.service.stream(job.id):
                 if update.is_terminal or update.phase == "delivering":
@@ -159,7 +160,8 @@ class DiscordDelivery:
                 if shown == last:
                     continue
                 last = shown
-                view = job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None
+                running_view = running_view or (job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None)
+                view = running_view if status.cancellable else None
                 self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
                                 content=status.content, view=view, embeds=[], attachments=[])
         except asyncio.CancelledError:
@@ -307,6 +309,7 @@ class DiscordDelivery:
                 return posted
         limit = upload_limit_for(job)
         spoiler = await self.result_check(job, result) if self.result_check is not None else False  # safety
+        marks.mark("checked")
         try:
             video = await asyncio.to_thread(result.read_bytes)  # the only read of the result
         except OSError as exc:

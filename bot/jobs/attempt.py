@@ -19,6 +19,7 @@ a move racing the prompt's success all end the attempt once, the way decided fir
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from bot.comfy.follow import Outcome
 from bot.jobs.backends import Backend
@@ -26,6 +27,9 @@ from bot.jobs.endings import STOPPED_BY_OPERATOR, Ending
 from bot.jobs.meta import was_moved
 from bot.jobs.models import Job, JobState
 from bot.jobs.pipeline import failure_message
+
+if TYPE_CHECKING:
+    from bot.jobs.collect import EarlyResult
 
 __all__ = ["MAX_SUBMISSIONS", "Attempt", "outcome_ending"]
 
@@ -47,7 +51,8 @@ class Attempt:
         self.started = False
         self.outcome: Outcome | None = None
         self.ending: Ending | None = None
-        self.released = False
+        self.released = False  # its server slot was given back (at the prompt's first terminal event)
+        self.early: EarlyResult | None = None  # the result downloading since the output node's executed
         self._decided = asyncio.Event()
         self._over = asyncio.Event()
         self._lost: str | None = None  # the server went away before the job was loaded

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from bot.comfy.errors import ComfyError
+from bot.errors import UserFacingError
 from bot.jobs.context import JobContext
 from bot.jobs.models import InvalidTransition, Job, JobState
 from bot.jobs.progress import ProgressUpdate
@@ -37,7 +39,7 @@ from bot.logs import log_failure
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GENERIC_FAILURE", "EndReason", "Ending", "Endings", "state_words"]
+__all__ = ["GENERIC_FAILURE", "EndReason", "Ending", "Endings", "failure_ending", "state_words"]
 
 GENERIC_FAILURE = "Something went wrong on our side. The job was stopped; please try again."
 SERVER_STOPPED_ANSWERING = "The image server stopped answering while running your job."
@@ -183,3 +185,15 @@ def state_words(state: JobState) -> str:
         JobState.CANCELLED: "cancelled",
         JobState.TIMED_OUT: "timed out",
     }.get(state, state.value)
+
+
+def failure_ending(job_id: str, exc: BaseException) -> Ending:
+    """The ending for an exception raised while running a job (call it while handling ``exc``)."""
+    if isinstance(exc, UserFacingError):
+        log.info("job %s failed: %s (%s)", job_id, exc.user_message, exc.detail)
+        return Ending.failed(exc.user_message, exc.detail)
+    if isinstance(exc, ComfyError):
+        log.warning("job %s: server %s failed: %s", job_id, exc.server, exc)
+        return Ending.failed(SERVER_STOPPED_ANSWERING, str(exc))
+    log_failure(log, logging.ERROR, "job %s failed unexpectedly", job_id)
+    return Ending.failed(GENERIC_FAILURE, f"{type(exc).__name__}: {exc}")

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from bot.errors import BackendUnavailable, InvalidInput, LimitReached, NotAllowed
 from bot.jobs.context import JobContext
@@ -41,8 +44,9 @@ from bot.jobs.progress import ProgressStream
 from bot.jobs.runner import Runner
 from bot.jobs.workload import input_size_fields
 from bot.media.clips import last_frame_png_async
-from bot.media.images import prepare_image_async
+from bot.media.images import PreparedImage, prepare_image_async
 from bot.moderation import messages
+from bot.safety.detector import RGBArray, to_rgb_array
 from bot.safety.gate import OTHERS_IMAGE_KEY, SAFETY_KEY, InputCheck, InputSubject
 from bot.workflows import Workflow, resolve_options
 
@@ -85,6 +89,7 @@ class Intake:
                  rng: Any = None, input_check: InputCheck | None = None) -> None:
         self.ctx = ctx
         self.input_check = input_check  # content safety: judges every input before it is stored or sent
+        self._early_check = threading.Semaphore(1)  # one input checked on its pixels at a time (see _prepare_and_judge)
         self.dispatcher = dispatcher
         self.runner = runner
         self.endings = endings
@@ -126,11 +131,7 @@ class Intake:
             resolved = resolve_options(workflow, request.options, self.rng)
             if request.image is None:
                 raise InvalidInput("Attach an image to animate.")
-            prepared = await prepare_image_async(
-                request.image, fit=str(resolved.get("fit", "crop")), max_pixels=self.ctx.limits.max_input_pixels
-            )
-            safety = await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
-                                                    prepared.png, request.extra))
+            prepared, safety = await self._prepare_and_judge(request, str(resolved.get("fit", "crop")))
             return await self._queue_job(request, workflow, resolved.as_dict(), png=prepared.png, safety=safety)
         finally:
             if request.reservation is not None:
@@ -257,6 +258,47 @@ class Intake:
         self.dispatcher.queue_new(job, request.reservation)
         await self.ctx.emit(job, "queued", job.user_id)
         return job
+
+    async def _prepare_and_judge(self, request: JobRequest, fit: str) -> tuple[PreparedImage, dict[str, Any] | None]:
+        """Prepare the image and judge it (content safety). The check starts on the fitted pixels
+        while the PNG is written, for one input at a time: the others (a burst) are judged from
+        their PNG as before, so a burst never holds more than one image's pixels for the check."""
+        assert request.image is not None
+        loop = asyncio.get_running_loop()
+        fitted: asyncio.Future[RGBArray] = loop.create_future()
+        slot = self._early_check
+
+        def give(pixels: RGBArray) -> None:
+            if fitted.done():
+                slot.release()
+            else:
+                fitted.set_result(pixels)
+
+        def hand_over(image: Image.Image) -> None:  # in the preparation thread
+            if self.input_check is not None and slot.acquire(blocking=False):
+                pixels = to_rgb_array(image)
+                loop.call_soon_threadsafe(give, pixels)
+
+        preparing = asyncio.ensure_future(prepare_image_async(
+            request.image, fit=fit, max_pixels=self.ctx.limits.max_input_pixels, on_fitted=hand_over))
+        await asyncio.wait((preparing, fitted), return_when=asyncio.FIRST_COMPLETED)
+        if not fitted.done():  # not handed over (another input holds the slot), or refused before it was fitted
+            fitted.cancel()
+            prepared = await preparing
+            return prepared, await self._judge(InputSubject(request.user_id, request.guild_id, request.channel_id,
+                                                            prepared.png, request.extra))
+        try:
+            judging = asyncio.ensure_future(self._judge(InputSubject(
+                request.user_id, request.guild_id, request.channel_id, fitted.result(), request.extra)))
+            try:
+                prepared = await preparing
+            except BaseException:
+                judging.cancel()
+                await asyncio.gather(judging, return_exceptions=True)
+                raise
+            return prepared, await judging
+        finally:
+            slot.release()
 
     async def _judge(self, subject: InputSubject) -> dict[str, Any] | None:
         """The content-safety verdict on an input (raises :class:`~bot.safety.gate.SafetyRefused`)."""

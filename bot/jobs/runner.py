@@ -8,7 +8,9 @@ after a restart) and lives until that attempt is over. For it the runner:
    it asks the server whether the prompt got there before anything else);
 2. follows the prompt to its end (progress from :func:`~bot.jobs.progress.progress_from_event`),
    with a watchdog for ``JOB_TIMEOUT``; a prompt the server lost (it restarted) is posted again,
-   once;
+   once. The output node's ``executed`` starts the result's download (:mod:`bot.jobs.collect`);
+   the prompt's first terminal event gives the server slot back, so the next job is sent while
+   this one's result is collected and delivered;
 3. decides why the attempt ends: one :class:`~bot.jobs.endings.Ending` per attempt, the first
    decided wins (:meth:`Attempt.decide`): the prompt's outcome (success, an error inside ComfyUI,
    stopped by an operator), a cancel by the member or a moderator (:mod:`bot.jobs.intake`), the
@@ -16,9 +18,9 @@ after a restart) and lives until that attempt is over. For it the runner:
    upload or POST): moved to the head of the line once, else failed. After a cancel or the time
    limit the prompt is stopped on its server (dropped from the queue, interrupted if it runs)
    and the server is given a moment to confirm;
-4. ends it in one place, :meth:`Runner._end`: a success is downloaded and delivered through the
-   :class:`~bot.jobs.context.Delivery` (retried with backoff, the tries counted across restarts
-   in :mod:`bot.jobs.meta`; a result is never made twice), a move puts the job back in line
+4. ends it in one place, :meth:`Runner._end`: a success is collected and delivered through the
+   :class:`~bot.jobs.context.Delivery` (:mod:`bot.jobs.collect`: retried with backoff, the tries
+   counted across restarts; a result is never made twice), a move puts the job back in line
    (:meth:`Runner.requeue`), anything else is written by :meth:`~bot.jobs.endings.Endings.finish`.
 """
 
@@ -32,36 +34,29 @@ from pathlib import Path
 from typing import Any
 
 from bot.comfy.errors import ComfyError
-from bot.comfy.events import Event, Executing, ExecutionCached, ExecutionStart
+from bot.comfy.events import (
+    Event,
+    Executing,
+    ExecutionCached,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionStart,
+    ExecutionSuccess,
+)
 from bot.comfy.follow import Outcome, follow_prompt, reconcile
 from bot.comfy.hub import ComfyHub, Subscription
 from bot.errors import JobFailed, UserFacingError
 from bot.jobs.attempt import MAX_SUBMISSIONS, Attempt, outcome_ending
 from bot.jobs.backends import Backend
+from bot.jobs.collect import Collector
 from bot.jobs.context import JobContext, comfy
 from bot.jobs.dispatcher import Dispatcher
-from bot.jobs.endings import (
-    GENERIC_FAILURE,
-    NOT_POSTED,
-    RESULT_LOST,
-    SERVER_STOPPED_ANSWERING,
-    EndReason,
-    Ending,
-    Endings,
-)
-from bot.jobs.meta import delivery_attempt_fields, moved_fields
+from bot.jobs.endings import GENERIC_FAILURE, RESULT_LOST, EndReason, Ending, Endings, failure_ending
+from bot.jobs.meta import moved_fields
 from bot.jobs.models import InvalidTransition, Job, JobState, new_prompt_id
-from bot.jobs.pipeline import (
-    build_graph,
-    download_result,
-    post_prompt,
-    read_prepared_input,
-    result_file,
-    upload_input,
-)
-from bot.jobs.postprocess import post_process
+from bot.jobs.pipeline import build_graph, post_prompt, read_prepared_input, upload_input
 from bot.jobs.progress import EtaEstimator, ProgressUpdate, progress_from_event
-from bot.logs import log_failure
+from bot.safety.ahead import ResultCheckAhead
 from bot.workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -70,15 +65,18 @@ __all__ = ["Runner", "server_knows", "stop_on_server"]
 
 STOP_GRACE = 30.0  # seconds a server is given to confirm a stopped prompt
 _LEFT_THEIR_SERVER = (EndReason.MOVED, EndReason.SERVER_LOST)
+_PROMPT_ENDS = (ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 
 
 class Runner:
     """Runs attempts (see the module docstring). ``abandon(server, prompt_id)`` hands a prompt
-    left on a server that went away to the fleet, which removes it when the server is back."""
+    left on a server that went away to the fleet, which removes it when the server is back;
+    ``result_check``: the result check to start on a downloaded result (content safety)."""
 
     def __init__(self, ctx: JobContext, endings: Endings, dispatcher: Dispatcher,
-                 abandon: Callable[[str, str], None]) -> None:
+                 abandon: Callable[[str, str], None], result_check: ResultCheckAhead | None = None) -> None:
         self.ctx = ctx
+        self.collector = Collector(ctx, result_check)
         self.endings = endings
         self.dispatcher = dispatcher
         self.abandon = abandon
@@ -127,9 +125,10 @@ class Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                attempt.decide(_failure(attempt.job_id, exc))
+                attempt.decide(failure_ending(attempt.job_id, exc))
             await self._end(attempt)
         finally:
+            self.collector.drop(attempt)
             self._release(attempt)
             if self.attempts.get(attempt.job_id) is attempt:
                 del self.attempts[attempt.job_id]
@@ -152,7 +151,7 @@ class Runner:
                 await self.requeue(job, ending.detail or "its server went away")
             return
         if ending.reason is EndReason.DELIVERED:
-            await self._end_delivering(attempt.job_id, await self._collect(attempt))
+            await self._end_delivering(attempt.job_id, await self.collector.collect(attempt), counted=True)
             return
         await self.endings.finish(attempt.job_id, ending)
 
@@ -213,6 +212,9 @@ class Runner:
         event that comes before the POST's answer is kept), or None when the attempt was decided
         meanwhile (nothing is posted then) or the server failed."""
         ctx, backend, job = self.ctx, attempt.backend, _job(attempt)
+        if attempt.released:  # posted again after its first prompt ended (lost): it counts again
+            ctx.pool.reserve(backend)
+            attempt.released = False
         png, upload_name, (width, height) = await read_prepared_input(Path(job.input_path or ""))
         try:
             image_name = await upload_input(hub.client, png, upload_name)
@@ -264,6 +266,9 @@ class Runner:
 
         async def on_event(event: Event) -> None:
             nonlocal started_at
+            if isinstance(event, _PROMPT_ENDS):
+                self._release(attempt)  # ComfyUI is done with it: the next job may go there now
+            self.collector.on_event(attempt, event, workflow)
             if not attempt.started and isinstance(event, (ExecutionStart, ExecutionCached, Executing)):
                 attempt.started = True
                 started_at = started_at or ctx.clock.now()
@@ -326,80 +331,26 @@ class Runner:
 
     # ------------------------------------------------------------------ the result
 
-    async def _collect(self, attempt: Attempt) -> Job | Ending:
-        """Download a successful prompt's result: the job, now delivering, or how it failed."""
-        job, outcome = _job(attempt), attempt.outcome
-        try:
-            workflow = self.ctx.workflows.get(job.workflow)
-            if workflow is None or outcome is None:
-                raise JobFailed("This job's workflow was removed by an admin.", detail=f"workflow {job.workflow} gone")
-            found = result_file(outcome, workflow)
-            path = await download_result(comfy(attempt.backend), found, self.ctx.results_dir, job.id)
-            size = await asyncio.to_thread(lambda: path.stat().st_size)
-            meta = {**job.result_meta, "format": found.format, "size": size, "filename": found.filename}
-            path, extra = await post_process(workflow, job.options, path, found.format)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return _failure(job.id, exc)
-        meta.update(extra)
-        return await self.ctx.store.jobs.update(job.id, state=JobState.DELIVERING, result_path=str(path), result_meta=meta)
-
     async def _redeliver(self, job: Job) -> None:
         stored = Path(job.result_path) if job.result_path else None
         found = stored is not None and await asyncio.to_thread(stored.exists)
         await self._end_delivering(job.id, job if found else Ending.failed(RESULT_LOST))
 
-    async def _end_delivering(self, job_id: str, result: Job | Ending) -> None:
-        """Deliver a delivering job (or end it as its result could not be had) and write how it ended."""
+    async def _end_delivering(self, job_id: str, result: Job | Ending, *, counted: bool = False) -> None:
+        """Deliver a delivering job (or end it as its result could not be had) and write how it ended;
+        ``counted``: its first delivery try was counted when it was handed over."""
         fields: dict[str, Any] = {}
         if isinstance(result, Ending):
             ending = result
         else:
-            delivered = await self.deliver(result)
+            delivered = await self.collector.deliver(result, counted=counted)
+            self.collector.checked(result)
             if delivered is None:
                 return  # no delivery connected: delivered on the next start
             ending, fields = delivered
         ended = await self.endings.finish(job_id, ending, **fields)
         if ended is not None and ending.reason is EndReason.DELIVERED:
-            await self._forget_on_server(ended)
-
-    async def deliver(self, job: Job) -> tuple[Ending, dict[str, Any]] | None:
-        """Hand the stored result to the delivery, retried with backoff, and say how that ended
-        (with the fields to store); None when no delivery is connected. Never runs the job again."""
-        ctx = self.ctx
-        ctx.streams.publish(ProgressUpdate(job_id=job.id, phase="delivering", message="Posting the video"))
-        if ctx.delivery is None:
-            log.warning("job %s is ready but no delivery is set; it will be delivered on the next start", job.id)
-            return None
-        delay = 1.0
-        for attempt in range(1, ctx.limits.delivery_attempts + 1):
-            # Counted before each try and kept across restarts: a delivery that is not the first
-            # must look for a result it may already have posted before posting again.
-            tries, fields = delivery_attempt_fields(job)
-            job = await ctx.store.jobs.update(job.id, **fields)
-            try:
-                message_id = await ctx.delivery.deliver(job, Path(job.result_path or ""), attempt=tries)
-            except asyncio.CancelledError:
-                raise
-            except UserFacingError as exc:
-                return Ending.failed(exc.user_message, exc.detail), {}
-            except Exception:
-                log_failure(log, logging.WARNING, "job %s: delivery attempt %d failed", job.id, attempt)
-                await ctx.clock.sleep(delay)
-                delay = min(delay * 4, 120.0)
-                continue
-            return Ending.delivered(), {"delivered_message_id": message_id}
-        return Ending.failed(NOT_POSTED, "delivery failed"), {}
-
-    async def _forget_on_server(self, job: Job) -> None:
-        """Delete a delivered job's history entry on ComfyUI (best effort)."""
-        if not job.server or not job.prompt_id:
-            return
-        try:
-            await comfy(self.ctx.pool.get(job.server)).delete_history([job.prompt_id])
-        except (KeyError, ComfyError) as exc:
-            log.debug("job %s: could not delete its history entry: %s", job.id, exc)
+            await self.collector.forget_on_server(ended)
 
 
 async def stop_on_server(backend: Backend, prompt_id: str) -> None:
@@ -421,18 +372,6 @@ async def server_knows(backend: Backend, prompt_id: str, *, running_only: bool) 
         return await client.get_history_entry(prompt_id) is not None
     except ComfyError:
         return False
-
-
-def _failure(job_id: str, exc: BaseException) -> Ending:
-    """The ending for an exception raised while running a job (call it while handling ``exc``)."""
-    if isinstance(exc, UserFacingError):
-        log.info("job %s failed: %s (%s)", job_id, exc.user_message, exc.detail)
-        return Ending.failed(exc.user_message, exc.detail)
-    if isinstance(exc, ComfyError):
-        log.warning("job %s: server %s failed: %s", job_id, exc.server, exc)
-        return Ending.failed(SERVER_STOPPED_ANSWERING, str(exc))
-    log_failure(log, logging.ERROR, "job %s failed unexpectedly", job_id)
-    return Ending.failed(GENERIC_FAILURE, f"{type(exc).__name__}: {exc}")
 
 
 def _job(attempt: Attempt) -> Job:

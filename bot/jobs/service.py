@@ -50,6 +50,7 @@ from bot.jobs.recovery import recover
 from bot.jobs.run_timing import RunTimer
 from bot.jobs.runner import Runner
 from bot.jobs.waits import WaitBoard, WaitEstimate
+from bot.safety.ahead import ResultCheckAhead
 from bot.safety.gate import InputCheck
 from bot.storage import Storage
 from bot.workflows import Workflow, WorkflowRegistry
@@ -79,6 +80,7 @@ class JobService:
         sweep_interval: float = 5.0,
         owns_hubs: bool = True,
         input_check: InputCheck | None = None,
+        result_check: ResultCheckAhead | None = None,
         estimator: WaitEstimator | None = None,
         wait_interval: float = 5.0,
     ) -> None:
@@ -98,7 +100,7 @@ class JobService:
         self.endings = Endings(ctx)
         self.dispatcher = Dispatcher(ctx, self.endings, start)
         self.fleet = Fleet(ctx, lost)
-        self.runner = Runner(ctx, self.endings, self.dispatcher, self.fleet.abandon)
+        self.runner = Runner(ctx, self.endings, self.dispatcher, self.fleet.abandon, result_check=result_check)
         self.intake = Intake(ctx, dispatcher=self.dispatcher, runner=self.runner, endings=self.endings, fleet=self.fleet,
                              rng=rng, input_check=input_check)
         self.estimator = estimator or WaitEstimator()
@@ -146,14 +148,17 @@ class JobService:
 
     # ------------------------------------------------------------------ life cycle
 
-    def connect(self, delivery: Delivery) -> None:
+    def connect(self, delivery: Delivery, *, result_check: ResultCheckAhead | None = None) -> None:
         """Hand results and endings to ``delivery`` (the Discord layer, built after the service
         because it needs the Discord client). Before :meth:`start`: recovery may deliver. An
         extension's clip is joined onto the result it extends before it is handed over
-        (:class:`~bot.jobs.extend.JoiningDelivery`)."""
+        (:class:`~bot.jobs.extend.JoiningDelivery`). ``result_check``: the check ``delivery``
+        runs on every result (content safety), started on each result as soon as it is downloaded."""
         if self.ctx.started:
             raise RuntimeError("connect the delivery before starting the job service")
         self.ctx.delivery = JoiningDelivery(delivery, self.ctx.store.jobs)
+        if result_check is not None:
+            self.runner.collector.ahead = result_check
 
     def add_listener(self, listener: JobListener) -> None:
         """Be told about job events (see :data:`JobListener`), e.g. for the audit log."""

@@ -34,6 +34,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal, Sequence
 
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
@@ -263,9 +264,12 @@ def prepare_image(
     max_pixels: int = MAX_INPUT_PIXELS,
     min_side: int = 64,
     targets: Sequence[tuple[int, int]] = DEFAULT_TARGETS,
+    on_fitted: Callable[[Image.Image], None] | None = None,
 ) -> PreparedImage:
     """Check, decode and fit an input image; raise :class:`InvalidInput` for members.
 
+    ``on_fitted`` is given the fitted RGB image (in this thread, before it is encoded; it must
+    not change it), e.g. to start checking it while the PNG is written.
     Sync and CPU-bound: run it in a thread (:func:`prepare_image_async`).
     """
     marks = Marks()
@@ -302,6 +306,8 @@ def prepare_image(
             rgb = _to_rgb(im)
             out = _fit(rgb, target, fit)
             marks.mark("fitted")
+            if on_fitted is not None:
+                on_fitted(out)
             png = encode_png(out)
             marks.mark("encoded")
         except InvalidInput:

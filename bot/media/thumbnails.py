@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image
 
@@ -16,12 +16,17 @@ __all__ = ["THUMBNAIL_SIZE", "thumbnail_png"]
 THUMBNAIL_SIZE = (256, 256)
 
 
-def thumbnail_png(path: Path | bytes, size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes | None:
-    """A small PNG of the image at ``path`` (or in these bytes; blocking: call it in a thread); None if unreadable."""
-    source: Path | IO[bytes] = io.BytesIO(path) if isinstance(path, bytes) else path
-    name = "image bytes" if isinstance(path, bytes) else path.name
+def thumbnail_png(path: Path | bytes | Any, size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes | None:
+    """A small PNG of the image at ``path`` (or in these bytes, or these RGB pixels: a numpy array;
+    blocking: call it in a thread); None if unreadable."""
+    name = "image bytes" if isinstance(path, bytes) else getattr(path, "name", "image pixels")
     try:
-        with Image.open(source) as image:
+        if isinstance(path, (bytes, Path)):
+            source: Path | IO[bytes] = io.BytesIO(path) if isinstance(path, bytes) else path
+            opened: Image.Image = Image.open(source)
+        else:
+            opened = Image.fromarray(path)
+        with opened as image:
             image.thumbnail(size)
             out = io.BytesIO()
             image.convert("RGB").save(out, format="PNG")

@@ -16,7 +16,8 @@ effective mode is not ``off``. No discord here.
   output file and the channel's age-restricted flag, read again at delivery. A withheld result is
   recorded (:class:`~bot.storage.withheld.WithheldStore`) for moderators; the delivery then raises
   :class:`ResultWithheld`. Any later kind of result (extended or joined clips) is delivered by the
-  same delivery and so goes through the same check.
+  same delivery and so goes through the same check. Its decoding and detection may start as soon
+  as the file is downloaded (:meth:`SafetyGate.start_result_check`, :mod:`bot.safety.ahead`).
 * Always strict, whatever the guild's mode: direct messages and another member's image
   (:func:`bot.safety.policy.strict_forced`). The facts come from the request (``JobRequest.extra``:
   :data:`AGE_RESTRICTED_KEY`, :data:`OTHERS_IMAGE_KEY`); a DM is a job without a guild.
@@ -47,7 +48,8 @@ from bot.jobs.models import Job
 from bot.logs import log_failure
 from bot.media.thumbnails import thumbnail_png
 from bot.safety import messages
-from bot.safety.detector import SafetyDetector, check_input
+from bot.safety.ahead import ChecksAhead, SignedCheck, signed_check
+from bot.safety.detector import RGBArray, SafetyDetector, check_input
 from bot.safety.errors import SafetyUnavailable, UnreadableMedia
 from bot.safety.guild_rules import GuildSafety, guild_safety, rule_for, stored_verdict
 from bot.safety.guild_rules import SafetySettingsSource as SafetySettingsSource
@@ -132,15 +134,15 @@ class SafetyStatus:
 
 @dataclass(frozen=True)
 class InputSubject:
-    """What the input check is given. ``image``: the prepared PNG of a new job, or the stored
-    input file of a re-roll (read only when ``stored`` has no scores). ``request``: the
+    """What the input check is given. ``image``: the prepared image of a new job (its PNG, or its
+    pixels), or the stored input file of a re-roll (read only when ``stored`` has no scores). ``request``: the
     request's ``extra`` (:data:`AGE_RESTRICTED_KEY`, :data:`OTHERS_IMAGE_KEY`). ``stored``: the
     earlier job's :data:`SAFETY_KEY` record, for re-rolls and variations."""
 
     user_id: int
     guild_id: int | None
     channel_id: int
-    image: bytes | Path | None = field(default=None, repr=False)
+    image: bytes | Path | RGBArray | None = field(default=None, repr=False)
     request: Mapping[str, Any] = field(default_factory=dict)
     stored: Mapping[str, Any] | None = None
 
@@ -215,8 +217,8 @@ async def _in_safety_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args, **kwargs))
 
 
-def _check_input_file(detector: SafetyDetector, image: bytes | Path, thresholds: Thresholds) -> Verdict:
-    return check_input(detector, image if isinstance(image, bytes) else Path(image).read_bytes(), thresholds)
+def _check_input_file(detector: SafetyDetector, image: bytes | Path | RGBArray, thresholds: Thresholds) -> Verdict:
+    return check_input(detector, image.read_bytes() if isinstance(image, Path) else image, thresholds)
 
 
 def default_detector() -> SafetyDetector:
@@ -238,6 +240,7 @@ class SafetyGate:
         self._status = SafetyStatus(SafetyState.NOT_LOADED, detector.name)
         self._load_lock = asyncio.Lock()
         self._listeners: list[SafetyListener] = []
+        self.ahead = ChecksAhead()  # result checks started at download, taken by the delivery's check
 
     # ------------------------------------------------------------------ the detector
 
@@ -331,13 +334,13 @@ class SafetyGate:
                  subject.guild_id, subject.channel_id, mode.value, rule.value,
                  verdict.summary() if verdict is not None else "not checked")
         thumbnail = None
-        if self._listeners and isinstance(subject.image, bytes):
+        if self._listeners and subject.image is not None and not isinstance(subject.image, Path):
             thumbnail = await asyncio.to_thread(thumbnail_png, subject.image)
         await self._emit(SafetyEvent("refused", subject.guild_id, subject.channel_id, subject.user_id,
                                      self.clock.now(), rule, mode, verdict, thumbnail=thumbnail))
         raise SafetyRefused(rule, verdict)
 
-    async def _judge_image(self, image: bytes | Path | None, thresholds: Thresholds) -> tuple[Verdict | None, bool]:
+    async def _judge_image(self, image: bytes | Path | RGBArray | None, thresholds: Thresholds) -> tuple[Verdict | None, bool]:
         """(verdict, detector unavailable): None when the image could not be checked."""
         if not (await self.load()).ready:
             return None, True
@@ -362,9 +365,7 @@ class SafetyGate:
 
         ``age_restricted``: the channel's NSFW flag, read at delivery (ignored in DMs)."""
         guild = await self.settings_for(job.guild_id)
-        stored = job.result_meta.get(SAFETY_KEY) or {}
-        others = bool(stored.get(OTHERS_IMAGE_KEY)) if isinstance(stored, Mapping) else False
-        direct = job.guild_id is None
+        others, direct = _others_image(job), job.guild_id is None
         forced = strict_forced(direct_message=direct, others_image=others)
         mode = effective_mode(guild.mode, forced_strict=forced)
         if not needs_check(guild.mode, forced_strict=forced):
@@ -381,9 +382,29 @@ class SafetyGate:
             log.debug("job %s: result %s (%s)", job.id, decision.value, verdict.summary())
         return ResultJudgement(decision, verdict, rule, mode)
 
+    def start_result_check(self, job: Job, path: Path) -> None:
+        """Start decoding and detecting ``job``'s result ``path`` now (where its guild's mode needs a
+        check), for the delivery's :meth:`check_result` to use; :meth:`drop_result_check` forgets it."""
+        self.ahead.start(path, functools.partial(self._detect_ahead, job, path))
+
+    def drop_result_check(self, path: Path) -> None:
+        self.ahead.drop(path)
+
+    async def _detect_ahead(self, job: Job, path: Path) -> SignedCheck | None:
+        mode = (await self.settings_for(job.guild_id)).mode
+        if not needs_check(mode, forced_strict=strict_forced(direct_message=job.guild_id is None,
+                                                             others_image=_others_image(job))):
+            return None
+        if not (await self.load()).ready:
+            return None
+        return await _in_safety_thread(signed_check, self.detector, path, self.samples)
+
     async def _judge_video(self, path: Path, thresholds: Thresholds) -> tuple[Verdict | None, bool]:
         if not (await self.load()).ready:
             return None, True
+        ahead = await self.ahead.verdict(path, thresholds)
+        if ahead is not None:
+            return ahead, False
         try:
             checked = await _in_safety_thread(check_result, self.detector, path, thresholds, samples=self.samples)
             return checked.verdict, False
@@ -421,3 +442,8 @@ class SafetyGate:
                 raise
             except Exception:
                 log_failure(log, logging.WARNING, "a safety %s listener failed", event.kind)
+
+
+def _others_image(job: Job) -> bool:
+    stored = job.result_meta.get(SAFETY_KEY) or {}
+    return bool(stored.get(OTHERS_IMAGE_KEY)) if isinstance(stored, Mapping) else False

@@ -211,7 +211,9 @@ class Database:
     """One aiosqlite connection with a write lock. Create with :meth:`open`; call :meth:`close`.
 
     Writes go through :meth:`transaction` (serialised by the lock, one ``BEGIN IMMEDIATE``
-    transaction each); reads use :meth:`fetchall`/:meth:`fetchone` directly.
+    transaction each), or :meth:`write_one` for a single statement (atomic on its own); reads use
+    :meth:`fetchall`/:meth:`fetchone` directly. Each of these is one trip to aiosqlite's thread
+    (a statement and its rows together), which is most of what a store call costs.
     """
 
     def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
@@ -294,13 +296,19 @@ class Database:
             else:
                 await self.connection.execute("COMMIT")
 
+    async def write_one(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """One write statement (e.g. ``UPDATE ... RETURNING *``) under the write lock, committed on
+        its own, and the rows it returns."""
+        async with self._lock:
+            return list(await self.connection.execute_fetchall(sql, params))
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self.connection.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self.connection.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """The first row (queries here return one row at most)."""
+        rows = await self.connection.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
 
 def _copy_file(source: Path, target: Path) -> None:

@@ -73,22 +73,31 @@ def _option_rules(row: aiosqlite.Row) -> OptionRules:
 class GuildStore:
     """Guild settings, bans and usage of :class:`~bot.storage.database.Database`.
 
-    Methods that need "now" take it as an argument and default to ``clock``.
+    Methods that need "now" take it as an argument and default to ``clock``. Settings are read
+    for every job several times (admission, content safety): each guild's are kept in memory once
+    read, and every change goes through :meth:`update_settings`, which keeps that copy current.
     """
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self._settings: dict[int, GuildSettings] = {}  # one per guild seen (settings are immutable)
 
     # ---- settings
 
     async def get_settings(self, guild_id: int) -> GuildSettings:
         """The guild's settings, or the defaults if it never changed any."""
+        known = self._settings.get(guild_id)
+        if known is not None:
+            return known
         row = await self.db.fetchone(_SELECT_SETTINGS, (guild_id,))
         if row is None:
-            return GuildSettings()
-        data = {k: v for k, v in json.loads(row["settings"]).items() if k not in SAFETY_FIELDS}
-        return GuildSettings.from_dict(data | {name: row[name] for name in SAFETY_FIELDS})
+            settings = GuildSettings()
+        else:
+            data = {k: v for k, v in json.loads(row["settings"]).items() if k not in SAFETY_FIELDS}
+            settings = GuildSettings.from_dict(data | {name: row[name] for name in SAFETY_FIELDS})
+        self._settings[guild_id] = settings
+        return settings
 
     async def update_settings(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Change some settings (read-modify-write under the write lock) and return the result."""
@@ -98,6 +107,7 @@ class GuildStore:
             columns = tuple(data.pop(name) for name in SAFETY_FIELDS)
             blob = json.dumps(data, sort_keys=True)
             await connection.execute(_UPSERT_SETTINGS, (guild_id, blob, self.clock.now(), *columns))
+        self._settings[guild_id] = updated  # committed
         return updated
 
     # ---- option defaults and caps

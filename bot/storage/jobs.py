@@ -92,13 +92,14 @@ class JobStore:
         if allowed is not None:
             where += f" AND state IN ({placeholders(len(allowed))})" if allowed else " AND 0"
             params.extend(s.value for s in sorted(allowed, key=lambda s: s.value))
-        async with self.db.transaction() as connection:
-            if fields:
-                cursor = await connection.execute(f"UPDATE jobs SET {sql_sets} WHERE {where}", params)
-                changed = cursor.rowcount
-            else:
-                changed = 1 if await self.db.fetchone(f"SELECT 1 FROM jobs WHERE {where}", params) else 0
-            row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if fields:  # one statement: the change and the row as it is now
+            rows = await self.db.write_one(f"UPDATE jobs SET {sql_sets} WHERE {where} RETURNING *", params)
+            if rows:
+                return Job.from_row(rows[0])
+            changed = 0
+        else:
+            changed = 1 if await self.db.fetchone(f"SELECT 1 FROM jobs WHERE {where}", params) else 0
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise JobNotFound(job_id)
         if changed == 0:
