@@ -37,7 +37,8 @@ import aiohttp
 
 from bot.clock import Clock, SystemClock
 from bot.comfy.client import ComfyClient
-from bot.comfy.hub import ComfyHub, load_or_create_client_id
+from bot.comfy.client_id import load_or_create_client_id
+from bot.comfy.hub import ComfyHub
 from bot.discord.edit_scheduler import EditPacing, EditScheduler
 from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.estimate import WaitEstimator

@@ -7,7 +7,8 @@
   import the tests;
 - services are passed, typed, by the wiring: no ``services[...]`` lookup and no ``get_cog(``;
   cogs use the job service's own methods, not its store, pool, hubs, queue or support;
-- every module starts with a docstring saying what it owns.
+- every module starts with a docstring saying what it owns, and stays small enough to read in
+  one go (:data:`MAX_LINES`): a module that grows past it has more than one job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = ("bot/app.py", "bot/discord/*", "cogs/*")
 # Packages that must never import discord, even if the allow-list above were widened by mistake.
 FORBIDDEN = ("bot/comfy/*", "bot/workflows/*", "bot/media/*", "bot/jobs/*", "bot/moderation/*", "bot/safety/*", "bot/storage/*")
+# Lines a module of bot/ or cogs/ may have.
+MAX_LINES = 450
 
 
 def discord_imports(source: str) -> list[int]:
@@ -194,3 +197,9 @@ def test_every_module_starts_with_a_docstring() -> None:
     missing = [relative for package in ("bot", "cogs") for relative, _dotted, source in _modules(ROOT, package)
                if not (ast.get_docstring(ast.parse(source)) or "").strip()]
     assert missing == []
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    too_long = [f"{relative}: {len(source.splitlines())} lines" for package in ("bot", "cogs")
+                for relative, _dotted, source in _modules(ROOT, package) if len(source.splitlines()) > MAX_LINES]
+    assert too_long == []

@@ -21,7 +21,8 @@ from bot.comfy.errors import (
 )
 from bot.comfy.events import Reconnected, is_terminal
 from bot.comfy.follow import Outcome, follow_prompt
-from bot.comfy.hub import ComfyHub, Subscription, load_or_create_client_id
+from bot.comfy.client_id import load_or_create_client_id
+from bot.comfy.hub import ComfyHub, Subscription
 from bot.comfy.models import FileRef, HistoryEntry, OutputFile, QueuedPrompt, QueueItem, QueueState, SystemStats
 
 __all__ = [

@@ -1,7 +1,7 @@
 """``ComfyHub``: ONE websocket per ComfyUI server, shared by every job, routed by ``prompt_id``.
 
 ComfyUI sends execution events only to the socket whose clientId submitted the prompt, so the
-clientId is chosen once per server and persisted (:func:`load_or_create_client_id`), then reused
+clientId is chosen once per server and persisted (:func:`bot.comfy.client_id.load_or_create_client_id`), then reused
 across reconnects and restarts. Subscribe to a prompt id *before* posting it (the bot chooses its
 own prompt ids); events of a prompt nobody subscribed to yet (previews excepted) are kept briefly, so subscribing
 right after ``POST /prompt`` works too. The hub reconnects with backoff until closed; after a
@@ -18,14 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
-import re
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -54,38 +50,6 @@ EventObserver = Callable[[Event], None]
 ReconnectCallback = Callable[[], Awaitable[None]]
 
 _CLOSED = object()
-
-
-def _safe_name(server_name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", server_name).strip("._") or "server"
-    if safe != server_name:  # keep distinct names distinct after sanitizing
-        safe += "-" + uuid.uuid5(uuid.NAMESPACE_URL, server_name).hex[:8]
-    return safe
-
-
-def client_id_path(data_dir: Path, server_name: str) -> Path:
-    return Path(data_dir) / f"comfy-client-{_safe_name(server_name)}.txt"
-
-
-def load_or_create_client_id(data_dir: Path, server_name: str) -> str:
-    """The persisted websocket clientId for ``server_name``, created (atomically) on first use.
-
-    Small synchronous file I/O: call it at start-up, or through ``asyncio.to_thread``.
-    """
-    path = client_id_path(data_dir, server_name)
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-        if re.fullmatch(r"[A-Za-z0-9_-]{8,64}", value):
-            return value
-        log.warning("client id file for %s is unreadable; creating a new id", server_name)
-    except FileNotFoundError:
-        pass
-    value = uuid.uuid4().hex
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(value + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return value
 
 
 class Subscription:

@@ -202,8 +202,7 @@ class AnimateFlow:
                 return
         finally:
             reservation.release()  # nothing once it became the job
-        self.delivery.follow(job)
-        await self._tell_quota(interaction, admission)
+        self.delivery.follow(job, note=quota_note(admission))
 
     # ------------------------------------------------------------------ buttons
 
@@ -286,8 +285,7 @@ class AnimateFlow:
                 return
         finally:
             reservation.release()
-        self.delivery.follow(new_job)
-        await self._tell_quota(interaction, admission)
+        self.delivery.follow(new_job, note=quota_note(admission))
 
     async def _caps_max_extensions(self, guild_id: int | None) -> int:
         return (await self.policy.caps_for(guild_id)).max_extensions
@@ -334,15 +332,6 @@ class AnimateFlow:
         except Exception:
             log_failure(log, logging.WARNING, "could not refund a generation to user %s", admission.user_id)
 
-    async def _tell_quota(self, interaction: discord.Interaction[Any], admission: Admission) -> None:
-        """With a daily quota, tell the member privately what is left ("2 of 5 generations left today...")."""
-        if not admission.note:
-            return
-        try:
-            await interaction.followup.send(f"{admission.note}.", ephemeral=True)
-        except discord.HTTPException as exc:
-            log.info("could not send the quota note (HTTP %s)", exc.status)
-
     async def _defer(self, interaction: discord.Interaction[Any]) -> int:
         """Defer publicly (thinking); the deferred message is the status message. Returns its id."""
         response = await interaction.response.defer(thinking=True)
@@ -378,3 +367,8 @@ class AnimateFlow:
             await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("Could not report a failed /animate (HTTP %s)", exc.status)
+
+
+def quota_note(admission: Admission) -> str | None:
+    """With a daily quota, what the member is told privately ("2 of 5 generations left today...")."""
+    return f"{admission.note}." if admission.note else None

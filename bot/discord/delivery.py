@@ -44,27 +44,21 @@ import discord
 
 from bot.discord.buttons import RESULT_ACTIONS, RUNNING_ACTIONS, job_view
 from bot.discord.edit_scheduler import EditScheduler
+from bot.discord.posters import INLINE_FORMATS, POSTER_MARGIN, POSTER_PHASES, POSTER_SHARE, Posters
 from bot.discord.status import ended_details, ended_notice, ended_public, file_note, render_update, result_embed
 from bot.discord.tree import DEAD_TOKEN_CODES
 from bot.errors import JobFailed
 from bot.jobs.models import Job
 from bot.jobs.progress import ProgressStream
 from bot.logs import log_failure
-from bot.media.video import fit_video_async, poster_frame, poster_from_image, sniff_format, upload_limit
+from bot.media.video import fit_video_async, sniff_format, upload_limit
 from bot.observability.timing import Marks, log_marks
-from bot.tasks import cancelling
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_MESSAGE = 10008
 # Codes a retry cannot fix: unknown channel, missing access, missing permissions, file too large.
 HOPELESS_POST_CODES = frozenset({10003, 50001, 50013, 40005})
-#: Phases in which a job's poster is made ahead of its result: it is on (or about to be on) a server.
-POSTER_PHASES = frozenset({"queued", "starting", "running", "encoding"})
-#: Results Discord shows inline as animated images: their first frame is what it shows anyway, so no poster.
-INLINE_FORMATS = frozenset({"gif", "webp"})
-POSTER_MARGIN = 64 * 1024  # room left for the form overhead
-POSTER_SHARE = 8  # the poster may take at most 1/8 of the upload limit, else it is left out
 MIN_VIDEO_BUDGET = 256 * 1024
 
 #: Key under which the animate flow stores interaction facts in ``JobRequest.extra`` (kept in result_meta["request"]).
@@ -125,25 +119,26 @@ class DiscordDelivery:
         # message was deleted until the job's ending was shown (see :meth:`_job_done`).
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._gone: set[str] = set()  # jobs whose status message was deleted
-        self._posters: dict[str, asyncio.Task[bytes | None]] = {}  # made while the job runs (see _make_poster)
+        self.posters = Posters()  # made while the job runs
 
     # ------------------------------------------------------------------ following
 
-    def follow(self, job: Job) -> None:
+    def follow(self, job: Job, *, note: str | None = None) -> None:
         """Start editing ``job``'s status message from its progress stream (a job that has
-        already ended has a closed stream: its follower stops at once)."""
+        already ended has a closed stream: its follower stops at once). ``note``: a private line
+        for the member ("2 of 5 generations left today..."), sent once the status is shown."""
         if self.service is None:
             raise RuntimeError("DiscordDelivery.service must be set before following jobs")
         if job.id in self._followers or job.status_message_id is None:
             return
-        task = asyncio.create_task(self._follow(job), name=f"status-{job.id}")
+        task = asyncio.create_task(self._follow(job, note), name=f"status-{job.id}")
         self._followers[job.id] = task
         task.add_done_callback(functools.partial(self._forget_follower, job.id))
 
     def _forget_follower(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._followers.pop(job_id, None)
 
-    async def _follow(self, job: Job) -> None:
+    async def _follow(self, job: Job, note: str | None) -> None:
         assert self.service is not None
         last: tuple[str, bool] | None = None
         running_view: discord.ui.View | None = None  # the Cancel button, made once per job
@@ -152,7 +147,7 @@ class DiscordDelivery:
                 if update.is_terminal or update.phase == "delivering":
                     return
                 if update.phase in POSTER_PHASES:
-                    self._make_poster(job)
+                    self.posters.start(job)
                 if not job.can_edit_interaction(self.now()) or job.id in self._gone:
                     return  # the result or the ending will go to the channel instead
                 status = render_update(update)
@@ -162,12 +157,28 @@ class DiscordDelivery:
                 last = shown
                 running_view = running_view or (job_view(job.id, RUNNING_ACTIONS) if status.cancellable else None)
                 view = running_view if status.cancellable else None
-                self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
-                                content=status.content, view=view, embeds=[], attachments=[])
+                edit = self._post_edit(job, waiting=update.phase in ("waiting", "queued"), final=False, shown=shown,
+                                       content=status.content, view=view, embeds=[], attachments=[])
+                if note is not None:
+                    await self._send_note(job, edit, note)
+                    note = None
         except asyncio.CancelledError:
             raise
         except Exception:
             log_failure(log, logging.ERROR, "job %s: the status follower stopped", job.id)
+
+    async def _send_note(self, job: Job, first_edit: asyncio.Future[None], note: str) -> None:
+        """Send ``note`` privately once the first status edit is done: until the deferred reply is
+        edited, Discord takes the first followup as that reply (public, replacing "thinking...")."""
+        try:
+            await first_edit
+        except Exception:  # the status is not shown (already logged): the note would take its place
+            log.info("job %s: private note not sent (the status message could not be edited)", job.id)
+            return
+        try:
+            await self._webhook(job).send(note, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("job %s: could not send the private note (HTTP %s)", job.id, exc.status)
 
     def _stop_following(self, job_id: str) -> None:
         task = self._followers.pop(job_id, None)
@@ -179,57 +190,19 @@ class DiscordDelivery:
         scheduler (a progress edit still queued for it is dropped too)."""
         self._stop_following(job_id)
         self._gone.discard(job_id)
-        poster = self._posters.pop(job_id, None)
-        if poster is not None:
-            poster.cancel()  # the thread finishes on its own; its bytes are dropped
+        self.posters.drop(job_id)
         self.scheduler.forget(("status", job_id))
 
     def per_job_counts(self) -> dict[str, int]:
         """What is kept per job here and on the edit scheduler (see ``JobService.memory_counts``)."""
         return {"followers": len(self._followers), "delivery_records": len(self._gone),
-                "posters": len(self._posters), **self.scheduler.per_job_counts()}
+                "posters": len(self.posters), **self.scheduler.per_job_counts()}
 
     async def close(self) -> None:
-        tasks = [*self._followers.values(), *self._posters.values()]
-        self._posters.clear()
+        tasks = [*self._followers.values(), *self.posters.pending()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    # ------------------------------------------------------------------ the poster
-
-    def _make_poster(self, job: Job, *, ahead: bool = True) -> None:
-        """Start making the job's poster from its prepared input, in a thread, once (kept until the
-        job ends). Only jobs on a server have one, so a long line costs no memory; ``ahead``: not
-        for a job that asked for a GIF or WebP (it gets none unless it must become an MP4)."""
-        if job.id in self._posters or not job.input_path or job.extension_index:  # an Extend's input is not frame 0
-            return
-        if ahead and str(job.options.get("format", "")).lower() in INLINE_FORMATS:
-            return
-        self._posters[job.id] = asyncio.create_task(asyncio.to_thread(poster_from_image, Path(job.input_path)),
-                                                    name=f"poster-{job.id}")
-
-    async def _poster(self, job: Job, video: bytes) -> bytes:
-        """The poster made while the job ran, else one made now: from the prepared input, or from
-        the video's first frame when the input is gone (:class:`JobFailed` if that is unreadable)."""
-        task = self._posters.pop(job.id, None)
-        if task is None and job.input_path:
-            self._make_poster(job, ahead=False)
-            task = self._posters.pop(job.id, None)
-        poster: bytes | None = None
-        if task is not None:
-            try:
-                poster = await task
-            except asyncio.CancelledError:
-                if cancelling() or not task.cancelled():
-                    raise
-                poster = None  # only the poster was cancelled (the bot is closing)
-            except Exception:
-                log_failure(log, logging.INFO, "job %s: no poster from its input", job.id)
-                poster = None
-        if poster is None:
-            poster = await asyncio.to_thread(poster_frame, video)
-        return poster
 
     # ------------------------------------------------------------------ editing
 
@@ -316,7 +289,7 @@ class DiscordDelivery:
             raise JobFailed("The result file could not be read.", detail=f"read failed: {exc!r}") from exc
         marks.mark("read")
         inline = sniff_format(video[:16]) in INLINE_FORMATS and len(video) <= limit - POSTER_MARGIN
-        poster: bytes | None = None if inline or spoiler else await self._poster(job, video)  # an MP4, or to become one
+        poster: bytes | None = None if inline or spoiler else await self.posters.take(job, video)  # an MP4, or to become one
         marks.mark("poster")
         if poster is not None and len(poster) > limit // POSTER_SHARE:
             poster = None  # it would crowd out the video: the embed goes without it

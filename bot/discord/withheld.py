@@ -30,7 +30,8 @@ import discord
 
 from bot.discord.audit import AuditLog
 from bot.discord.buttons import RELEASED_ACTIONS, job_view
-from bot.discord.delivery import HOPELESS_POST_CODES, MIN_VIDEO_BUDGET, POSTER_MARGIN, upload_limit_for
+from bot.discord.delivery import HOPELESS_POST_CODES, MIN_VIDEO_BUDGET, upload_limit_for
+from bot.discord.posters import POSTER_MARGIN
 from bot.discord.requester import requester_from
 from bot.discord.status import file_note, result_embed
 from bot.errors import InvalidInput, NotAllowed

@@ -41,7 +41,8 @@ from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyError
 from bot.comfy.events import Event, Reconnected
 from bot.comfy.follow import Outcome
-from bot.comfy.hub import ComfyHub, load_or_create_client_id
+from bot.comfy.client_id import load_or_create_client_id
+from bot.comfy.hub import ComfyHub
 from bot.errors import InvalidInput, UserFacingError
 from bot.jobs import pipeline
 from bot.jobs.progress import ProgressUpdate, progress_from_event

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from bot.comfy import events as ev
-from bot.comfy.hub import FEATURE_FLAGS, ComfyHub, Subscription, client_id_path, load_or_create_client_id
+from bot.comfy.client_id import client_id_path, load_or_create_client_id
+from bot.comfy.hub import FEATURE_FLAGS, ComfyHub, Subscription
 
 from .conftest import MiniComfy, make_client
 

@@ -17,7 +17,8 @@ from PIL import Image
 from bot.comfy import events as ev
 from bot.comfy.client import ComfyClient
 from bot.comfy.errors import ComfyAuthError, ComfyServerError, ComfyTimeout, ComfyUnreachable, ComfyValidationError
-from bot.comfy.hub import ComfyHub, Subscription, load_or_create_client_id
+from bot.comfy.client_id import load_or_create_client_id
+from bot.comfy.hub import ComfyHub, Subscription
 from bot.comfy.models import FileRef, HistoryEntry
 from bot.settings import ServerConfig
 from standins.wait import wait_until

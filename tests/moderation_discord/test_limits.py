@@ -42,7 +42,12 @@ async def test_cooldown_quota_and_in_flight_refuse_with_the_time_to_wait_but_not
     await first.wait_ack()
     assert accepted(first)
     await first.wait_for(lambda r: any("left today" in message_text(m) for m in r.followups), timeout=5)
-    assert any("1 of 2 generations left today; resets at 00:00 UTC" in message_text(m) for m in first.followups)
+    note = next(m for m in first.followups if "left today" in message_text(m))
+    assert message_text(note) == "1 of 2 generations left today; resets at 00:00 UTC."
+    # a message of its own, only for the member: not the public status message it would replace
+    # if it were sent while that one still showed "thinking..."
+    assert note["flags"] & 64 and first.original is not None and note["id"] != first.original["id"]
+    assert "left today" not in message_text(first.original)
     busy = await refusal(await animate(env, None))
     assert "You already have 1 job in progress; wait for one to finish." == busy
 
