@@ -60,10 +60,10 @@ class Dispatcher:
     def restore(self, job: Job) -> None:
         """A job stored as waiting, after a restart (no limit can drop it)."""
         self.ctx.queue.push(job.id, job.user_id, enforce_limits=False)
-        self.needs[job.id] = Needs.of(job)
+        self.needs[job.id] = Needs.of(job, self.ctx.workflows.get(job.workflow))
 
     def _waits(self, job: Job) -> None:
-        self.needs[job.id] = Needs.of(job)
+        self.needs[job.id] = Needs.of(job, self.ctx.workflows.get(job.workflow))
         self.publish_positions()
         self.ctx.wake()
 

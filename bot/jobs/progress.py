@@ -70,6 +70,13 @@ class ProgressUpdate:
     def is_terminal(self) -> bool:
         return self.phase == "finished"
 
+    def with_wait(self, ahead: int, wait: float | None) -> ProgressUpdate:
+        """This update with the jobs ahead and the wait set (``dataclasses.replace`` without its
+        field-by-field rebuild: it runs for every place in line after every dispatch)."""
+        new = object.__new__(ProgressUpdate)
+        new.__dict__.update(self.__dict__, ahead=ahead, wait=wait)
+        return new
+
 
 class ProgressStream:
     """Latest-value broadcast of one job's progress (see module docstring)."""

@@ -23,7 +23,8 @@ from typing import Any
 from bot.errors import BackendUnavailable, InvalidInput
 from bot.jobs.backends import Backend, BackendPool
 from bot.jobs.models import Job
-from bot.jobs.workload import input_pixels
+from bot.jobs.estimate import Work
+from bot.jobs.workload import input_pixels, work_of
 from bot.workflows import Workflow, WorkflowRegistry, resolve_options
 from bot.workflows.support import WorkflowSupport, unavailable_choice_message, unrunnable_message
 
@@ -40,10 +41,13 @@ class Needs:
     workflow: str
     options: Mapping[str, Any] = field(default_factory=dict)
     pixels: int | None = None
+    work: Work | None = field(default=None, compare=False)  # for the wait estimate, worked out once
 
     @classmethod
-    def of(cls, job: Job) -> Needs:
-        return cls(job.workflow, job.options, input_pixels(job))
+    def of(cls, job: Job, workflow: Workflow | None = None) -> Needs:
+        """What ``job`` needs; ``workflow``: its workflow's definition (the defaults of the options it left out)."""
+        pixels = input_pixels(job)
+        return cls(job.workflow, job.options, pixels, work_of(job.workflow, job.options, pixels, workflow))
 
 
 class WorkflowRouter:

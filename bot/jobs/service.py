@@ -105,7 +105,7 @@ class JobService:
                              rng=rng, input_check=input_check)
         self.estimator = estimator or WaitEstimator()
         self.run_timer = RunTimer(self.estimator, clock=ctx.clock, job_of_prompt=self._job_of_prompt,
-                                  workflows=lambda: ctx.workflows, on_recorded=lambda: self.waits.refresh())
+                                  workflows=lambda: ctx.workflows, on_recorded=lambda: self.waits.refresh_soon())
         self.run_timer.watch(ctx.hubs, ctx.pool)
         self.waits = WaitBoard(ctx, self.estimator, self.run_timer, needs=self.dispatcher.needs,
                                attempts=lambda: self.runner.attempts.values())
@@ -184,6 +184,7 @@ class JobService:
     async def close(self) -> None:
         """Stop following and dispatching; unfinished jobs stay stored and are recovered on the next start."""
         self.ctx.closing = True
+        self.waits.close()
         await self.ctx.tasks.cancel_all()
         if self._owns_hubs:
             await asyncio.gather(*(hub.close() for hub in self.ctx.hubs.values()), return_exceptions=True)

@@ -21,9 +21,12 @@ line comes with its estimate), and :meth:`WaitBoard.refresh` (after each run lea
 its status shows changed: the count ahead, or the wait in words (:func:`~bot.jobs.estimate.format_wait`,
 coarse on purpose). The waits of all those jobs are computed together, in one pass over the line
 per group of jobs with the same servers and workflow
-(:meth:`~bot.jobs.estimate.WaitEstimator.line_waits`), and kept only until the code running now
-yields, so a burst of updates (every place in line after a dispatch) costs one pass. Nothing is
-kept per job here.
+(:meth:`~bot.jobs.estimate.WaitEstimator.line_waits`), and kept until the code running now
+yields, so a burst of updates (every place in line after a dispatch) costs one pass; progress
+updates may use a pass up to ``DECORATE_MAX_AGE`` (0.25 s) old, and the waits are then told again
+from a new pass within ``STALE_REFRESH_DELAY`` (1 s), so a busy line costs a few passes a second
+rather than one per dispatch. Runs learnt close together share one refresh (:meth:`WaitBoard.refresh_soon`). Nothing
+is kept per job here.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bot.jobs.attempt import Attempt
 from bot.jobs.backends import Backend
@@ -50,6 +53,12 @@ __all__ = ["WAITING_PHASES", "WaitBoard", "WaitEstimate"]
 
 #: The phases in which a job has not started and is told its wait.
 WAITING_PHASES = frozenset({"waiting", "queued"})
+#: Seconds between a run being learnt and the waits being told again (runs learnt meanwhile share it).
+REFRESH_DELAY = 0.5
+#: How old (seconds) a pass over the line may be for a progress update's wait (see WaitBoard._snapshot).
+DECORATE_MAX_AGE = 0.25
+#: Seconds until waits told from an older pass are told again (one refresh for a whole busy spell).
+STALE_REFRESH_DELAY = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,36 +97,49 @@ class WaitBoard:
         self.timer = timer
         self.needs = needs
         self.attempts = attempts
-        self._cache: dict[str, WaitEstimate] | None = None
+        self._cache: dict[str, WaitEstimate] | None = None  # the last pass (see _snapshot)
+        self._fresh = False  # the last pass was made in the code running now
+        self._cache_at = 0.0  # event-loop time of the last pass
+        self._refresh_handle: asyncio.Handle | None = None
 
     # ------------------------------------------------------------------ estimates
 
-    def estimate(self, job_id: str) -> WaitEstimate | None:
-        """The wait of a job in the line or in a server's queue; None otherwise."""
-        found = self._snapshot().get(job_id)
-        if found is None and self._cache is not None:  # the line may have changed since: look again
+    def estimate(self, job_id: str, *, max_age: float = 0.0) -> WaitEstimate | None:
+        """The wait of a job in the line or in a server's queue; None otherwise. ``max_age``: a
+        pass made up to that many seconds ago will do (the waits are told again soon after)."""
+        found = self._snapshot(max_age).get(job_id)
+        if found is None and self._cache is not None and not self._fresh:  # the line changed since: look again
             self._cache = None
             found = self._snapshot().get(job_id)
         return found
 
-    def _snapshot(self) -> dict[str, WaitEstimate]:
-        """Every waiting or queued job's wait, computed at once (a long line costs one pass), and
-        kept until the code running now yields (a burst of updates shares it)."""
-        if self._cache is not None:
-            return self._cache
+    def _snapshot(self, max_age: float = 0.0) -> dict[str, WaitEstimate]:
+        """Every waiting or queued job's wait, computed at once (a long line costs one pass), kept
+        until the code running now yields (a burst of updates shares it), and, for ``max_age``
+        seconds, for the progress updates: a pass per change of the line would cost a pass per
+        dispatch. Waits told from an older pass are told again, from a new one, shortly after
+        (:meth:`refresh_soon`), so what a member sees lags the line by about a second at most."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # no loop running (a test): nothing is kept
+        if self._cache is not None and loop is not None:
+            if self._fresh:
+                return self._cache
+            if loop.time() - self._cache_at <= max_age:
+                self.refresh_soon(STALE_REFRESH_DELAY)
+                return self._cache
         flights = self._flights()
         now = self.ctx.clock.monotonic()
         found = self._on_servers(flights, now)
         found.update(self._in_line(flights, now))
-        self._cache = found
-        try:
-            asyncio.get_running_loop().call_soon(self._forget_snapshot)
-        except RuntimeError:
-            self._cache = None  # no loop running (a test): not kept
+        if loop is not None:
+            self._cache, self._fresh, self._cache_at = found, True, loop.time()
+            loop.call_soon(self._no_longer_fresh)
         return found
 
-    def _forget_snapshot(self) -> None:
-        self._cache = None
+    def _no_longer_fresh(self) -> None:
+        self._fresh = False
 
     def _on_servers(self, flights: list[_Flight], now: float) -> dict[str, WaitEstimate]:
         """Each job in a server's queue waits for what runs there and what was posted before it."""
@@ -152,7 +174,8 @@ class WaitBoard:
             running = [Running(f.server, f.work, started_at=f.started_at) for f in on_them if f.started]
             queued = [Queued(f.work, f.server) for f in on_them if not f.started]
             asked = set(members)
-            ahead_of = [i for i in range(members[-1] + 1) if accepted[i] & servers]  # those that may use them
+            ahead_of = [i for i in range(members[-1] + 1)  # those that may use them
+                        if accepted[i] is servers or accepted[i] & servers]
             waits = self.estimator.line_waits(workflow, [(works[i], i in asked) for i in ahead_of], running,
                                               queued, names, now=now)
             for count, (i, seconds) in enumerate(zip(ahead_of, waits)):
@@ -185,6 +208,8 @@ class WaitBoard:
     def _work(self, needs: Needs | None) -> Work:
         if needs is None:
             return work_of("", {}, None)
+        if needs.work is not None:  # worked out once, when the job joined the line
+            return needs.work
         return work_of(needs.workflow, needs.options, needs.pixels, self.ctx.workflows.get(needs.workflow))
 
     def _flights(self) -> list[_Flight]:
@@ -207,11 +232,11 @@ class WaitBoard:
         if update.phase not in WAITING_PHASES or update.ahead is not None:
             return update
         try:
-            found = self.estimate(update.job_id)
+            found = self.estimate(update.job_id, max_age=DECORATE_MAX_AGE)
         except Exception:  # an estimate must never stop a progress update
             log_failure(log, logging.WARNING, "job %s: no wait estimate", update.job_id)
             return update
-        return update if found is None else replace(update, ahead=found.ahead, wait=found.seconds)
+        return update if found is None else update.with_wait(found.ahead, found.seconds)
 
     def refresh(self) -> int:
         """Publish again the latest update of each job whose shown wait changed; returns how many."""
@@ -223,9 +248,34 @@ class WaitBoard:
                 continue
             if (latest.ahead, format_wait(latest.wait)) == (found.ahead, found.words):
                 continue
-            self.ctx.streams.publish(replace(latest, ahead=found.ahead, wait=found.seconds))
+            self.ctx.streams.publish(latest.with_wait(found.ahead, found.seconds))
             changed += 1
         return changed
+
+    def refresh_soon(self, delay: float = REFRESH_DELAY) -> None:
+        """Refresh once, ``delay`` seconds from now (event-loop time), however many runs are learnt
+        meanwhile: jobs finishing one after another cost one pass, not one each."""
+        if self._refresh_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.refresh()
+            return
+        self._refresh_handle = loop.call_later(delay, self._scheduled_refresh)
+
+    def _scheduled_refresh(self) -> None:
+        self._refresh_handle = None
+        try:
+            self.refresh()
+        except Exception:
+            log_failure(log, logging.WARNING, "refreshing the wait estimates failed")
+
+    def close(self) -> None:
+        """Drop a scheduled refresh (the job service is closing)."""
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+            self._refresh_handle = None
 
     async def run(self, interval: float) -> None:
         """Refresh every ``interval`` seconds (time passes for the running jobs), and drop the
