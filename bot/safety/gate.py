@@ -217,6 +217,22 @@ async def _in_safety_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args, **kwargs))
 
 
+async def _detect(what: str, check: Callable[[], Verdict]) -> tuple[Verdict | None, bool]:
+    """Run ``check`` in the safety thread: (verdict, detector unavailable); no verdict when the
+    ``what`` ("input", "result") could not be checked (logged, never raised)."""
+    try:
+        return await _in_safety_thread(check), False
+    except SafetyUnavailable as exc:
+        log.warning("the safety detector failed: %s", exc.reason)
+        return None, True
+    except (UnreadableMedia, OSError) as exc:
+        log.info("the %s could not be checked: %s", what, exc)
+        return None, False
+    except Exception:
+        log_failure(log, logging.WARNING, "the %s check failed", what)
+        return None, False
+
+
 def _check_input_file(detector: SafetyDetector, image: bytes | Path | RGBArray, thresholds: Thresholds) -> Verdict:
     return check_input(detector, image.read_bytes() if isinstance(image, Path) else image, thresholds)
 
@@ -346,17 +362,7 @@ class SafetyGate:
             return None, True
         if image is None:
             return None, False
-        try:
-            return await _in_safety_thread(_check_input_file, self.detector, image, thresholds), False
-        except SafetyUnavailable as exc:
-            log.warning("the safety detector failed: %s", exc.reason)
-            return None, True
-        except (UnreadableMedia, OSError) as exc:
-            log.info("an input could not be checked: %s", exc)
-            return None, False
-        except Exception:
-            log_failure(log, logging.WARNING, "the input check failed")
-            return None, False
+        return await _detect("input", functools.partial(_check_input_file, self.detector, image, thresholds))
 
     # ------------------------------------------------------------------ result
 
@@ -405,18 +411,7 @@ class SafetyGate:
         ahead = await self.ahead.verdict(path, thresholds)
         if ahead is not None:
             return ahead, False
-        try:
-            checked = await _in_safety_thread(check_result, self.detector, path, thresholds, samples=self.samples)
-            return checked.verdict, False
-        except SafetyUnavailable as exc:
-            log.warning("the safety detector failed: %s", exc.reason)
-            return None, True
-        except (UnreadableMedia, OSError) as exc:
-            log.info("a result could not be checked: %s", exc)
-            return None, False
-        except Exception:
-            log_failure(log, logging.WARNING, "the result check failed")
-            return None, False
+        return await _detect("result", lambda: check_result(self.detector, path, thresholds, samples=self.samples).verdict)
 
     async def _withhold(self, job: Job, path: Path, verdict: Verdict | None, rule: Rule, mode: Mode) -> None:
         now = self.clock.now()

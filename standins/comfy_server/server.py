@@ -331,6 +331,11 @@ class ComfyTestServer:
             return web.Response(status=404, content_type="application/octet-stream")
         if self.timeline is not None:
             return await self._timed(request, path, handler)
+        return await self._answer(request, path, handler)
+
+    async def _answer(self, request: web.Request, path: str,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """The handler's answer through the gates; a bare 500 page when it fails, as aiohttp's."""
         try:
             return await self.gates.around_request(request, path, lambda: handler(request))
         except web.HTTPException:
@@ -347,15 +352,7 @@ class ComfyTestServer:
         (the answer is written here, so "sent" means its last byte went to the socket)."""
         query = dict(request.query)
         self._mark("request", stage="received", method=request.method, path=path, query=query)
-        try:
-            answer = await self.gates.around_request(request, path, lambda: handler(request))
-        except web.HTTPException:
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a real aiohttp server answers a bare 500 page
-            logger.exception("handler failed for %s %s", request.method, path)
-            answer = web.Response(status=500, text=INTERNAL_ERROR)
+        answer = await self._answer(request, path, handler)
         if not answer.prepared and not isinstance(answer, web.WebSocketResponse):
             await answer.prepare(request)
             await answer.write_eof()
