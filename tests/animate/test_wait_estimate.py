@@ -68,7 +68,7 @@ async def test_estimating_first_then_a_wait_within_half_of_the_real_one(animate_
         record = await animate(env, steps=STEPS, frames=4)
         await record.wait_for(lambda r: shown_wait(status(r)) is not None, timeout=10)
         text = status(record)
-        job_id = re.search(r"animate:cancel:(\w[\w-]*)", str(record.original)).group(1)  # type: ignore[union-attr]
+        job_id = re.search(r"animate:cancel:([\w-]+)", str(record.original)).group(1)  # type: ignore[union-attr]
         seen[job_id] = (clock.now(), shown_wait(text) or 0.0, text)
         waiting.append(record)
     [first_text, second_text] = [text for _, _, text in seen.values()]
